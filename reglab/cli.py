@@ -1,0 +1,166 @@
+"""The ``reglab`` command.
+
+    reglab train [--recipe FILE] [--dataset NAME|FILE] [--model KIND] [--epochs N] [--seed S]
+                 [--set KEY=VALUE ...] [--out DIR] [--resume]
+
+Flags override the recipe file (or the default recipe); ``--set section.field=VALUE`` reaches
+any recipe field, the value written as in TOML (``--set optimizer.options.betas=[0.9,0.99]``).
+Bad input ends with a one-line error and exit status 2, never a traceback (set REGLAB_DEBUG=1
+to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from reglab.recipe import (
+    ACTIVATIONS,
+    DATASETS,
+    INITS,
+    MODEL_KINDS,
+    NORMS,
+    Recipe,
+    tomllib,
+)
+
+
+class UsageError(Exception):
+    """A mistake in what the user typed: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# flag -> (recipe key, argparse options); flags left unset do not override the recipe
+_RECIPE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--model": ("model.kind", {"choices": MODEL_KINDS}),
+    "--width": ("model.width", {"type": int, "help": "hidden units (mlp) or channels (cnn)"}),
+    "--depth": ("model.depth", {"type": int, "help": "hidden layers or conv blocks"}),
+    "--activation": ("model.activation", {"choices": ACTIVATIONS}),
+    "--norm": ("model.norm", {"choices": NORMS}),
+    "--dropout": ("model.dropout", {"type": float, "help": "drop probability p"}),
+    "--init": ("model.init", {"choices": INITS}),
+    "--optimizer": ("optimizer.name", {"help": "sgd, adagrad, adadelta, rmsprop, adam, adamw"}),
+    "--lr": ("optimizer.lr", {"type": float, "help": "learning rate"}),
+    "--batch-size": ("data.batch_size", {"type": int}),
+    "--valid-fraction": ("data.valid_fraction", {"type": float}),
+    "--epochs": ("training.epochs", {"type": int}),
+    "--seed": ("training.seed", {"type": int}),
+    "--device": ("training.device", {"help": "cpu, cuda, cuda:N or auto"}),
+    "--patience": ("early_stopping.patience", {"type": int, "help": "early-stopping patience (epochs)"}),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reglab", description="See overfitting and compare the cures.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="train one recipe and diagnose over/underfitting")
+    train.add_argument("--recipe", type=Path, help="recipe TOML file (default: the built-in recipe)")
+    train.add_argument("--dataset", help=f"{', '.join(d for d in DATASETS if d not in ('npz', 'csv'))}, or a .npz/.csv file")
+    train.add_argument("--data-dir", help="folder holding the data set's files (fashion-mnist IDX files)")
+    for flag, (key, options) in _RECIPE_FLAGS.items():
+        train.add_argument(flag, dest=key, default=None, **options)
+    train.add_argument("--early-stopping", action="store_true", help="stop when validation loss stops improving")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe field, e.g. model.dropout=0.2")
+    train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
+    changes = _changes(args)
+    if "model.kind" in changes and changes["model.kind"] != recipe.model.kind and "model.width" not in changes:
+        changes["model.width"] = 0  # the new kind's default width
+    return recipe.updated(changes) if changes else recipe
+
+
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = {key: getattr(args, key) for key, _ in _RECIPE_FLAGS.values() if getattr(args, key) is not None}
+    if args.dataset:
+        suffix = Path(args.dataset).suffix.lower()
+        if suffix in (".npz", ".csv"):
+            changes["data.name"], changes["data.path"] = suffix[1:], args.dataset
+        else:
+            changes["data.name"] = args.dataset
+    if args.data_dir:
+        changes["data.path"] = args.data_dir
+    if args.early_stopping:
+        changes["early_stopping.enabled"] = True
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        changes[key.strip()] = _parse_value(text.strip())
+    return changes
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (``0.1``, ``true``, ``[0.9, 0.99]``, ``"adam"``), or else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reglab.train.run import run_recipe
+
+    checkpoint = args.out / "checkpoint.pt"
+    if args.resume and checkpoint.exists() and not args.recipe and not _changes(args):
+        recipe = Recipe.load(args.out / "recipe.toml")  # resume exactly what was started
+    else:
+        recipe = recipe_from_args(args)
+    result = run_recipe(recipe, args.out, resume=args.resume, progress=not args.quiet)
+    _print_summary(result.summary, args.out)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    d = summary["diagnosis"]
+    table = Table(title=f"reglab train: {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("verdict", d["verdict"]),
+        ("best epoch", f"{d['best_epoch']} (validation loss {d['best_valid_loss']:.4f})"),
+        ("stopped", f"epoch {summary['stopped_epoch']}: {summary['stop_reason']}"),
+        ("gap at best / end", f"{d['gap_at_best']:.4f} / {d['gap_at_end']:.4f}"),
+        ("overfitting onset", "-" if d["overfit_onset"] is None else f"epoch {d['overfit_onset']}"),
+        ("test accuracy", f"{summary['test_acc']:.4f}"),
+        ("test loss", f"{summary['test_loss']:.4f}"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    console.print(d["explanation"], soft_wrap=True)
+    console.print(f"files: {out}/history.json summary.json curves.png recipe.toml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"train": cmd_train}[args.command](args)
+    except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        if os.environ.get("REGLAB_DEBUG"):
+            raise
+        print(f"reglab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reglab: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Data sets as train / validation / test tensors, checked before the first step.
+
+Every data set is small enough to live on the training device whole, so batches are index
+gathers, not a DataLoader. Inputs keep a channel axis: signals are ``(N, 1, L)``, images
+``(N, 1, H, W)``, tabular data ``(N, F)``.
+
+- ``mnist1d``: 4,000 train / 1,000 test signals of length 40, generated offline by the
+  ``mnist1d`` package with its standard arguments and cached under ``$REGLAB_CACHE``
+  (default ``~/.cache/reglab``); never downloaded.
+- ``digits``: scikit-learn's 8x8 digits (1,797 images, scaled to [0, 1]).
+- ``fashion-mnist``: IDX files, by default where Debian's ``dataset-fashion-mnist`` puts them.
+- ``npz`` (arrays ``x``, ``y`` and optionally ``x_test``, ``y_test``) and ``csv`` (a header
+  row and an integer label column) for your own data.
+
+The validation set is carved from the training set by the run's seed; data without a test
+split get one carved with a fixed seed, so the test set is the same for every seed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from reglab.recipe import DataConfig
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+_TEST_SPLIT_SEED = 0  # fixed: the held-out test set must not change with the run's seed
+
+
+@dataclass(frozen=True)
+class Data:
+    """Train / validation / test tensors of one data set (inputs float32, labels int64)."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_valid: torch.Tensor
+    y_valid: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> Data:
+        moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        return Data(name=self.name, num_classes=self.num_classes, **moved)
+
+
+def load_data(config: DataConfig, seed: int) -> Data:
+    """Load the data set ``config.name``, check it, and split it by ``seed``."""
+    x, y, x_test, y_test = _LOADERS[config.name](config)
+    check_arrays(x, y, "training data")
+    if x_test is None:
+        x, y, x_test, y_test = _carve(x, y, config.test_fraction, _TEST_SPLIT_SEED)
+    check_arrays(x_test, y_test, "test data")
+    if x_test.shape[1:] != x.shape[1:]:
+        raise ValueError(f"test inputs have shape {tuple(x_test.shape[1:])} per sample, training inputs {tuple(x.shape[1:])}")
+    num_classes = int(y.max()) + 1
+    if int(y_test.max()) >= num_classes:
+        raise ValueError(f"test labels go up to {int(y_test.max())} but training labels only to {num_classes - 1}")
+    x_train, y_train, x_valid, y_valid = _carve(x, y, config.valid_fraction, seed)
+    for part, xs in (("training", x_train), ("validation", x_valid)):
+        if len(xs) == 0:
+            raise ValueError(f"the {part} split is empty: {len(x)} samples, data.valid_fraction = {config.valid_fraction}")
+    return Data(config.name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes)
+
+
+def check_arrays(x: torch.Tensor, y: torch.Tensor, where: str) -> None:
+    """Raise ``ValueError`` for data that would break or silently spoil training."""
+    if x.ndim < 2:
+        raise ValueError(f"{where}: inputs must have shape (N, ...) with at least one feature axis, got {tuple(x.shape)}")
+    if y.ndim != 1:
+        raise ValueError(f"{where}: labels must have shape (N,), got {tuple(y.shape)}")
+    if len(x) != len(y):
+        raise ValueError(f"{where}: {len(x)} inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise ValueError(f"{where}: no samples")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{where}: inputs must be floating point, got {x.dtype}")
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        row = int(bad.reshape(len(x), -1).any(1).nonzero()[0])
+        raise ValueError(f"{where}: {int(bad.sum())} NaN/Inf input values (first in sample {row})")
+    if torch.is_floating_point(y) or y.dtype == torch.bool:
+        raise ValueError(f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}")
+    if int(y.min()) < 0:
+        raise ValueError(f"{where}: labels must be in 0..K-1, found {int(y.min())}")
+
+
+def _carve(x, y, fraction: float, seed: int):
+    """Split off ``fraction`` of the samples, chosen by ``seed``: returns (x_rest, y_rest, x_part, y_part)."""
+    n_part = max(1, round(len(x) * fraction))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    rest, part = perm[n_part:], perm[:n_part]
+    return x[rest], y[rest], x[part], y[part]
+
+
+def _tensors(x: np.ndarray, y: np.ndarray):
+    return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=np.int64))
+
+
+# -- loaders: each returns (x, y, x_test, y_test), test None when the set has no test split ----
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("REGLAB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reglab"
+    return Path(root)
+
+
+def _mnist1d(config: DataConfig):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args(as_dict=True)
+    args.pop("url")  # never used: we generate, we do not download
+    key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / f"mnist1d-{key}.npz"
+    if not path.exists():
+        d = make_dataset(get_dataset_args())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        os.replace(tmp, path)
+    with np.load(path) as d:
+        x, y = _tensors(d["x"], d["y"])
+        x_test, y_test = _tensors(d["x_test"], d["y_test"])
+    return x[:, None], y, x_test[:, None], y_test
+
+
+def _digits(config: DataConfig):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = _tensors(d.images / 16.0, d.target)
+    return x[:, None], y, None, None
+
+
+def _fashion_mnist(config: DataConfig):
+    folder = Path(config.path) if config.path else FASHION_MNIST_DIR
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    files = []
+    for name in names:
+        found = [folder / f for f in (name, name + ".gz") if (folder / f).exists()]
+        if not found:
+            raise FileNotFoundError(
+                f"Fashion-MNIST file {name}[.gz] not found in {folder}: install Debian's package "
+                f"(apt-get install dataset-fashion-mnist) or pass --data-dir with the four IDX files"
+            )
+        files.append(found[0])
+    x, y, x_test, y_test = (read_idx(f) for f in files)
+    x, y = _tensors(x / 255.0, y)
+    x_test, y_test = _tensors(x_test / 255.0, y_test)
+    return x[:, None], y, x_test[:, None], y_test
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (plain or gzipped): magic 0,0,type,ndim, then big-endian int32 dims."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in dtypes:
+        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}i", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(dtypes[raw[2]])
+    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape} but holds {data.size} values")
+    return data.reshape(shape)
+
+
+def _user_file(config: DataConfig, suffix: str) -> Path:
+    path = Path(config.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"data.name = {config.name!r} expects a {suffix} file, got {path}")
+    return path
+
+
+def _npz(config: DataConfig):
+    path = _user_file(config, ".npz")
+    with np.load(path, allow_pickle=False) as d:
+        for key in ("x", "y"):
+            if key not in d:
+                raise ValueError(f"{path} has no array {key!r} (found {', '.join(d.files)}); expected x, y [, x_test, y_test]")
+        if ("x_test" in d) != ("y_test" in d):
+            raise ValueError(f"{path}: x_test and y_test must be given together")
+        _check_integral(d["y"], path)
+        x, y = _tensors(d["x"], d["y"])
+        if "x_test" not in d:
+            return x, y, None, None
+        _check_integral(d["y_test"], path)
+        return x, y, *_tensors(d["x_test"], d["y_test"])
+
+
+def _csv(config: DataConfig):
+    path = _user_file(config, ".csv")
+    table = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64, encoding="utf-8")
+    columns = list(table.dtype.names or ())
+    if config.label_column not in columns:
+        raise ValueError(f"{path} has no label column {config.label_column!r}; columns: {', '.join(columns)} (set data.label_column)")
+    features = [c for c in columns if c != config.label_column]
+    if not features:
+        raise ValueError(f"{path} has no feature columns besides {config.label_column!r}")
+    table = np.atleast_1d(table)
+    x = np.stack([table[c] for c in features], axis=1)
+    y = table[config.label_column]
+    _check_integral(y, path)
+    return *_tensors(x, y), None, None
+
+
+def _check_integral(y: np.ndarray, path) -> None:
+    if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0):
+        raise ValueError(f"{path}: labels must be integers 0..K-1 (found non-integer or missing values)")
+
+
+_LOADERS = {
+    "mnist1d": _mnist1d,
+    "digits": _digits,
+    "fashion-mnist": _fashion_mnist,
+    "npz": _npz,
+    "csv": _csv,
+}

@@ -1,0 +1,152 @@
+"""Model builders: ``mlp`` and ``cnn`` from ``torch.nn`` layers and ``torch.nn.init``.
+
+A hidden block is ``layer -> norm -> activation -> dropout`` (plus 2x max-pooling for cnn).
+The layers are PyTorch's own; tests/test_models.py checks them against TECHNIQUES.md 8-10:
+
+- Dropout (p): in ``train()`` mode each unit is zeroed with probability p and survivors are
+  scaled by 1/(1-p); in ``eval()`` mode nothing is dropped.
+- Batch norm: ``x̂ = (x - μ_B)/√(σ²_B + ε)``, ``y = γ x̂ + β``, ε = 1e-5, with running averages
+  of μ and σ² used at evaluation. Layer norm normalizes each sample across its features (for a
+  cnn: ``GroupNorm(1, C)``, across channels and positions, with per-channel γ, β); group norm
+  across groups of channels; instance norm per sample and channel (cnn only).
+- Init: Xavier/Glorot uniform ``U(±√(6/(n_in+n_out)))`` / normal ``σ = √(2/(n_in+n_out))``
+  (for tanh/sigmoid); He/Kaiming uniform ``U(±√(6/n_in))`` / normal ``σ = √(2/n_in)`` (for
+  ReLU; also used for leaky ReLU, whose gain differs by a factor 1/√(1+0.01²)). ``auto`` picks
+  He uniform for the ReLU family and Xavier uniform otherwise. Biases start at 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from reglab.recipe import ModelConfig
+
+DEFAULT_WIDTH = {"mlp": 256, "cnn": 32}  # used when model.width = 0
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01),
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+
+INITS = {
+    "xavier_uniform": nn.init.xavier_uniform_,
+    "xavier_normal": nn.init.xavier_normal_,
+    "he_uniform": lambda w: nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu"),
+    "he_normal": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
+}
+
+
+def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build the model a recipe describes for inputs of ``input_shape`` (one sample)."""
+    width = config.resolved_width
+    if config.kind == "mlp":
+        model = mlp(math.prod(input_shape), num_classes, width, config.depth, config.activation, config.norm, config.dropout, config.groups)
+    else:
+        model = cnn(input_shape, num_classes, width, config.depth, config.activation, config.norm, config.dropout, config.groups)
+    init = config.init
+    if init == "auto":
+        init = "he_uniform" if config.activation in ("relu", "leaky_relu") else "xavier_uniform"
+    initialize(model, init)
+    return model
+
+
+def mlp(
+    n_in: int,
+    n_out: int,
+    width: int = 256,
+    depth: int = 2,
+    activation: str = "relu",
+    norm: str = "none",
+    dropout: float = 0.0,
+    groups: int = 8,
+) -> nn.Sequential:
+    """Flatten, then ``depth`` blocks ``Linear -> norm -> activation -> dropout``, then Linear."""
+    if norm == "instance":
+        raise ValueError("instance norm needs spatial dimensions; use a cnn, or layer norm for an mlp")
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i in range(depth):
+        layers.append(nn.Linear(n_in if i == 0 else width, width))
+        layers += _norm(norm, width, groups, dims=1, spatial=False)
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(n_in if depth == 0 else width, n_out))
+    return nn.Sequential(*layers)
+
+
+def cnn(
+    input_shape: tuple[int, ...],
+    n_out: int,
+    width: int = 32,
+    depth: int = 2,
+    activation: str = "relu",
+    norm: str = "none",
+    dropout: float = 0.0,
+    groups: int = 8,
+) -> nn.Sequential:
+    """``depth`` blocks ``Conv(3) -> norm -> activation -> max-pool(2) -> dropout``, global
+    average pooling, then Linear. 1-D convolutions for ``(C, L)`` or ``(L,)`` inputs, 2-D for
+    ``(C, H, W)``."""
+    layers: list[nn.Module] = []
+    if len(input_shape) == 1:  # a flat signal: one channel
+        layers.append(nn.Unflatten(1, (1, input_shape[0])))
+        input_shape = (1, *input_shape)
+    dims = len(input_shape) - 1
+    if dims not in (1, 2):
+        raise ValueError(f"cnn needs inputs of shape (C, L) or (C, H, W), got {input_shape}")
+    conv, pool = (nn.Conv1d, nn.MaxPool1d) if dims == 1 else (nn.Conv2d, nn.MaxPool2d)
+    channels, size = input_shape[0], min(input_shape[1:])
+    for _ in range(depth):
+        layers.append(conv(channels, width, kernel_size=3, padding=1))
+        layers += _norm(norm, width, groups, dims=dims, spatial=True)
+        layers.append(ACTIVATIONS[activation]())
+        if size >= 2:
+            layers.append(pool(2))
+            size //= 2
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        channels = width
+    pool_all = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
+    layers += [pool_all, nn.Flatten(), nn.Linear(channels, n_out)]
+    return nn.Sequential(*layers)
+
+
+def _norm(norm: str, channels: int, groups: int, dims: int, spatial: bool) -> list[nn.Module]:
+    if norm == "none":
+        return []
+    if norm == "batch":
+        return [nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)]
+    if norm == "layer":
+        return [nn.GroupNorm(1, channels) if spatial else nn.LayerNorm(channels)]
+    if norm == "group":
+        return [nn.GroupNorm(groups, channels)]
+    if norm == "instance":
+        return [nn.InstanceNorm1d(channels, affine=True) if dims == 1 else nn.InstanceNorm2d(channels, affine=True)]
+    raise ValueError(f"unknown norm {norm!r}")
+
+
+def initialize(model: nn.Module, init: str) -> None:
+    """Initialize the weights of every Linear/Conv layer with ``init``; biases to 0."""
+    fn = INITS[init]
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            fn(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def layer_grad_norms(model: nn.Module) -> dict[str, float]:
+    """L2 norm of the gradient of each Linear/Conv weight: shows vanishing/exploding gradients."""
+    return {
+        name: float(m.weight.grad.norm())
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and m.weight.grad is not None
+    }

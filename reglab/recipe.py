@@ -1,0 +1,234 @@
+"""Recipe: the single description of a run, validated when it is built.
+
+A Recipe is a tree of frozen dataclasses. It loads from and saves to TOML, and every field is
+checked in ``__post_init__``: a wrong type, an out-of-range value, NaN or an unknown name raises
+``TypeError``/``ValueError`` naming the field (``model.width``), the value and what is allowed,
+before any data is loaded or any step is taken.
+
+>>> r = Recipe.from_dict({"model": {"width": 128}, "training": {"epochs": 5}})
+>>> r.model.width, r.optimizer.name
+(128, 'adam')
+>>> r.updated({"optimizer.lr": 0.01}).optimizer.lr
+0.01
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from reglab._checks import check_bool, check_choice, check_float, check_int, check_str
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DATASETS = ("mnist1d", "digits", "fashion-mnist", "npz", "csv")
+MODEL_KINDS = ("mlp", "cnn")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+NORMS = ("none", "batch", "layer", "group", "instance")
+INITS = ("auto", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal")
+MONITORS = ("valid_loss", "valid_acc", "train_loss", "train_acc")
+
+
+def _fix(obj: Any, name: str, value: Any) -> None:
+    """Store a normalized value (e.g. int -> float) on a frozen dataclass."""
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "mnist1d"  # MNIST-1D: small, hard enough for an MLP to overfit within seconds
+    path: str = ""  # file (.npz/.csv) or folder (fashion-mnist IDX files); "" = the default place
+    valid_fraction: float = 0.2  # carved from the training set, by seed
+    test_fraction: float = 0.2  # only for data without its own test split (digits, npz, csv)
+    batch_size: int = 100  # >= the training-set size gives full-batch gradient descent
+    label_column: str = "label"  # csv only: the column holding integer class labels
+
+    def __post_init__(self) -> None:
+        check_choice("data.name", self.name, DATASETS)
+        check_str("data.path", self.path)
+        if self.name in ("npz", "csv") and not self.path:
+            raise ValueError(f"data.path is required for data.name = {self.name!r}: give the file to load")
+        _fix(self, "valid_fraction", check_float("data.valid_fraction", self.valid_fraction, low=0, high=1, low_open=True, high_open=True))
+        _fix(self, "test_fraction", check_float("data.test_fraction", self.test_fraction, low=0, high=1, low_open=True, high_open=True))
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"data.valid_fraction + data.test_fraction must be < 1, got {self.valid_fraction} + {self.test_fraction}"
+            )
+        check_int("data.batch_size", self.batch_size, low=1)
+        check_str("data.label_column", self.label_column)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "mlp"
+    width: int = 0  # hidden units (mlp) or channels (cnn) per layer; 0 = the kind's default (256 / 32)
+    depth: int = 2  # hidden layers (mlp) or conv blocks (cnn)
+    activation: str = "relu"
+    norm: str = "none"
+    groups: int = 8  # group norm only: number of groups (must divide width)
+    dropout: float = 0.0  # drop probability after each hidden activation
+    init: str = "auto"  # auto = He for relu/leaky_relu, Xavier for tanh/sigmoid
+
+    def __post_init__(self) -> None:
+        check_choice("model.kind", self.kind, MODEL_KINDS)
+        check_int("model.width", self.width, low=0)
+        check_int("model.depth", self.depth, low=0)
+        check_choice("model.activation", self.activation, ACTIVATIONS)
+        check_choice("model.norm", self.norm, NORMS)
+        check_int("model.groups", self.groups, low=1)
+        if self.norm == "group" and self.resolved_width % self.groups:
+            raise ValueError(f"model.groups must divide model.width for group norm, got groups={self.groups}, width={self.resolved_width}")
+        if self.norm == "instance" and self.kind == "mlp":
+            raise ValueError("model.norm = 'instance' needs spatial dimensions: use model.kind = 'cnn', or 'layer' norm for an mlp")
+        _fix(self, "dropout", check_float("model.dropout", self.dropout, low=0, high=1, high_open=True))
+        check_choice("model.init", self.init, INITS)
+
+    @property
+    def resolved_width(self) -> int:
+        from reglab.models import DEFAULT_WIDTH
+
+        return self.width or DEFAULT_WIDTH[self.kind]
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 1e-3  # Adam's usual step size
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the optimizer
+
+    def __post_init__(self) -> None:
+        from reglab.optim import OPTIMIZERS, validate_options
+
+        check_choice("optimizer.name", self.name, OPTIMIZERS)
+        _fix(self, "lr", check_float("optimizer.lr", self.lr, low=0))
+        if not isinstance(self.options, dict):
+            raise TypeError(f"optimizer.options must be a table, got {self.options!r}")
+        _fix(self, "options", validate_options(self.name, self.lr, dict(self.options)))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 100
+    seed: int = 0  # seeds the split, the initialization, the shuffling and dropout
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (cuda when available)
+
+    def __post_init__(self) -> None:
+        check_int("training.epochs", self.epochs, low=1)
+        check_int("training.seed", self.seed, low=0, high=2**63 - 1)
+        check_str("training.device", self.device)
+        if not (self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise ValueError(f"training.device must be cpu, cuda, cuda:N or auto; got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = "valid_loss"
+    mode: str = "auto"  # min, max, or auto: max for accuracies, min for losses
+    patience: int = 10  # epochs without improvement before stopping
+    min_delta: float = 0.0  # smallest change that counts as an improvement (its sign is ignored)
+    start_from_epoch: int = 0  # epochs of warm-up during which no stop happens
+    restore_best: bool = True  # restore the best weights at the end, stopped early or not
+
+    def __post_init__(self) -> None:
+        check_bool("early_stopping.enabled", self.enabled)
+        check_choice("early_stopping.monitor", self.monitor, MONITORS)
+        check_choice("early_stopping.mode", self.mode, ("auto", "min", "max"))
+        check_int("early_stopping.patience", self.patience, low=0)
+        _fix(self, "min_delta", check_float("early_stopping.min_delta", self.min_delta))
+        check_int("early_stopping.start_from_epoch", self.start_from_epoch, low=0)
+        check_bool("early_stopping.restore_best", self.restore_best)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if not isinstance(getattr(self, f.name), _SECTIONS[f.name]):
+                raise TypeError(f"{f.name} must be a {_SECTIONS[f.name].__name__}, got {getattr(self, f.name)!r}")
+        if self.model.norm == "batch" and self.data.batch_size == 1:
+            raise ValueError(
+                "data.batch_size = 1 with model.norm = 'batch': the batch variance is 0 and batch norm "
+                "cannot normalize; use a batch size >= 2 or another norm (layer, group)"
+            )
+
+    # -- dict / TOML -----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        """Build from nested dicts (as read from TOML); unknown sections or fields raise."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a recipe must be a table, got {d!r}")
+        _reject_unknown("recipe", d, _SECTIONS)
+        parts = {}
+        for name, section in _SECTIONS.items():
+            values = d.get(name, {})
+            if not isinstance(values, dict):
+                raise TypeError(f"{name} must be a table, got {values!r}")
+            _reject_unknown(name, values, {f.name for f in dataclasses.fields(section)})
+            parts[name] = section(**values)
+        return cls(**parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recipe:
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                d = tomllib.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"recipe file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"recipe file {path} is not valid TOML: {e}") from None
+        return cls.from_dict(d)
+
+    def to_toml(self, header: str = "") -> str:
+        body = tomli_w.dumps(self.to_dict())
+        return "".join(f"# {line}\n" for line in header.splitlines()) + body
+
+    def save(self, path: str | Path, header: str = "") -> None:
+        Path(path).write_text(self.to_toml(header))
+
+    def updated(self, changes: dict[str, Any]) -> Recipe:
+        """A new, re-validated Recipe with dotted-key changes, e.g. ``{"model.width": 64}``."""
+        d = self.to_dict()
+        for key, value in changes.items():
+            section, _, name = key.partition(".")
+            if section not in d or not name:
+                raise ValueError(f"unknown recipe key {key!r}; keys look like section.field, sections: {', '.join(d)}")
+            target = d[section]
+            *parents, leaf = name.split(".")
+            for p in parents:  # e.g. optimizer.options.betas
+                target = target.setdefault(p, {})
+            target[leaf] = value
+        return Recipe.from_dict(d)
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "training": TrainingConfig,
+    "early_stopping": EarlyStoppingConfig,
+}
+
+
+def _reject_unknown(where: str, d: dict[str, Any], known) -> None:
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in {where}; known: {', '.join(sorted(known))}")

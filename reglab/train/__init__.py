@@ -1,0 +1,23 @@
+"""Training: the epoch loop, callbacks, checkpoints and the overfitting diagnosis."""
+
+from reglab.train.callbacks import Callback, EarlyStopping, ProgressBar
+from reglab.train.checkpoint import Checkpointer
+from reglab.train.diagnose import Diagnosis, diagnose
+from reglab.train.loop import History, Trainer, fit
+from reglab.train.run import Result, build, run_recipe, train_recipe
+
+__all__ = [
+    "Callback",
+    "Checkpointer",
+    "Diagnosis",
+    "EarlyStopping",
+    "History",
+    "ProgressBar",
+    "Result",
+    "Trainer",
+    "build",
+    "diagnose",
+    "fit",
+    "run_recipe",
+    "train_recipe",
+]

@@ -1,0 +1,152 @@
+"""Callbacks: small hook classes called by the training loop.
+
+A callback overrides any of ``on_train_begin(trainer)``, ``on_epoch_end(trainer, record)`` and
+``on_train_end(trainer)``; it asks the loop to stop with ``trainer.stop(reason)``. Callbacks that
+keep state across epochs return it from ``state_dict`` so that checkpoints resume them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from reglab._checks import check_bool, check_choice, check_float, check_int
+
+if TYPE_CHECKING:
+    from reglab.train.loop import Trainer
+
+
+class Callback:
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def call(callbacks, hook: str, *args) -> None:
+    for cb in callbacks:
+        getattr(cb, hook)(*args)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    Improvement means ``value < best - |min_delta|`` (mode ``min``) or
+    ``value > best + |min_delta|`` (mode ``max``); ``auto`` picks ``max`` for accuracies.
+    Epochs up to ``start_from_epoch`` are ignored (warm-up). With ``restore_best`` the weights
+    of the best epoch are put back when training ends, whether it stopped early or not. A
+    non-finite monitored value stops the run and says so. Early stopping regularizes by
+    limiting the number of gradient steps (TECHNIQUES.md section 5).
+
+    >>> stopper = EarlyStopping(monitor="valid_loss", patience=10)
+    >>> history = fit(model, data, opt, epochs=100, batch_size=100, callbacks=[stopper])  # doctest: +SKIP
+    >>> stopper.best_epoch, stopper.stopped_epoch  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        mode: str = "auto",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        start_from_epoch: int = 0,
+        restore_best: bool = True,
+    ) -> None:
+        self.monitor = monitor
+        self.mode = check_choice("mode", mode, ("auto", "min", "max"))
+        if self.mode == "auto":
+            self.mode = "max" if "acc" in monitor else "min"
+        self.patience = check_int("patience", patience, low=0)
+        self.min_delta = abs(check_float("min_delta", min_delta))
+        self.start_from_epoch = check_int("start_from_epoch", start_from_epoch, low=0)
+        self.restore_best = check_bool("restore_best", restore_best)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        if trainer.epoch == 0:  # a resumed run keeps the state its checkpoint restored
+            self._reset()
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if self.monitor not in record:
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which the history does not record; it has {', '.join(record)}")
+        value, epoch = record[self.monitor], record["epoch"]
+        if not math.isfinite(value):
+            self.stopped_epoch = epoch
+            trainer.stop(f"non-finite {self.monitor} ({value}) at epoch {epoch}")
+            return
+        if epoch <= self.start_from_epoch:
+            return
+        if self._is_improvement(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            trainer.stop(
+                f"early stopping: {self.monitor} did not improve by more than {self.min_delta:g} for "
+                f"{self.wait} epochs (best {self.best:.4g} at epoch {self.best_epoch})"
+            )
+
+    def _is_improvement(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.restore_best and self.best_state is not None:
+            trainer.model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        keys = ("best", "best_epoch", "wait", "stopped_epoch", "best_state")
+        return {k: getattr(self, k) for k in keys}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class ProgressBar(Callback):
+    """A rich progress bar over epochs showing the latest train and validation loss."""
+
+    def __init__(self, description: str = "training") -> None:
+        self.description = description
+        self._progress = None
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[losses]}"),
+            TimeElapsedColumn(),
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=trainer.epochs, completed=trainer.epoch, losses="")
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        losses = f"train {record['train_loss']:.4f}  valid {record['valid_loss']:.4f}"
+        self._progress.update(self._task, completed=record["epoch"], losses=losses)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,109 @@
+"""Overfitting diagnosis from a History (TECHNIQUES.md section 1).
+
+- best epoch: where the validation loss is lowest;
+- generalization gap: ``valid_loss - train_loss``, at the best epoch and at the end;
+- overfitting onset: the epoch from which the validation loss rises while the training loss
+  keeps falling. Both curves are smoothed by a centered moving average (``smooth`` epochs) so
+  that one noisy epoch does not decide; the onset is the epoch after the minimum of the
+  smoothed validation curve, reported only if the smoothed validation loss then rises by more than
+  ``rise_tolerance`` (relative) while the smoothed training loss falls;
+- verdict: ``underfitting`` when the final training loss stays above ``underfit_fraction`` of
+  the chance-level loss ``ln K`` (both losses high: high bias), else ``overfitting`` when an
+  onset exists, else ``good fit``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    verdict: str  # "underfitting", "good fit" or "overfitting"
+    best_epoch: int  # epoch (1-based) of minimum validation loss
+    best_valid_loss: float
+    final_valid_loss: float
+    final_train_loss: float
+    gap_at_best: float  # valid - train loss at the best epoch
+    gap_at_end: float  # valid - train loss at the last epoch
+    valid_rise: float  # (final - minimum validation loss) / minimum
+    overfit_onset: int | None  # epoch from which valid loss rises while train loss falls
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def diagnose(
+    history: Sequence[dict[str, Any]],
+    num_classes: int,
+    *,
+    smooth: int = 5,
+    rise_tolerance: float = 0.1,
+    underfit_fraction: float = 0.5,
+) -> Diagnosis:
+    """Diagnose over/underfitting from per-epoch ``train_loss`` and ``valid_loss``."""
+    if not history:
+        raise ValueError("cannot diagnose an empty history: no epoch was run")
+    train = np.array([r["train_loss"] for r in history], dtype=float)
+    valid = np.array([r["valid_loss"] for r in history], dtype=float)
+    epochs = [r["epoch"] for r in history]
+    finite = np.isfinite(valid)
+    if not finite.any():
+        raise ValueError("cannot diagnose: every validation loss is NaN/Inf")
+    best = int(np.nanargmin(np.where(finite, valid, np.nan)))
+    gap_best, gap_end = valid[best] - train[best], valid[-1] - train[-1]
+    rise = (valid[-1] - valid[best]) / abs(valid[best]) if valid[best] else math.inf
+
+    onset = _onset(train, valid, smooth, rise_tolerance)
+    chance = math.log(num_classes)
+    summary = (
+        f"validation loss is lowest ({valid[best]:.4g}) at epoch {epochs[best]} and ends at {valid[-1]:.4g} "
+        f"({rise:+.0%}); training loss ends at {train[-1]:.4g}; gap valid-train {gap_best:.4g} at the best "
+        f"epoch, {gap_end:.4g} at the end"
+    )
+    if train[-1] > underfit_fraction * chance:
+        verdict = "underfitting"
+        why = f"training loss stays high ({train[-1]:.4g} > {underfit_fraction:g} x chance-level ln K = {chance:.4g})"
+    elif onset is not None:
+        verdict = "overfitting"
+        why = f"from epoch {epochs[onset]} validation loss rises while training loss keeps falling"
+    else:
+        verdict = "good fit"
+        why = "training loss is low and validation loss did not rise after its minimum"
+    return Diagnosis(
+        verdict=verdict,
+        best_epoch=int(epochs[best]),
+        best_valid_loss=float(valid[best]),
+        final_valid_loss=float(valid[-1]),
+        final_train_loss=float(train[-1]),
+        gap_at_best=float(gap_best),
+        gap_at_end=float(gap_end),
+        valid_rise=float(rise),
+        overfit_onset=None if onset is None else int(epochs[onset]),
+        explanation=f"{verdict}: {why}; {summary}.",
+    )
+
+
+def _onset(train: np.ndarray, valid: np.ndarray, smooth: int, rise_tolerance: float) -> int | None:
+    if not (np.isfinite(train).all() and np.isfinite(valid).all()):
+        return None
+    ts, vs = _moving_average(train, smooth), _moving_average(valid, smooth)
+    i = int(np.argmin(vs))
+    rises = vs[-1] > vs[i] * (1 + rise_tolerance)
+    falls = ts[-1] < ts[i]
+    return min(i + 1, len(vs) - 1) if rises and falls else None
+
+
+def _moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Centered moving average; the window shrinks at both ends."""
+    half = max(window, 1) // 2
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    lo = np.clip(np.arange(len(x)) - half, 0, len(x))
+    hi = np.clip(np.arange(len(x)) + half + 1, 0, len(x))
+    return (c[hi] - c[lo]) / (hi - lo)

@@ -1,0 +1,229 @@
+"""fit(): the epoch loop.
+
+The loop knows no technique by name. Techniques plug in as
+- the optimizer (any ``torch.optim.Optimizer``: update rules, decay, clipping),
+- batch transforms ``(x, y, generator) -> (x, y)``, applied to training batches only
+  (augmentation, noise, mixing; ``y`` may become soft targets),
+- loss terms ``model -> scalar`` added to the training loss (penalties),
+- callbacks (early stopping, schedules, progress, checkpoints).
+
+Per epoch the History records the mean training loss/accuracy over the epoch's batches (data
+loss only, so that the gap to the validation loss compares like with like), the validation
+loss/accuracy in ``eval()`` mode under ``no_grad``, the learning rate used and the time taken.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reglab.data import Data
+from reglab.train.callbacks import Callback, call
+
+BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+LossTerm = Callable[[nn.Module], torch.Tensor]
+
+EVAL_BATCH = 1000  # evaluation batch size: bounds memory, does not change results
+
+
+class History(list):
+    """Per-epoch records (dicts), oldest first; ``h.column("valid_loss")`` gives one series."""
+
+    def column(self, key: str) -> list[float]:
+        return [record[key] for record in self]
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` with ``optimizer``; holds everything a checkpoint needs.
+
+    ``state_dict()`` captures model, optimizer, shuffling and dropout RNG states, the
+    completed epochs, the History, the stop reason and every callback's state, so that
+    ``load_state_dict`` + ``fit()`` continues exactly where the run was interrupted.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Data,
+        optimizer: torch.optim.Optimizer,
+        *,
+        epochs: int,
+        batch_size: int,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+        callbacks: Sequence[Callback] = (),
+        batch_transforms: Sequence[BatchTransform] = (),
+        loss_terms: Sequence[LossTerm] = (),
+        seed: int = 0,
+    ) -> None:
+        self.model, self.data, self.optimizer = model, data, optimizer
+        self.epochs, self.batch_size = epochs, batch_size
+        self.loss_fn = loss_fn
+        self.callbacks = list(callbacks)
+        self.batch_transforms = list(batch_transforms)
+        self.loss_terms = list(loss_terms)
+        self.device = data.x_train.device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)  # shuffling, augmentation
+        self.history = History()
+        self.epoch = 0  # epochs completed
+        self.stop_reason: str | None = None
+        _check_batch_norm(model, len(data.x_train), batch_size)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self) -> History:
+        call(self.callbacks, "on_train_begin", self)
+        while self.epoch < self.epochs and self.stop_reason is None:
+            lr = self.optimizer.param_groups[0]["lr"]
+            start = time.perf_counter()
+            train_loss, train_acc = self.train_epoch()
+            valid_loss, valid_acc = self.evaluate(self.data.x_valid, self.data.y_valid)
+            self.epoch += 1
+            record = {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "valid_loss": valid_loss,
+                "valid_acc": valid_acc,
+                "lr": lr,
+                "time": time.perf_counter() - start,
+            }
+            self.history.append(record)
+            if not math.isfinite(train_loss):
+                self.stop(f"non-finite train_loss ({train_loss}) at epoch {self.epoch}")
+            call(self.callbacks, "on_epoch_end", self, record)
+        if self.stop_reason is None:
+            self.stop_reason = "completed"
+        call(self.callbacks, "on_train_end", self)
+        return self.history
+
+    def stop(self, reason: str) -> None:
+        """Ask the loop to stop after this epoch; the first reason given is kept."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def train_epoch(self) -> tuple[float, float]:
+        model, opt, x, y = self.model, self.optimizer, self.data.x_train, self.data.y_train
+        model.train()
+        n, bs = len(x), self.batch_size
+        perm = torch.randperm(n, generator=self.generator, device=self.device)
+        # Per-step bookkeeping is two writes into buffers, reduced once per epoch.
+        losses = torch.empty((n + bs - 1) // bs, device=self.device)
+        preds = torch.empty(n, dtype=torch.long, device=self.device)
+        labels = torch.empty_like(preds) if self.batch_transforms else y[perm]
+        for k, i in enumerate(range(0, n, bs)):
+            idx = perm[i : i + bs]
+            xb, yb = x[idx], y[idx]
+            for transform in self.batch_transforms:
+                xb, yb = transform(xb, yb, self.generator)
+            if self.batch_transforms:
+                labels[i : i + bs] = _hard(yb)
+            out = model(xb)
+            data_loss = self.loss_fn(out, yb)
+            loss = data_loss
+            for term in self.loss_terms:
+                loss = loss + term(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses[k] = data_loss.detach()
+            torch.argmax(out.detach(), 1, out=preds[i : i + bs])
+        sizes = torch.full_like(losses, bs)
+        sizes[-1] = n - bs * (len(losses) - 1)
+        return float((losses * sizes).sum()) / n, float((preds == labels).sum()) / n
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Mean loss and accuracy of the model in ``eval()`` mode (mode restored after)."""
+        was_training = self.model.training
+        self.model.eval()
+        total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for i in range(0, len(x), EVAL_BATCH):
+            xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
+            out = self.model(xb)
+            total_loss += self.loss_fn(out, yb).double() * len(xb)
+            correct += (out.argmax(1) == _hard(yb)).sum()
+        self.model.train(was_training)
+        return total_loss.item() / len(x), correct.item() / len(x)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "epoch": self.epoch,
+            "history": list(self.history),
+            "stop_reason": self.stop_reason,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "callbacks": {key: cb_state for key, cb in self._keyed_callbacks() if (cb_state := cb.state_dict())},
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = state["epoch"]
+        self.history = History(state["history"])
+        self.stop_reason = state["stop_reason"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        keyed = dict(self._keyed_callbacks())
+        missing = sorted(set(state["callbacks"]) - set(keyed))
+        if missing:
+            raise ValueError(f"the checkpoint holds the state of {', '.join(missing)}, which this trainer lacks")
+        for key, cb_state in state["callbacks"].items():
+            keyed[key].load_state_dict(cb_state)
+
+    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
+        """Callbacks named by class (``EarlyStopping``, ``EarlyStopping#2``, ...)."""
+        seen: dict[str, int] = {}
+        keyed = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            keyed.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
+        return keyed
+
+
+def fit(
+    model: nn.Module,
+    data: Data,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    batch_size: int,
+    callbacks: Iterable[Callback] = (),
+    **options: Any,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs and return its History (see ``Trainer``).
+
+    >>> history = fit(model, data, torch.optim.Adam(model.parameters()), epochs=5, batch_size=100)  # doctest: +SKIP
+    """
+    return Trainer(model, data, optimizer, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks), **options).fit()
+
+
+def _hard(y: torch.Tensor) -> torch.Tensor:
+    """Class indices from hard labels (N,) or soft targets (N, K)."""
+    return y.argmax(1) if y.ndim == 2 else y
+
+
+def _check_batch_norm(model: nn.Module, n: int, batch_size: int) -> None:
+    """Batch norm on a batch of one sample has variance 0: refuse before the first step."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    sizes = {min(batch_size, n), n % batch_size if n > batch_size else n}
+    if 1 in sizes:
+        raise ValueError(
+            f"batch norm would see a batch of 1 sample ({n} training samples, batch size {batch_size}): "
+            "its variance is 0; choose a batch size that leaves no batch of 1"
+        )

@@ -1,0 +1,170 @@
+"""From a Recipe to a trained model and the files a person can look at.
+
+``build(recipe)`` turns a Recipe into a ready ``Trainer`` (data, model, optimizer, callbacks).
+``run_recipe(recipe, out)`` trains it with a checkpoint per epoch and writes
+
+- ``recipe.toml``: the recipe as run, with the versions of Python, torch and reglab on top;
+- ``history.json``: one object per epoch (``epoch, train_loss, train_acc, valid_loss,
+  valid_acc, lr, time``);
+- ``summary.json``: best and stopped epoch, stop reason, test loss/accuracy, the diagnosis, the
+  recipe and the versions;
+- ``curves.png``: train vs validation loss and accuracy, best epoch marked;
+- ``checkpoint.pt``: everything needed to resume (``resume=True``) to the same final weights
+  and history as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reglab.data import Data, load_data
+from reglab.models import build_model
+from reglab.optim import build_optimizer
+from reglab.recipe import Recipe
+from reglab.train.callbacks import Callback, EarlyStopping, ProgressBar
+from reglab.train.checkpoint import Checkpointer, load, save
+from reglab.train.diagnose import Diagnosis, diagnose
+from reglab.train.loop import History, Trainer
+
+
+class RunExistsError(FileExistsError):
+    """The output folder already holds a run and resuming was not asked for."""
+
+
+@dataclass
+class Result:
+    """What a finished run returns: the trained model (best weights restored if asked), its
+    History, the Diagnosis and the summary written to ``summary.json``."""
+
+    model: torch.nn.Module
+    history: History
+    diagnosis: Diagnosis
+    summary: dict[str, Any]
+
+
+def versions() -> dict[str, str]:
+    import reglab
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "reglab": reglab.__version__}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"training.device = {name!r} but CUDA is not available here; use cpu or auto")
+    return torch.device(name)
+
+
+def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None = None) -> Trainer:
+    """Build data, model, optimizer and callbacks of ``recipe`` into a Trainer, seeded."""
+    device = resolve_device(recipe.training.device)
+    seed = recipe.training.seed
+    data = (data or load_data(recipe.data, seed)).to(device)
+    torch.manual_seed(seed)
+    model = build_model(recipe.model, data.input_shape, data.num_classes).to(device)
+    o = recipe.optimizer
+    optimizer = build_optimizer(o.name, o.lr, o.options, model.parameters())
+    cbs: list[Callback] = []
+    es = recipe.early_stopping
+    if es.enabled:
+        cbs.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.start_from_epoch, es.restore_best))
+    return Trainer(
+        model,
+        data,
+        optimizer,
+        epochs=recipe.training.epochs,
+        batch_size=recipe.data.batch_size,
+        callbacks=cbs + list(callbacks),
+        seed=seed,
+    )
+
+
+def train_recipe(recipe: Recipe, callbacks: Sequence[Callback] = ()) -> Result:
+    """Train ``recipe`` in memory (no files) and return the Result."""
+    trainer = build(recipe, callbacks)
+    trainer.fit()
+    return _finish(recipe, trainer)
+
+
+def run_recipe(recipe: Recipe, out: str | Path, *, resume: bool = False, progress: bool = False) -> Result:
+    """Train ``recipe`` into the folder ``out`` (see the module docstring for the files).
+
+    A folder that already holds a run is refused unless ``resume``; resuming continues from the
+    last completed epoch, and a finished run is only re-reported.
+    """
+    out = Path(out)
+    ckpt = out / "checkpoint.pt"
+    state = None
+    if ckpt.exists():
+        if not resume:
+            raise RunExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        state = load(ckpt)
+        saved = Recipe.from_dict(state["recipe"])
+        if saved != recipe:
+            raise ValueError(f"the recipe differs from the one the run in {out} was started with; resume it without changing the recipe")
+    extra = [ProgressBar(out.name)] if progress else []
+    checkpointer = Checkpointer(ckpt, extra={"recipe": recipe.to_dict()})
+    trainer = build(recipe, callbacks=[*extra, checkpointer])  # bad data fails here, before any file
+    out.mkdir(parents=True, exist_ok=True)
+    header = "recipe as run by reglab; " + ", ".join(f"{k} {v}" for k, v in versions().items())
+    recipe.save(out / "recipe.toml", header=header)
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+    if state is None or not state["finished"]:
+        trainer.fit()
+        save({"recipe": recipe.to_dict(), "trainer": trainer.state_dict(), "finished": True}, ckpt)
+    result = _finish(recipe, trainer)
+    write_json(out / "history.json", list(result.history))
+    write_json(out / "summary.json", result.summary)
+    from reglab.train.plots import plot_curves
+
+    plot_curves(result.history, out / "curves.png", best_epoch=result.diagnosis.best_epoch, title=out.name)
+    return result
+
+
+def _finish(recipe: Recipe, trainer: Trainer) -> Result:
+    """Evaluate on the test set, once, and summarize."""
+    data = trainer.data
+    test_loss, test_acc = trainer.evaluate(data.x_test, data.y_test)
+    diagnosis = diagnose(trainer.history, data.num_classes)
+    stopper = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
+    summary = {
+        "best_epoch": diagnosis.best_epoch,
+        "stopped_epoch": trainer.epoch,
+        "stop_reason": trainer.stop_reason,
+        "restored_epoch": stopper.best_epoch if stopper and stopper.restore_best else None,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "diagnosis": diagnosis.to_dict(),
+        "train_seconds": sum(r["time"] for r in trainer.history),
+        "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "recipe": recipe.to_dict(),
+        "versions": versions(),
+    }
+    return Result(trainer.model, trainer.history, diagnosis, summary)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write strict JSON (NaN/Inf become null) through a temporary file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_finite(obj), indent=1))
+    tmp.replace(path)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

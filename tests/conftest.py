@@ -1,0 +1,28 @@
+import os
+import tempfile
+
+import pytest
+import torch
+
+# Generated data sets (MNIST-1D) are cached in a folder of this test session, not the user's.
+os.environ.setdefault("REGLAB_CACHE", tempfile.mkdtemp(prefix="reglab-test-cache-"))
+
+from reglab.data import Data  # noqa: E402
+
+
+def make_data(n_train=96, n_valid=32, n_test=32, features=8, classes=3, seed=0, shape=None) -> Data:
+    """A small separable classification problem, fast enough for loop tests."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, features, generator=g) * 3
+
+    def part(n):
+        y = torch.randint(0, classes, (n,), generator=g)
+        x = centers[y] + torch.randn(n, features, generator=g)
+        return (x if shape is None else x.reshape(n, *shape)), y
+
+    return Data("toy", *part(n_train), *part(n_valid), *part(n_test), num_classes=classes)
+
+
+@pytest.fixture
+def toy_data() -> Data:
+    return make_data()

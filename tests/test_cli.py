@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from reglab.cli import main
+from reglab.recipe import Recipe
+
+
+def test_train_writes_the_promised_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "digits", "--width", "32", "--epochs", "3", "--batch-size", "64", "--seed", "1",
+                 "--early-stopping", "--patience", "2", "--set", "model.dropout=0.1", "--out", str(out), "--quiet"])
+    assert code == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert {"epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"} <= set(history[0])
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("best_epoch", "stopped_epoch", "stop_reason", "test_loss", "test_acc", "diagnosis", "recipe", "versions"):
+        assert key in summary
+    assert summary["diagnosis"]["verdict"] in ("underfitting", "good fit", "overfitting")
+    assert set(summary["versions"]) == {"python", "torch", "reglab"}
+    recipe = Recipe.load(out / "recipe.toml")
+    assert (recipe.data.name, recipe.model.width, recipe.model.dropout, recipe.training.seed) == ("digits", 32, 0.1, 1)
+    assert recipe.early_stopping.enabled and recipe.early_stopping.patience == 2
+    assert (out / "recipe.toml").read_text().startswith("# recipe as run by reglab; python")
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "verdict" in printed and "test accuracy" in printed
+
+
+def test_recipe_file_and_flag_override(tmp_path):
+    Recipe.from_dict({"data": {"name": "digits"}, "model": {"width": 16}, "training": {"epochs": 1}}).save(tmp_path / "r.toml")
+    assert main(["train", "--recipe", str(tmp_path / "r.toml"), "--epochs", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    recipe = Recipe.load(tmp_path / "o" / "recipe.toml")
+    assert (recipe.model.width, recipe.training.epochs) == (16, 2)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--epochs", "-3"], ["training.epochs", "-3"]),
+        (["--epochs", "three"], ["--epochs", "three"]),
+        (["--lr", "nan"], ["optimizer.lr", "nan"]),
+        (["--dropout", "1.5"], ["model.dropout", "1.5"]),
+        (["--model", "rnn"], ["--model", "rnn"]),
+        (["--optimizer", "lion"], ["optimizer.name", "lion"]),
+        (["--dataset", "cifar10"], ["data.name", "cifar10"]),
+        (["--dataset", "missing.npz"], ["missing.npz"]),
+        (["--set", "model.widht=3"], ["widht"]),
+        (["--set", "nonsense"], ["KEY=VALUE"]),
+        (["--recipe", "nowhere.toml"], ["nowhere.toml"]),
+        (["--norm", "batch", "--batch-size", "1"], ["batch norm"]),
+    ],
+)
+def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys, argv, words):
+    assert main(["train", "--out", str(tmp_path / "o"), *argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reglab: error:"), lines
+    for word in words:
+        assert word in lines[0]
+    assert not (tmp_path / "o").exists(), "a refused run must not leave files behind"
+
+
+def test_console_command_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "reglab.cli", "train", "--epochs", "-3", "--out", str(tmp_path / "o")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "reglab: error: training.epochs must be >= 1, got -3"
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    args = ["train", "--dataset", "digits", "--width", "8", "--out", str(tmp_path / "o"), "--quiet"]
+    assert main(args + ["--epochs", "1"]) == 0
+    before = (tmp_path / "o" / "history.json").read_text()
+    assert main(args + ["--epochs", "2"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (tmp_path / "o" / "history.json").read_text() == before

@@ -1,0 +1,134 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from reglab import data as data_mod
+from reglab.data import check_arrays, load_data, read_idx
+from reglab.recipe import DataConfig
+
+
+def test_mnist1d_default_split_and_cache(monkeypatch):
+    d = load_data(DataConfig(), seed=0)
+    assert d.input_shape == (1, 40) and d.num_classes == 10
+    assert (len(d.x_train), len(d.x_valid), len(d.x_test)) == (3200, 800, 1000)
+    assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
+    assert list(data_mod.cache_dir().glob("mnist1d-*.npz")), "MNIST-1D was not cached"
+
+    def no_generation(*a, **k):
+        raise AssertionError("the cached data set must be reused")
+
+    monkeypatch.setattr("mnist1d.data.make_dataset", no_generation)
+    again = load_data(DataConfig(), seed=0)
+    assert torch.equal(again.x_train, d.x_train) and torch.equal(again.y_valid, d.y_valid)
+
+
+def test_validation_split_is_deterministic_by_seed_and_disjoint():
+    cfg = DataConfig(name="digits")
+    a, b, c = load_data(cfg, 1), load_data(cfg, 1), load_data(cfg, 2)
+    assert torch.equal(a.x_valid, b.x_valid) and torch.equal(a.y_train, b.y_train)
+    assert not torch.equal(a.x_valid, c.x_valid)
+    assert torch.equal(a.x_test, c.x_test), "the test set must not depend on the seed"
+    rows = lambda x: {tuple(r.tolist()) for r in x.flatten(1)}  # noqa: E731
+    assert not rows(a.x_valid) & rows(a.x_test)
+    assert len(a.x_train) + len(a.x_valid) + len(a.x_test) == 1797
+
+
+def test_digits_shape_and_range():
+    d = load_data(DataConfig(name="digits"), 0)
+    assert d.input_shape == (1, 8, 8) and d.num_classes == 10
+    assert 0 <= float(d.x_train.min()) and float(d.x_train.max()) <= 1
+
+
+def _write_idx(path, array, gz=True):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(raw)
+
+
+def test_fashion_mnist_from_idx_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (50, 28, 28)))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(50) % 10)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28)), gz=False)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(20) % 10, gz=False)
+    d = load_data(DataConfig(name="fashion-mnist", path=str(tmp_path)), 0)
+    assert d.input_shape == (1, 28, 28) and len(d.x_test) == 20 and len(d.x_train) + len(d.x_valid) == 50
+    assert float(d.x_train.max()) <= 1.0
+
+
+def test_fashion_mnist_missing_says_how_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_data(DataConfig(name="fashion-mnist", path=str(tmp_path)), 0)
+
+
+@pytest.mark.skipif(not data_mod.FASHION_MNIST_DIR.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_debian_package():
+    d = load_data(DataConfig(name="fashion-mnist"), 0)
+    assert len(d.x_train) + len(d.x_valid) == 60000 and len(d.x_test) == 10000 and d.num_classes == 10
+
+
+def test_read_idx_rejects_other_files(tmp_path):
+    (tmp_path / "f").write_bytes(b"\x89PNG....")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "f")
+
+
+def test_npz_and_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 5)), np.arange(60) % 3
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    d = load_data(DataConfig(name="npz", path=str(tmp_path / "d.npz")), 0)
+    assert d.input_shape == (5,) and d.num_classes == 3 and len(d.x_test) == 12
+    np.savez(tmp_path / "t.npz", x=x, y=y, x_test=x[:7], y_test=y[:7])
+    assert len(load_data(DataConfig(name="npz", path=str(tmp_path / "t.npz")), 0).x_test) == 7
+
+    table = np.column_stack([x, y])
+    header = "a,b,c,d,e,label"
+    np.savetxt(tmp_path / "d.csv", table, delimiter=",", header=header, comments="")
+    c = load_data(DataConfig(name="csv", path=str(tmp_path / "d.csv")), 0)
+    assert c.input_shape == (5,) and c.num_classes == 3
+    assert torch.allclose(torch.sort(torch.cat([c.x_train, c.x_valid, c.x_test])[:, 0])[0], torch.sort(torch.tensor(x[:, 0], dtype=torch.float32))[0])
+    with pytest.raises(ValueError, match="no label column 'y'"):
+        load_data(DataConfig(name="csv", path=str(tmp_path / "d.csv"), label_column="y"), 0)
+
+
+@pytest.mark.parametrize(
+    "x, y, match",
+    [
+        (np.full((10, 3), np.nan), np.zeros(10), "NaN"),
+        (np.ones((10, 3)), np.arange(10) - 1, "0..K-1"),
+        (np.ones((10, 3)), np.zeros(9), "10 inputs but 9 labels"),
+        (np.ones((10, 3)), np.full(10, 0.5), "integers"),
+        (np.ones(10), np.zeros(10), "shape"),
+        (np.ones((0, 3)), np.zeros(0), "no samples"),
+    ],
+)
+def test_bad_user_data_is_refused_before_training(tmp_path, x, y, match):
+    np.savez(tmp_path / "bad.npz", x=x, y=y)
+    with pytest.raises(ValueError, match=match):
+        load_data(DataConfig(name="npz", path=str(tmp_path / "bad.npz")), 0)
+
+
+def test_test_labels_beyond_training_classes(tmp_path):
+    x = np.ones((20, 2))
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(20) % 2, x_test=x[:4], y_test=np.array([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match="test labels go up to 2"):
+        load_data(DataConfig(name="npz", path=str(tmp_path / "d.npz")), 0)
+
+
+def test_missing_file_and_wrong_suffix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data file not found"):
+        load_data(DataConfig(name="npz", path=str(tmp_path / "none.npz")), 0)
+    (tmp_path / "d.txt").write_text("1,2")
+    with pytest.raises(ValueError, match="expects a .csv file"):
+        load_data(DataConfig(name="csv", path=str(tmp_path / "d.txt")), 0)
+
+
+def test_check_arrays_inf_and_label_dtype():
+    with pytest.raises(ValueError, match="NaN/Inf .*sample 2"):
+        check_arrays(torch.tensor([[0.0], [1.0], [float("inf")]]), torch.zeros(3, dtype=torch.long), "x")
+    with pytest.raises(ValueError, match="labels must be integers"):
+        check_arrays(torch.zeros(3, 1), torch.zeros(3), "x")

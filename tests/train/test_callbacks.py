@@ -1,0 +1,114 @@
+"""EarlyStopping driven by made-up metric sequences."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from reglab.train import EarlyStopping
+
+
+class FakeTrainer:
+    """Just what callbacks use: model, epoch, stop(); weights = the epoch number."""
+
+    def __init__(self):
+        self.model = nn.Linear(1, 1, bias=False).requires_grad_(False)
+        self.epoch = 0
+        self.stop_reason = None
+
+    def stop(self, reason):
+        self.stop_reason = self.stop_reason or reason
+
+
+def drive(stopper, values, monitor="valid_loss"):
+    t = FakeTrainer()
+    stopper.on_train_begin(t)
+    for epoch, value in enumerate(values, start=1):
+        t.epoch = epoch
+        t.model.weight.fill_(epoch)
+        stopper.on_epoch_end(t, {"epoch": epoch, monitor: value})
+        if t.stop_reason:
+            break
+    stopper.on_train_end(t)
+    return t
+
+
+def test_stops_after_patience_epochs_without_improvement_and_restores_best():
+    s = EarlyStopping(patience=3)
+    t = drive(s, [1.0, 0.8, 0.7, 0.75, 0.71, 0.9, 0.5])
+    assert (s.best_epoch, s.stopped_epoch, t.epoch) == (3, 6, 6)
+    assert "did not improve" in t.stop_reason and "epoch 3" in t.stop_reason
+    assert float(t.model.weight) == 3  # weights of epoch 3 restored
+
+
+def test_restores_best_also_when_training_ends_without_stopping():
+    s = EarlyStopping(patience=10)
+    t = drive(s, [1.0, 0.5, 0.6, 0.7])
+    assert t.stop_reason is None and s.stopped_epoch is None
+    assert float(t.model.weight) == 2
+
+
+def test_restore_best_false_keeps_last_weights():
+    t = drive(EarlyStopping(patience=10, restore_best=False), [1.0, 0.5, 0.6])
+    assert float(t.model.weight) == 3
+
+
+@pytest.mark.parametrize("min_delta", [0.1, -0.1])
+def test_min_delta_sign_does_not_matter(min_delta):
+    s = EarlyStopping(patience=2, min_delta=min_delta)
+    drive(s, [1.0, 0.95, 0.91, 0.85, 0.5])  # 0.95 and 0.91 are not improvements by more than 0.1
+    assert (s.best_epoch, s.stopped_epoch) == (1, 3)
+
+
+def test_mode_max_and_auto_for_accuracy():
+    s = EarlyStopping(monitor="valid_acc", patience=1)
+    assert s.mode == "max"
+    drive(s, [0.5, 0.6, 0.55, 0.9], monitor="valid_acc")
+    assert (s.best_epoch, s.stopped_epoch) == (2, 3)
+    assert EarlyStopping(monitor="valid_acc", mode="min").mode == "min"
+
+
+def test_start_from_epoch_ignores_warm_up():
+    s = EarlyStopping(patience=1, start_from_epoch=3)
+    drive(s, [0.1, 0.2, 0.3, 1.0, 1.1, 0.9])
+    assert (s.best_epoch, s.stopped_epoch) == (4, 5)
+
+
+def test_patience_zero_stops_at_first_non_improvement():
+    s = EarlyStopping(patience=0)
+    drive(s, [1.0, 0.9, 0.95])
+    assert s.stopped_epoch == 3
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_metric_stops_and_keeps_best(bad):
+    s = EarlyStopping(patience=5)
+    t = drive(s, [1.0, 0.5, bad, 0.1])
+    assert t.epoch == 3 and "non-finite valid_loss" in t.stop_reason
+    assert float(t.model.weight) == 2
+
+
+def test_unknown_monitor_says_what_is_recorded():
+    with pytest.raises(KeyError, match="valid_loss"):
+        drive(EarlyStopping(monitor="valid_acc"), [1.0])
+
+
+def test_state_round_trip_resumes_counting():
+    a = EarlyStopping(patience=3)
+    drive(a, [1.0, 0.5, 0.6])
+    b = EarlyStopping(patience=3)
+    b.load_state_dict(a.state_dict())
+    t = FakeTrainer()
+    t.epoch = 3  # a resumed run: on_train_begin must not reset
+    b.on_train_begin(t)
+    assert (b.best, b.best_epoch, b.wait) == (0.5, 2, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [({"patience": -1}, ValueError), ({"mode": "up"}, ValueError), ({"min_delta": math.nan}, ValueError), ({"patience": 1.5}, TypeError)],
+)
+def test_bad_arguments(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        EarlyStopping(**kwargs)

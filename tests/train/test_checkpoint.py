@@ -1,0 +1,97 @@
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from reglab.recipe import Recipe
+from reglab.train import checkpoint
+from reglab.train.run import RunExistsError, run_recipe
+
+
+def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    checkpoint.save({"epoch": 1, "w": torch.ones(3)}, path)
+
+    real_save = torch.save
+
+    def dies_halfway(obj, f):
+        f.write(b"PK\x03\x04 half a zip")  # a torn write
+        raise KeyboardInterrupt  # the process is stopped mid-write
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save({"epoch": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    state = checkpoint.load(path)
+    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"], "no temporary file may be left behind"
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_load_refuses_pickled_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        checkpoint.load(path)
+
+
+def _strip(history):
+    return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+
+RECIPE = {
+    "data": {"name": "digits", "batch_size": 32},
+    "model": {"width": 64, "dropout": 0.2},
+    "training": {"epochs": 20, "seed": 3},
+    "early_stopping": {"enabled": True, "patience": 100},
+}
+
+
+def test_existing_run_is_refused_and_changed_recipe_cannot_resume(tmp_path):
+    recipe = Recipe.from_dict({**RECIPE, "training": {"epochs": 2}})
+    run_recipe(recipe, tmp_path / "r")
+    with pytest.raises(RunExistsError, match="--resume"):
+        run_recipe(recipe, tmp_path / "r")
+    with pytest.raises(ValueError, match="recipe differs"):
+        run_recipe(recipe.updated({"model.width": 32}), tmp_path / "r", resume=True)
+    again = run_recipe(recipe, tmp_path / "r", resume=True)  # a finished run is only re-reported
+    assert len(again.history) == 2
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    """Kill `reglab train` mid-run with SIGKILL, resume it: same weights and history."""
+    recipe = Recipe.from_dict(RECIPE)
+    recipe.save(tmp_path / "recipe.toml")
+    straight = run_recipe(recipe, tmp_path / "straight")
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "reglab.cli", "train", "--recipe", str(tmp_path / "recipe.toml"), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    interrupted = checkpoint.load(out / "checkpoint.pt")
+    assert not interrupted["finished"] and 0 < interrupted["trainer"]["epoch"] < 20, "the kill must land mid-run"
+
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _strip(json.loads((out / "history.json").read_text())) == _strip(straight.history)
+    final = checkpoint.load(out / "checkpoint.pt")["trainer"]["model"]
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(final[name], tensor), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_acc"] == straight.summary["test_acc"]

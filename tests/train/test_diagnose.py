@@ -1,0 +1,54 @@
+import math
+
+import numpy as np
+import pytest
+
+from reglab.train import diagnose
+
+
+def _history(train, valid):
+    return [{"epoch": i + 1, "train_loss": t, "valid_loss": v} for i, (t, v) in enumerate(zip(train, valid))]
+
+
+def test_overfitting_curve():
+    e = np.arange(60)
+    train = 2.0 * np.exp(-e / 8)
+    valid = 1.0 + 0.002 * (e - 20) ** 2  # minimum at epoch 21 (index 20), rises to 4.2
+    d = diagnose(_history(train, valid), num_classes=10)
+    assert d.verdict == "overfitting"
+    assert d.best_epoch == 21 and d.best_valid_loss == pytest.approx(1.0)
+    assert d.gap_at_best == pytest.approx(1.0 - train[20])
+    assert d.gap_at_end == pytest.approx(valid[-1] - train[-1])
+    assert d.valid_rise == pytest.approx(valid[-1] - 1.0)
+    assert d.overfit_onset == 22  # the first epoch after the minimum
+    assert "overfitting" in d.explanation and "21" in d.explanation
+
+
+def test_underfitting_curve():
+    e = np.arange(30)
+    train = 2.2 - 0.01 * e  # stays near ln 10 = 2.30
+    valid = train + 0.05
+    d = diagnose(_history(train, valid), num_classes=10)
+    assert d.verdict == "underfitting" and d.overfit_onset is None
+
+
+def test_good_fit_curve_and_noise_tolerance():
+    rng = np.random.default_rng(0)
+    e = np.arange(50)
+    train = 0.2 + 1.5 * np.exp(-e / 5)
+    valid = 0.3 + 1.5 * np.exp(-e / 5) + rng.normal(0, 0.01, 50)  # noisy plateau, no trend up
+    d = diagnose(_history(train, valid), num_classes=10)
+    assert d.verdict == "good fit" and d.overfit_onset is None
+
+
+def test_rise_without_train_falling_is_not_overfitting():
+    valid = [1.0, 0.8, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6]
+    train = [0.5, 0.4, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7]  # training loss rises too: divergence, not overfitting
+    assert diagnose(_history(train, valid), num_classes=10).overfit_onset is None
+
+
+def test_empty_and_non_finite():
+    with pytest.raises(ValueError, match="empty history"):
+        diagnose([], 10)
+    d = diagnose(_history([1.0, 0.5, math.nan], [1.2, 0.9, math.nan]), 10)
+    assert d.best_epoch == 2

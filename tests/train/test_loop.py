@@ -1,0 +1,165 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_data
+from reglab.train import Callback, Trainer, fit
+from reglab.train.loop import History
+
+
+def _model(seed=0, features=8, classes=3, **kw):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(features, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, classes))
+
+
+def test_history_records_every_epoch(toy_data):
+    m = _model()
+    h = fit(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=4, batch_size=16)
+    assert isinstance(h, History) and [r["epoch"] for r in h] == [1, 2, 3, 4]
+    for key in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "time"):
+        assert all(math.isfinite(r[key]) for r in h), key
+    assert h.column("lr") == [0.1] * 4
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+
+
+def test_validation_metrics_are_exact_in_eval_mode(toy_data):
+    m = _model()
+    trainer = Trainer(m, toy_data, torch.optim.Adam(m.parameters()), epochs=2, batch_size=32)
+    h = trainer.fit()
+    m.eval()
+    with torch.no_grad():
+        out = m(toy_data.x_valid)
+    assert h[-1]["valid_loss"] == pytest.approx(float(nn.functional.cross_entropy(out, toy_data.y_valid)), rel=1e-6)
+    assert h[-1]["valid_acc"] == pytest.approx(float((out.argmax(1) == toy_data.y_valid).float().mean()))
+
+
+class ModeSpy(nn.Module):
+    """Records the training flag and grad mode of every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append((self.training, torch.is_grad_enabled(), len(x)))
+        return x
+
+
+def test_train_and_eval_modes_and_no_grad():
+    data = make_data(n_train=40, n_valid=10, features=3, classes=3)
+    spy = ModeSpy()
+    m = nn.Sequential(nn.Linear(3, 3), spy)
+    Trainer(m, data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=40).fit()
+    assert spy.seen == [(True, True, 40), (False, False, 10)]
+    assert m.training, "evaluate() must restore the training flag"
+
+
+def test_full_batch_gradient_descent_takes_one_step_per_epoch(toy_data):
+    m = _model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    steps = []
+    opt.register_step_post_hook(lambda *a: steps.append(1))
+    fit(m, toy_data, opt, epochs=3, batch_size=len(toy_data.x_train))
+    assert len(steps) == 3
+    steps.clear()
+    fit(m, toy_data, opt, epochs=1, batch_size=10)  # 96 samples: 9 full batches and one of 6
+    assert len(steps) == 10
+
+
+def test_same_seed_same_history_different_seed_differs(toy_data):
+    def run(seed):
+        m = _model(seed)
+        h = fit(m, toy_data, torch.optim.Adam(m.parameters()), epochs=3, batch_size=16, seed=seed)
+        return [{k: v for k, v in r.items() if k != "time"} for r in h]
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_batch_transforms_apply_to_training_batches_only(toy_data):
+    sizes = []
+
+    def transform(x, y, generator):
+        assert isinstance(generator, torch.Generator)
+        sizes.append(len(x))
+        return x * 0, y
+
+    inputs = []
+    spy = nn.Module()
+    spy.forward = lambda x: inputs.append((spy.training, float(x.abs().sum()))) or x
+    m = nn.Sequential(spy, *_model())
+    fit(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=32, batch_transforms=[transform])
+    assert sizes == [32, 32, 32]
+    assert all(total == 0 for training, total in inputs if training)
+    assert [total > 0 for training, total in inputs if not training] == [True]  # validation untouched
+
+
+def test_loss_terms_enter_the_gradient_but_not_the_reported_loss(toy_data):
+    m1, m2 = _model(), _model()
+    fit(m1, toy_data, torch.optim.SGD(m1.parameters(), lr=0.1), epochs=1, batch_size=96, loss_terms=[lambda m: 0 * m[0].weight.sum()])
+    h = fit(m2, toy_data, torch.optim.SGD(m2.parameters(), lr=0.1), epochs=1, batch_size=96, loss_terms=[lambda m: 10.0 * m[0].weight.pow(2).sum()])
+    assert not torch.allclose(m1[0].weight, m2[0].weight)
+    assert h[0]["train_loss"] < 5  # the penalty is not part of the reported data loss
+
+
+def test_soft_targets_are_accepted(toy_data):
+    def smooth(x, y, generator):
+        return x, nn.functional.one_hot(y, 3).float() * 0.9 + 0.1 / 3
+
+    m = _model()
+    h = fit(m, toy_data, torch.optim.Adam(m.parameters(), lr=0.01), epochs=5, batch_size=32, batch_transforms=[smooth])
+    assert h[-1]["train_acc"] > 0.8
+
+
+def test_non_finite_loss_stops_with_reason(toy_data):
+    m = _model()
+    trainer = Trainer(m, toy_data, torch.optim.SGD(m.parameters(), lr=1e30), epochs=20, batch_size=16)
+    trainer.fit()
+    assert trainer.epoch < 20 and "non-finite train_loss" in trainer.stop_reason
+
+
+def test_callbacks_can_stop_and_completed_runs_say_so(toy_data):
+    class StopAt2(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 2:
+                trainer.stop("enough")
+
+    m = _model()
+    t = Trainer(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=5, batch_size=32, callbacks=[StopAt2()])
+    t.fit()
+    assert (t.epoch, t.stop_reason) == (2, "enough")
+    t2 = Trainer(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=2, batch_size=32)
+    t2.fit()
+    assert t2.stop_reason == "completed"
+
+
+def test_batch_norm_batch_of_one_is_refused():
+    data = make_data(n_train=33)
+    m = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="batch of 1 sample"):
+        Trainer(m, data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=16)
+    Trainer(m, data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=11)  # 3 x 11: fine
+
+
+def test_state_dict_round_trip_continues_identically(toy_data):
+    def trainer():
+        m = _model()
+        return Trainer(m, toy_data, torch.optim.Adam(m.parameters()), epochs=6, batch_size=16, seed=5)
+
+    straight = trainer()
+    straight.fit()
+    first = trainer()
+    first.epochs = 3
+    first.fit()
+    state = first.state_dict()
+    second = trainer()
+    torch.manual_seed(123)  # the global RNG is restored from the state, not from here
+    second.load_state_dict(state)
+    second.stop_reason = None
+    second.fit()
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert strip(second.history) == strip(straight.history)
+    for a, b in zip(second.model.parameters(), straight.model.parameters()):
+        assert torch.equal(a, b)
