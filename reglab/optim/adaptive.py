@@ -1,0 +1,134 @@
+"""Adaptive step sizes: Adagrad, Adadelta, RMSprop, Adam moments (TECHNIQUES.md section 3).
+
+Each returns the update ``u`` to which the optimizer applies ``W ← W − η u``. Where the course
+and PyTorch place ε differently, ``eps_in_sqrt=True`` gives the course form ``g / √(G + ε)``
+and the default gives PyTorch's ``g / (√G + ε)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from reglab.optim.base import Context, State, Transform, zeros_like
+
+
+def _denominator(second_moment, eps: float, eps_in_sqrt: bool):
+    """``√(v + ε)`` (course) or ``√v + ε`` (PyTorch), as a new list."""
+    if eps_in_sqrt:
+        d = torch._foreach_add(second_moment, eps)
+        torch._foreach_sqrt_(d)
+    else:
+        d = torch._foreach_sqrt(second_moment)
+        torch._foreach_add_(d, eps)
+    return d
+
+
+def scale_by_adagrad(eps: float = 1e-10, initial_accumulator_value: float = 0.0, eps_in_sqrt: bool = False) -> Transform:
+    """Adagrad (Duchi et al. 2011): ``G ← G + g² ; u = g / (√G + ε)``, or ``g / √(G + ε)``
+    with ``eps_in_sqrt`` (the course form). ``G`` starts at ``initial_accumulator_value``."""
+
+    def init(params) -> State:
+        return {"sum_sq": [torch.full_like(p, initial_accumulator_value) for p in params]}  # G: sum of g²
+
+    def update(updates, state: State, ctx: Context):
+        G = state["sum_sq"]
+        torch._foreach_addcmul_(G, updates, updates)
+        return torch._foreach_div(updates, _denominator(G, eps, eps_in_sqrt))
+
+    return Transform(init, update)
+
+
+def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Transform:
+    """Adadelta (Zeiler 2012, arXiv:1212.5701), with ``Δ`` the step before η (η = 1 in the paper):
+
+        E[g²] ← ρ E[g²] + (1 − ρ) g²
+        Δ     = √(E[Δ²] + ε) / √(E[g²] + ε) · g          (the optimizer applies W ← W − η Δ)
+        E[Δ²] ← ρ E[Δ²] + (1 − ρ) Δ²
+    """
+
+    def init(params) -> State:
+        return {"E_g2": zeros_like(params), "E_dx2": zeros_like(params)}  # running E[g²], E[Δ²]
+
+    def update(updates, state: State, ctx: Context):
+        Eg2, Edx2 = state["E_g2"], state["E_dx2"]
+        torch._foreach_mul_(Eg2, rho)
+        torch._foreach_addcmul_(Eg2, updates, updates, value=1 - rho)
+        rms_g = torch._foreach_add(Eg2, eps)
+        torch._foreach_sqrt_(rms_g)
+        delta = torch._foreach_add(Edx2, eps)
+        torch._foreach_sqrt_(delta)
+        torch._foreach_div_(delta, rms_g)
+        torch._foreach_mul_(delta, updates)
+        torch._foreach_mul_(Edx2, rho)
+        torch._foreach_addcmul_(Edx2, delta, delta, value=1 - rho)
+        return delta
+
+    return Transform(init, update)
+
+
+def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False, eps_in_sqrt: bool = False) -> Transform:
+    """RMSprop (Hinton 2012): ``G ← γ G + (1 − γ) g² ; u = g / (√G + ε)`` (``γ = alpha``), or
+    ``g / √(G + ε)`` with ``eps_in_sqrt``. ``centered`` divides by the estimated standard
+    deviation instead: ``ḡ ← γ ḡ + (1 − γ) g ; u = g / (√(G − ḡ²) + ε)``."""
+
+    def init(params) -> State:
+        state = {"nu": zeros_like(params)}  # G: running mean of g²
+        if centered:
+            state["mu"] = zeros_like(params)  # ḡ: running mean of g
+        return state
+
+    def update(updates, state: State, ctx: Context):
+        G = state["nu"]
+        torch._foreach_mul_(G, alpha)
+        torch._foreach_addcmul_(G, updates, updates, value=1 - alpha)
+        if centered:
+            mu = state["mu"]
+            torch._foreach_lerp_(mu, updates, 1 - alpha)
+            variance = torch._foreach_addcmul(G, mu, mu, value=-1)
+            return torch._foreach_div(updates, _denominator(variance, eps, eps_in_sqrt))
+        return torch._foreach_div(updates, _denominator(G, eps, eps_in_sqrt))
+
+    return Transform(init, update)
+
+
+def scale_by_adam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, amsgrad: bool = False, eps_in_sqrt: bool = False
+) -> Transform:
+    """Adam (Kingma & Ba 2014, arXiv:1412.6980):
+
+        m ← β₁ m + (1 − β₁) g ;  v ← β₂ v + (1 − β₂) g²
+        u = m̂ / (√v̂ + ε)   with m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ)          (PyTorch)
+        u = √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / √(v + ε)                           (course, eps_in_sqrt)
+
+    ``amsgrad`` uses the running maximum of ``v`` in the denominator (Reddi et al. 2018).
+    """
+
+    def init(params) -> State:
+        state = {"mu": zeros_like(params), "nu": zeros_like(params)}  # m: first moment, v: second moment
+        if amsgrad:
+            state["nu_max"] = zeros_like(params)  # max of v over steps
+        return state
+
+    def update(updates, state: State, ctx: Context):
+        m, v = state["mu"], state["nu"]
+        torch._foreach_lerp_(m, updates, 1 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, updates, updates, value=1 - b2)
+        if amsgrad:
+            torch._foreach_maximum_(state["nu_max"], v)
+            v = state["nu_max"]
+        bc1 = [1 - b1**t for t in ctx.steps]
+        bc2 = [1 - b2**t for t in ctx.steps]
+        if eps_in_sqrt:  # √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / √(v + ε)
+            denom = _denominator(v, eps, True)
+            torch._foreach_mul_(denom, [c1 / math.sqrt(c2) for c1, c2 in zip(bc1, bc2)])
+        else:  # (m / bc1) / (√v / √bc2 + ε)
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_div_(denom, [math.sqrt(c) for c in bc2])
+            torch._foreach_add_(denom, eps)
+            torch._foreach_mul_(denom, bc1)
+        return torch._foreach_div(m, denom)
+
+    return Transform(init, update)

@@ -1,0 +1,411 @@
+"""Named optimizers: drop-in replacements for ``torch.optim``, built as chains of pieces.
+
+Each takes torch.optim's positional arguments and defaults, so replacing ``torch.optim.X`` by
+``reglab.optim.X`` changes nothing (``foreach``/``fused`` are accepted; every update runs on
+lists of tensors). Extra keyword options, off by default, are the same for all of them:
+
+- ``decoupled=True``: decoupled weight decay ``W ← W − η (u + λ W)`` instead of coupled L2
+  ``g ← g + λ W`` (SGDW, Adagrad-W, ... ; AdamW is Adam with ``decoupled=True``);
+- ``weight_decay_schedule``: a function of the step ``t`` multiplying ``weight_decay``;
+- ``l1=α``: L1 subgradient ``g ← g + α sign(W)``; ``l1_proximal=α``: proximal L1 step
+  ``W ← sign(W) max(|W| − ηα, 0)`` after each update (exact zeros);
+- ``clip_norm=c`` / ``clip_value=c``: gradient clipping by global norm / by value, first;
+- ``eps_in_sqrt=True`` (Adagrad, RMSprop, Adam, AdamW): the course's ``√(G + ε)`` instead
+  of PyTorch's ``√G + ε``.
+
+The chain, in order: negate (maximize), clip, coupled L2, L1 subgradient, the optimizer's own
+scaling, decoupled decay; then ``W ← W − η u``; then the proximal L1 step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from reglab._checks import check_bool, check_float
+from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
+from reglab.optim.base import Context, Optimizer, State, Transform, chain, scale_by_schedule
+from reglab.optim.clip import clip_by_global_norm, clip_by_value
+from reglab.optim.decay import add_decayed_weights, add_l1, prox_l1
+from reglab.optim.momentum import trace
+
+def negate() -> Transform:
+    """``u ← −g``: ascend instead of descend (``maximize=True``)."""
+    return Transform(lambda params: {}, lambda updates, state, ctx: torch._foreach_neg(updates))
+
+
+class _Named(Optimizer):
+    """Shared options, validation and chain assembly of the named optimizers."""
+
+    # hyperparameter -> (low, high, high_open): checked for every parameter group
+    _ranges: dict[str, tuple[float, float | None, bool]] = {}
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float,
+        *,
+        weight_decay: float,
+        maximize: bool,
+        decoupled: bool,
+        weight_decay_schedule: Callable[[int], float] | None,
+        l1: float,
+        l1_proximal: float,
+        clip_norm: float | None,
+        clip_value: float | None,
+        foreach: bool | None,
+        fused: bool | None,
+        differentiable: bool = False,
+        capturable: bool = False,
+        **hyper: Any,
+    ) -> None:
+        if differentiable or capturable:
+            raise NotImplementedError(f"{type(self).__name__}: differentiable and capturable are not supported")
+        if weight_decay_schedule is not None and not callable(weight_decay_schedule):
+            raise TypeError(f"weight_decay_schedule must be a function of the step, got {weight_decay_schedule!r}")
+        defaults = dict(
+            weight_decay=weight_decay,
+            maximize=maximize,
+            decoupled=decoupled,
+            weight_decay_schedule=weight_decay_schedule,
+            l1=l1,
+            l1_proximal=l1_proximal,
+            clip_norm=clip_norm,
+            clip_value=clip_value,
+            foreach=foreach,
+            fused=fused,
+            **hyper,
+        )
+        super().__init__(params, self._chain, lr=lr, **defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._validate(self.param_groups[-1])
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_float("lr", group["lr"], low=0)
+        for name in ("weight_decay", "l1", "l1_proximal"):
+            check_float(name, group[name], low=0)
+        for name in ("clip_norm", "clip_value"):
+            if group[name] is not None:
+                check_float(name, group[name], low=0, low_open=True)
+        for name in ("maximize", "decoupled"):
+            check_bool(name, group[name])
+        for name, (low, high, high_open) in self._ranges.items():
+            check_float(name, group[name], low=low, high=high, low_open=name == "eps", high_open=high_open)
+        for name in ("nesterov", "amsgrad", "centered", "eps_in_sqrt"):
+            if name in group:
+                check_bool(name, group[name])
+
+    def _chain(self, group: dict[str, Any]) -> Transform:
+        wd, schedule = group["weight_decay"], group["weight_decay_schedule"]
+        decay = [add_decayed_weights(wd, schedule)] if wd else []
+        pieces = [negate()] if group["maximize"] else []
+        if group["clip_value"] is not None:
+            pieces.append(clip_by_value(group["clip_value"]))
+        if group["clip_norm"] is not None:
+            pieces.append(clip_by_global_norm(group["clip_norm"]))
+        if not group["decoupled"]:
+            pieces += decay
+        if group["l1"]:
+            pieces.append(add_l1(group["l1"]))
+        pieces += self._scaling(group)
+        if group["decoupled"]:
+            pieces += decay
+        if group["l1_proximal"]:
+            pieces.append(prox_l1(group["l1_proximal"]))
+        return chain(*pieces)
+
+    def _scaling(self, group: dict[str, Any]) -> list[Transform]:
+        raise NotImplementedError
+
+
+class SGD(_Named):
+    """Stochastic gradient descent, with momentum and Nesterov momentum:
+
+        g ← g + λ W                       (weight_decay λ; coupled L2)
+        a ← β a + (1 − d) g               (momentum β, dampening d; a ← g on the first step)
+        u = a,  or  u = g + β a           (nesterov)
+        W ← W − η u
+
+    Same signature, defaults and trajectory as ``torch.optim.SGD``. Plain SGD is
+    ``W ← W − η g``; batch, stochastic or mini-batch GD depends only on the batch size.
+
+    >>> opt = SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)  # doctest: +SKIP
+    """
+
+    _ranges = {"momentum": (0.0, None, False)}
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled: bool = False,
+        weight_decay_schedule: Callable[[int], float] | None = None,
+        l1: float = 0.0,
+        l1_proximal: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        check_float("dampening", dampening)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"nesterov needs momentum > 0 and dampening = 0, got momentum={momentum}, dampening={dampening}")
+        super().__init__(
+            params, lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+            maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused, decoupled=decoupled,
+            weight_decay_schedule=weight_decay_schedule, l1=l1, l1_proximal=l1_proximal, clip_norm=clip_norm,
+            clip_value=clip_value,
+        )  # fmt: skip
+
+    def _scaling(self, group):
+        if group["momentum"] == 0:
+            return []
+        return [trace(group["momentum"], group["dampening"], group["nesterov"])]
+
+
+class Adagrad(_Named):
+    """Adagrad (Duchi et al. 2011):
+
+        G ← G + g² ;  u = g / (√G + ε)      (PyTorch; eps_in_sqrt=True: g / √(G + ε), the course)
+        W ← W − η_t u,   η_t = η / (1 + (t − 1) · lr_decay)
+
+    Same signature and defaults as ``torch.optim.Adagrad``.
+    """
+
+    _ranges = {"lr_decay": (0.0, None, False), "initial_accumulator_value": (0.0, None, False), "eps": (0.0, None, False)}
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        eps_in_sqrt: bool = False,
+        decoupled: bool = False,
+        weight_decay_schedule: Callable[[int], float] | None = None,
+        l1: float = 0.0,
+        l1_proximal: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        super().__init__(
+            params, lr, lr_decay=lr_decay, weight_decay=weight_decay, initial_accumulator_value=initial_accumulator_value,
+            eps=eps, eps_in_sqrt=eps_in_sqrt, maximize=maximize, foreach=foreach, differentiable=differentiable,
+            fused=fused, decoupled=decoupled, weight_decay_schedule=weight_decay_schedule, l1=l1,
+            l1_proximal=l1_proximal, clip_norm=clip_norm, clip_value=clip_value,
+        )  # fmt: skip
+
+    def _scaling(self, group):
+        pieces = [scale_by_adagrad(group["eps"], group["initial_accumulator_value"], group["eps_in_sqrt"])]
+        if group["lr_decay"]:
+            decay = group["lr_decay"]
+            pieces.append(scale_by_schedule(lambda t: 1 / (1 + (t - 1) * decay)))
+        return pieces
+
+
+class Adadelta(_Named):
+    """Adadelta (Zeiler 2012), which needs no learning rate (η = 1 by default):
+
+        E[g²] ← ρ E[g²] + (1 − ρ) g²
+        Δ = −√(E[Δ²] + ε) / √(E[g²] + ε) · g ;  E[Δ²] ← ρ E[Δ²] + (1 − ρ) Δ²
+        W ← W + η Δ
+
+    Same signature and defaults as ``torch.optim.Adadelta``.
+    """
+
+    _ranges = {"rho": (0.0, 1.0, True), "eps": (0.0, None, False)}
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        foreach: bool | None = None,
+        *,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+        decoupled: bool = False,
+        weight_decay_schedule: Callable[[int], float] | None = None,
+        l1: float = 0.0,
+        l1_proximal: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        super().__init__(
+            params, lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, foreach=foreach, fused=None,
+            capturable=capturable, differentiable=differentiable, decoupled=decoupled,
+            weight_decay_schedule=weight_decay_schedule, l1=l1, l1_proximal=l1_proximal, clip_norm=clip_norm,
+            clip_value=clip_value,
+        )  # fmt: skip
+
+    def _scaling(self, group):
+        return [scale_by_adadelta(group["rho"], group["eps"])]
+
+
+class RMSprop(_Named):
+    """RMSprop (Hinton 2012):
+
+        G ← γ G + (1 − γ) g² ;  u = g / (√G + ε)   (γ = alpha; eps_in_sqrt: g / √(G + ε))
+        centered: ḡ ← γ ḡ + (1 − γ) g ;  u = g / (√(G − ḡ²) + ε)
+        momentum β: b ← β b + u ;  u = b
+        W ← W − η u
+
+    Same signature and defaults as ``torch.optim.RMSprop`` (γ = 0.99, η = 1e-2).
+    """
+
+    _ranges = {"alpha": (0.0, 1.0, True), "eps": (0.0, None, False), "momentum": (0.0, None, False)}
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        *,
+        eps_in_sqrt: bool = False,
+        decoupled: bool = False,
+        weight_decay_schedule: Callable[[int], float] | None = None,
+        l1: float = 0.0,
+        l1_proximal: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        super().__init__(
+            params, lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
+            eps_in_sqrt=eps_in_sqrt, capturable=capturable, foreach=foreach, fused=None, maximize=maximize,
+            differentiable=differentiable, decoupled=decoupled, weight_decay_schedule=weight_decay_schedule, l1=l1,
+            l1_proximal=l1_proximal, clip_norm=clip_norm, clip_value=clip_value,
+        )  # fmt: skip
+
+    def _scaling(self, group):
+        pieces = [scale_by_rms(group["alpha"], group["eps"], group["centered"], group["eps_in_sqrt"])]
+        if group["momentum"] > 0:
+            pieces.append(_momentum_from_zero(group["momentum"]))
+        return pieces
+
+
+def _momentum_from_zero(beta: float) -> Transform:
+    """``b ← β b + u`` with ``b`` starting at 0 (RMSprop's momentum buffer)."""
+
+    def init(params) -> State:
+        return {"momentum": [torch.zeros_like(p) for p in params]}  # b: running sum of scaled steps
+
+    def update(updates, state: State, ctx: Context):
+        b = state["momentum"]
+        torch._foreach_mul_(b, beta)
+        torch._foreach_add_(b, updates)
+        return b
+
+    return Transform(init, update)
+
+
+class Adam(_Named):
+    """Adam (Kingma & Ba 2014, arXiv:1412.6980):
+
+        m ← β₁ m + (1 − β₁) g ;  v ← β₂ v + (1 − β₂) g²
+        m̂ = m / (1 − β₁ᵗ) ;  v̂ = v / (1 − β₂ᵗ)
+        W ← W − η m̂ / (√v̂ + ε)                                   (PyTorch)
+        W ← W − η √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / √(v + ε)            (course; eps_in_sqrt=True)
+
+    ``(β₁, β₂) = betas``. ``weight_decay`` is coupled L2 (``g ← g + λW``) unless
+    ``decoupled=True`` (AdamW). ``amsgrad`` divides by the running maximum of ``v̂``. Same
+    signature, defaults and trajectory as ``torch.optim.Adam``.
+
+    >>> opt = Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))  # doctest: +SKIP
+    """
+
+    _ranges = {"eps": (0.0, None, False)}
+    _default_weight_decay = 0.0
+    _default_decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float | None = None,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool | None = None,
+        decoupled: bool | None = None,
+        eps_in_sqrt: bool = False,
+        weight_decay_schedule: Callable[[int], float] | None = None,
+        l1: float = 0.0,
+        l1_proximal: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        if decoupled is None:
+            decoupled = self._default_decoupled if decoupled_weight_decay is None else decoupled_weight_decay
+        super().__init__(
+            params, lr, betas=tuple(betas) if isinstance(betas, (list, tuple)) else betas, eps=eps,
+            weight_decay=self._default_weight_decay if weight_decay is None else weight_decay, amsgrad=amsgrad,
+            eps_in_sqrt=eps_in_sqrt, maximize=maximize, foreach=foreach, capturable=capturable,
+            differentiable=differentiable, fused=fused, decoupled=decoupled,
+            weight_decay_schedule=weight_decay_schedule, l1=l1, l1_proximal=l1_proximal, clip_norm=clip_norm,
+            clip_value=clip_value,
+        )  # fmt: skip
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        betas = group["betas"]
+        if not isinstance(betas, tuple) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        for i, b in enumerate(betas):
+            check_float(f"betas[{i}]", b, low=0, high=1, high_open=True)
+
+    def _scaling(self, group):
+        b1, b2 = group["betas"]
+        return [scale_by_adam(b1, b2, group["eps"], group["amsgrad"], group["eps_in_sqrt"])]
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter, arXiv:1711.05101): Adam with decoupled weight decay,
+
+        W ← W − η (m̂ / (√v̂ + ε) + λ W)
+
+    the decay applied to the weights, not added to the gradient. Same signature, defaults
+    (``weight_decay=1e-2``) and trajectory as ``torch.optim.AdamW``.
+    """
+
+    _default_weight_decay = 1e-2
+    _default_decoupled = True
+
+
+OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adadelta": Adadelta, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+__all__ = ["SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "negate"]

@@ -1,0 +1,165 @@
+"""Transform, chain and Optimizer: optimizers as compositions of small update rules.
+
+A ``Transform`` is a pair of functions over the tensors of one parameter group (optax's
+``GradientTransformation``, on lists of tensors so that ``torch._foreach_*`` ops keep it fast):
+
+- ``init(params) -> state``: a dict of named lists of tensors, one tensor per parameter
+  (``{"mu": [...], "nu": [...]}``);
+- ``update(updates, state, ctx) -> updates``: turns incoming updates (at first, gradients)
+  into outgoing ones, updating ``state`` in place. It never writes into the ``updates`` it
+  was given: they may be the parameters' ``.grad`` or another transform's state.
+- ``after_step(state, ctx)`` (optional): acts on the parameters after the step, for
+  operations that are not an additive update (the proximal L1 step).
+
+``Optimizer(params, transform)`` is a ``torch.optim.Optimizer``. Each ``step()`` runs, per
+parameter group, ``u = transform.update(g, ...)`` and then ``W ← W − η u`` with ``η =
+group["lr"]``, so that ``torch.optim.lr_scheduler`` schedules work unchanged. Per-parameter
+state lives in ``optimizer.state[p]`` under the transforms' names (plus ``step``), so
+``state_dict``/``load_state_dict`` behave as for any PyTorch optimizer.
+
+>>> from reglab.optim import Optimizer, chain, scale_by_adam, add_decayed_weights
+>>> opt = Optimizer(model.parameters(), chain(scale_by_adam(), add_decayed_weights(1e-2)), lr=1e-3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from reglab._checks import check_float
+
+State = dict[str, list[Tensor]]
+
+
+class Context(NamedTuple):
+    params: list[Tensor]  # the parameters being updated, in the order of the updates
+    grads: list[Tensor]  # their gradients (never to be written into)
+    steps: list[int]  # per-parameter step count t, counting this step (1 on the first)
+    group: dict[str, Any]  # the parameter group: lr and any hyperparameter a scheduler may change
+
+
+class Transform(NamedTuple):
+    init: Callable[[list[Tensor]], State]
+    update: Callable[[list[Tensor], State, Context], list[Tensor]]
+    after_step: Callable[[State, Context], None] | None = None
+
+
+def identity() -> Transform:
+    """``u = g``: leaves updates unchanged (plain gradient descent with the optimizer's η)."""
+    return Transform(lambda params: {}, lambda updates, state, ctx: updates)
+
+
+def chain(*transforms: Transform) -> Transform:
+    """Apply ``transforms`` one after the other; their state names must not collide."""
+
+    def init(params: list[Tensor]) -> State:
+        state: State = {}
+        for t in transforms:
+            part = t.init(params)
+            clash = set(part) & set(state)
+            if clash:
+                raise ValueError(f"chain: two transforms keep state named {', '.join(sorted(clash))}")
+            state.update(part)
+        return state
+
+    def update(updates: list[Tensor], state: State, ctx: Context) -> list[Tensor]:
+        for t in transforms:
+            updates = t.update(updates, state, ctx)
+        return updates
+
+    def after_step(state: State, ctx: Context) -> None:
+        for t in transforms:
+            if t.after_step is not None:
+                t.after_step(state, ctx)
+
+    has_after = any(t.after_step is not None for t in transforms)
+    return Transform(init, update, after_step if has_after else None)
+
+
+def zeros_like(params: list[Tensor]) -> list[Tensor]:
+    return [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+
+
+def add(updates: list[Tensor], others: list[Tensor], alpha: float) -> list[Tensor]:
+    """``updates + alpha * others`` as new tensors (the inputs may be gradients or state)."""
+    return torch._foreach_add(updates, others, alpha=alpha)
+
+
+def scale(factor: float) -> Transform:
+    """``u ← factor · u``."""
+
+    def update(updates, state, ctx):
+        return torch._foreach_mul(updates, factor)
+
+    return Transform(lambda params: {}, update)
+
+
+def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
+    """``u ← s(t) · u`` with ``s`` a function of the step ``t`` (1, 2, ...): a step-size
+    schedule inside a chain, for use with ``lr=1``."""
+
+    def update(updates, state, ctx):
+        return torch._foreach_mul(updates, [schedule(t) for t in ctx.steps])
+
+    return Transform(lambda params: {}, update)
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose update rule is a Transform.
+
+    ``transform`` is a Transform, or a function ``group -> Transform`` that reads the group's
+    hyperparameters at every step (how the named optimizers let schedulers change them).
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        transform: Transform | Callable[[dict[str, Any]], Transform],
+        lr: float = 1.0,
+        **defaults: Any,
+    ) -> None:
+        check_float("lr", lr, low=0)
+        self._transform = transform
+        super().__init__(params, {"lr": lr, **defaults})
+
+    def transform_for(self, group: dict[str, Any]) -> Transform:
+        t = self._transform
+        return t if isinstance(t, Transform) else t(group)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("reglab optimizers do not support sparse gradients")
+            transform = self.transform_for(group)
+            state = self._gather_state(params, transform)
+            ctx = Context(params, [p.grad for p in params], state.pop("step"), group)
+            updates = transform.update(ctx.grads, state, ctx)
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
+            if transform.after_step is not None:
+                transform.after_step(state, ctx)
+        return loss
+
+    def _gather_state(self, params: list[Tensor], transform: Transform) -> dict[str, list]:
+        """Per-parameter state (created on first use) as lists over ``params``; steps += 1."""
+        fresh = [p for p in params if not self.state[p]]
+        if fresh:
+            for name, tensors in transform.init(fresh).items():
+                for p, tensor in zip(fresh, tensors):
+                    self.state[p][name] = tensor
+            for p in fresh:
+                self.state[p]["step"] = 0
+        for p in params:
+            self.state[p]["step"] += 1
+        names = self.state[params[0]].keys()
+        return {name: [self.state[p][name] for p in params] for name in names}

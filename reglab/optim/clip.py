@@ -1,0 +1,57 @@
+"""Gradient clipping and gradient noise (TECHNIQUES.md section 6).
+
+Clipping acts on the updates of one parameter group; with the default single group that is
+all of the model's parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from reglab.optim.base import Context, State, Transform
+
+
+def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``‖g‖ = √(Σ g²)`` over all the tensors."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
+def clip_by_global_norm(max_norm: float) -> Transform:
+    """``g ← g · c / ‖g‖`` when ``‖g‖ > c`` (``c = max_norm``); unchanged otherwise."""
+
+    def update(updates, state: State, ctx: Context):
+        norm = global_norm(updates)
+        factor = torch.clamp(max_norm / norm, max=1.0) if norm > 0 else torch.ones((), device=norm.device)
+        return torch._foreach_mul(updates, factor.to(updates[0].dtype))
+
+    return Transform(lambda params: {}, update)
+
+
+def clip_by_value(clip_value: float) -> Transform:
+    """``g ← clamp(g, −c, c)`` elementwise."""
+
+    def update(updates, state: State, ctx: Context):
+        clipped = torch._foreach_clamp_min(updates, -clip_value)
+        torch._foreach_clamp_max_(clipped, clip_value)
+        return clipped
+
+    return Transform(lambda params: {}, update)
+
+
+def add_noise(eta: float = 0.01, gamma: float = 0.55, seed: int = 0) -> Transform:
+    """Annealed Gaussian gradient noise (Neelakantan et al. 2015, arXiv:1511.06807):
+    ``g ← g + N(0, σ_t²)``, ``σ_t² = η / (1 + t)^γ``.
+
+    The noise of parameter ``i`` at step ``t`` is drawn from a generator seeded by
+    ``(seed, t, i)``: it needs no state, so a resumed run draws the same noise.
+    """
+
+    def update(updates, state: State, ctx: Context):
+        noisy = []
+        for i, (g, t) in enumerate(zip(updates, ctx.steps)):
+            gen = torch.Generator(device=g.device).manual_seed(hash((seed, t, i)) & (2**63 - 1))
+            sigma = (eta / (1 + t) ** gamma) ** 0.5
+            noisy.append(g + sigma * torch.randn(g.shape, generator=gen, device=g.device, dtype=g.dtype))
+        return noisy
+
+    return Transform(lambda params: {}, update)

@@ -1,0 +1,86 @@
+"""Weight decay and L1 (TECHNIQUES.md section 4).
+
+Coupled L2 and decoupled weight decay are the same piece, ``add_decayed_weights``, standing
+at a different place in the chain (DESIGN.md, style point 2):
+
+- first, before any gradient scaling, it adds the gradient of ``(λ/2)‖W‖²`` to ``g``:
+  coupled L2, torch.optim's ``weight_decay``. For plain SGD this equals the loss penalty;
+- last, after the scaling (Adam's moments, ...), it gives ``W ← W − η (u + λ W)``: decoupled
+  weight decay (Loshchilov & Hutter, arXiv:1711.05101), AdamW's rule, for any optimizer.
+
+The loss penalty ``λ‖W‖²`` (no 1/2) has gradient ``2λW``: SGD weight decay ``λ' = 2λ`` equals it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from reglab.optim.base import Context, State, Transform, add
+
+
+def add_decayed_weights(weight_decay: float, schedule: Callable[[int], float] | None = None) -> Transform:
+    """``u ← u + λ W``, with ``λ = weight_decay · schedule(t)`` when a schedule is given."""
+
+    def update(updates, state: State, ctx: Context):
+        if schedule is None:
+            return add(updates, ctx.params, weight_decay)
+        decays = [weight_decay * schedule(t) for t in ctx.steps]
+        scaled = torch._foreach_mul(ctx.params, decays)
+        return add(updates, scaled, 1.0)
+
+    return Transform(lambda params: {}, update)
+
+
+def add_l1(alpha: float) -> Transform:
+    """L1 penalty ``α‖W‖₁`` as a subgradient: ``u ← u + α sign(W)``. Weights hover around 0
+    but rarely reach it exactly; see ``prox_l1`` for exact zeros."""
+
+    def update(updates, state: State, ctx: Context):
+        return add(updates, torch._foreach_sign(ctx.params), alpha)
+
+    return Transform(lambda params: {}, update)
+
+
+def prox_l1(alpha: float) -> Transform:
+    """Proximal step of ``α‖W‖₁`` after each update (soft thresholding, ISTA):
+
+        W ← sign(W) · max(|W| − η α, 0)
+
+    with η the group's learning rate. Weights within ``ηα`` of 0 become exactly 0.0.
+    """
+
+    def after_step(state: State, ctx: Context) -> None:
+        threshold = ctx.group["lr"] * alpha
+        for w in ctx.params:
+            shrunk = (w.abs() - threshold).clamp_(min=0)
+            w.copy_(w.sign() * shrunk)
+
+    return Transform(lambda params: {}, lambda updates, state, ctx: updates, after_step)
+
+
+NORM_LAYERS = (
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.LayerNorm,
+    torch.nn.GroupNorm,
+    torch.nn.modules.instancenorm._InstanceNorm,
+)
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: tuple[str, ...] = ()) -> list[dict]:
+    """Split ``model``'s trainable parameters into two optimizer groups: weights that decay
+    (``weight_decay``) and those that do not (``0``): biases, normalization parameters, and any
+    parameter whose name contains one of ``exclude``.
+
+    >>> opt = AdamW(decay_groups(model, 0.05, exclude=("embedding",)), lr=1e-3)  # doctest: +SKIP
+    """
+    decay, no_decay = [], []
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            full = f"{module_name}.{name}" if module_name else name
+            skip = name == "bias" or isinstance(module, NORM_LAYERS) or any(e in full for e in exclude)
+            (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -1,0 +1,42 @@
+"""Momentum: heavy-ball and Nesterov (TECHNIQUES.md section 3)."""
+
+from __future__ import annotations
+
+import torch
+
+from reglab.optim.base import Context, State, Transform, zeros_like
+
+
+def trace(momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False) -> Transform:
+    """Momentum accumulator ``a`` (PyTorch's ``momentum_buffer``):
+
+        a ← β a + (1 − d) g        (a ← g on the first step, as in torch.optim.SGD)
+        u = a                      heavy ball:  W ← W − η a
+        u = g + β a                Nesterov, PyTorch form:  W ← W − η (g + β a)
+
+    ``β = momentum``, ``d = dampening``. With d = 0 the heavy ball is the course's
+    ``a ← β a + g ; W ← W − η a``. The course's look-ahead Nesterov form
+    ``a ← β a + ∇L(W − η β a) ; W ← W − η a`` gives the same trajectory in the shifted
+    variable ``W' = W − η β a`` (tests/optim/test_momentum.py shows it).
+    """
+
+    def init(params) -> State:
+        return {"momentum": zeros_like(params)}  # a: running sum of past gradients
+
+    def update(updates, state: State, ctx: Context):
+        a = state["momentum"]
+        first = [i for i, t in enumerate(ctx.steps) if t == 1]
+        if len(first) == len(a):
+            torch._foreach_copy_(a, updates)
+        else:
+            for i in first:
+                a[i].copy_(updates[i])
+            later = [i for i, t in enumerate(ctx.steps) if t > 1]
+            a_later = [a[i] for i in later]
+            torch._foreach_mul_(a_later, momentum)
+            torch._foreach_add_(a_later, [updates[i] for i in later], alpha=1 - dampening)
+        if nesterov:
+            return torch._foreach_add(updates, a, alpha=momentum)
+        return a
+
+    return Transform(init, update)
