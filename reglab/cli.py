@@ -48,6 +48,12 @@ _RECIPE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--init": ("model.init", {"choices": INITS}),
     "--optimizer": ("optimizer.name", {"help": "sgd, adagrad, adadelta, rmsprop, adam, adamw"}),
     "--lr": ("optimizer.lr", {"type": float, "help": "learning rate"}),
+    "--momentum": ("optimizer.options.momentum", {"type": float, "help": "momentum (sgd, rmsprop)"}),
+    "--weight-decay": ("optimizer.options.weight_decay", {"type": float, "help": "weight decay λ (coupled L2 unless --decoupled)"}),
+    "--clip-norm": ("optimizer.options.clip_norm", {"type": float, "help": "clip gradients to this global norm"}),
+    "--clip-value": ("optimizer.options.clip_value", {"type": float, "help": "clip gradients elementwise to ±value"}),
+    "--schedule": ("schedule.name", {"help": "none, step, multistep, exponential, cosine, onecycle, plateau"}),
+    "--warmup": ("schedule.warmup_epochs", {"type": int, "help": "epochs of linear learning-rate warm-up"}),
     "--batch-size": ("data.batch_size", {"type": int}),
     "--valid-fraction": ("data.valid_fraction", {"type": float}),
     "--epochs": ("training.epochs", {"type": int}),
@@ -66,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="folder holding the data set's files (fashion-mnist IDX files)")
     for flag, (key, options) in _RECIPE_FLAGS.items():
         train.add_argument(flag, dest=key, default=None, **options)
+    train.add_argument("--decoupled", action="store_true", help="decoupled weight decay (AdamW-style) for any optimizer")
     train.add_argument("--early-stopping", action="store_true", help="stop when validation loss stops improving")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe field, e.g. model.dropout=0.2")
     train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
@@ -94,6 +101,8 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["data.path"] = args.data_dir
     if args.early_stopping:
         changes["early_stopping.enabled"] = True
+    if args.decoupled:
+        changes["optimizer.options.decoupled"] = True
     for item in args.set:
         key, sep, text = item.partition("=")
         if not sep:

@@ -103,15 +103,54 @@ class OptimizerConfig:
     name: str = "adam"
     lr: float = 1e-3  # Adam's usual step size
     options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the optimizer
+    decay_all: bool = False  # weight decay on every parameter; default: not biases nor norms
 
     def __post_init__(self) -> None:
         from reglab.optim import OPTIMIZERS, validate_options
 
         check_choice("optimizer.name", self.name, OPTIMIZERS)
         _fix(self, "lr", check_float("optimizer.lr", self.lr, low=0))
+        check_bool("optimizer.decay_all", self.decay_all)
         if not isinstance(self.options, dict):
             raise TypeError(f"optimizer.options must be a table, got {self.options!r}")
         _fix(self, "options", validate_options(self.name, self.lr, dict(self.options)))
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "none"  # none, step, multistep, exponential, cosine, onecycle, plateau
+    warmup_epochs: int = 0  # linear warm-up before the schedule
+    warmup_start_factor: float = 0.1  # warm-up starts at this fraction of lr
+    step_size: int = 30  # step: epochs between decays
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs at which lr decays
+    gamma: float = 0.1  # step, multistep, exponential: decay factor
+    min_lr: float = 0.0  # cosine: final lr; plateau: lower bound
+    pct_start: float = 0.3  # onecycle: fraction of training spent increasing lr
+    monitor: str = "valid_loss"  # plateau: the validation metric watched
+    patience: int = 5  # plateau: epochs without improvement before reducing
+    factor: float = 0.1  # plateau: lr multiplier on a plateau
+
+    def __post_init__(self) -> None:
+        from reglab.optim.schedules import SCHEDULES
+
+        check_choice("schedule.name", self.name, SCHEDULES)
+        check_int("schedule.warmup_epochs", self.warmup_epochs, low=0)
+        if self.warmup_epochs and self.name in ("plateau", "onecycle"):
+            raise ValueError(f"schedule.warmup_epochs cannot be combined with schedule.name = {self.name!r} (it has its own ramp)")
+        _fix(self, "warmup_start_factor", check_float("schedule.warmup_start_factor", self.warmup_start_factor, low=0, high=1, low_open=True))
+        check_int("schedule.step_size", self.step_size, low=1)
+        if not isinstance(self.milestones, list):
+            raise TypeError(f"schedule.milestones must be a list of epochs, got {self.milestones!r}")
+        for i, m in enumerate(self.milestones):
+            check_int(f"schedule.milestones[{i}]", m, low=self.warmup_epochs + 1)
+        if self.milestones != sorted(set(self.milestones)):
+            raise ValueError(f"schedule.milestones must be increasing, got {self.milestones}")
+        _fix(self, "gamma", check_float("schedule.gamma", self.gamma, low=0, high=1, low_open=True))
+        _fix(self, "min_lr", check_float("schedule.min_lr", self.min_lr, low=0))
+        _fix(self, "pct_start", check_float("schedule.pct_start", self.pct_start, low=0, high=1, low_open=True, high_open=True))
+        check_choice("schedule.monitor", self.monitor, MONITORS)
+        check_int("schedule.patience", self.patience, low=0)
+        _fix(self, "factor", check_float("schedule.factor", self.factor, low=0, high=1, low_open=True, high_open=True))
 
 
 @dataclass(frozen=True)
@@ -153,6 +192,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
@@ -223,6 +263,7 @@ _SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
     "optimizer": OptimizerConfig,
+    "schedule": ScheduleConfig,
     "training": TrainingConfig,
     "early_stopping": EarlyStoppingConfig,
 }

@@ -78,3 +78,16 @@ def test_existing_output_is_not_overwritten(tmp_path, capsys):
     assert main(args + ["--epochs", "2"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert (tmp_path / "o" / "history.json").read_text() == before
+
+
+def test_optimizer_schedule_and_clipping_flags(tmp_path):
+    out = tmp_path / "o"
+    args = ["train", "--dataset", "digits", "--width", "16", "--epochs", "4", "--optimizer", "sgd", "--lr", "0.1",
+            "--momentum", "0.9", "--weight-decay", "1e-3", "--decoupled", "--clip-norm", "1.0", "--schedule", "cosine",
+            "--warmup", "1", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    recipe = Recipe.load(out / "recipe.toml")
+    assert recipe.optimizer.options == {"momentum": 0.9, "weight_decay": 1e-3, "decoupled": True, "clip_norm": 1.0}
+    assert (recipe.schedule.name, recipe.schedule.warmup_epochs) == ("cosine", 1)
+    lrs = [r["lr"] for r in json.loads((out / "history.json").read_text())]
+    assert lrs[0] == pytest.approx(0.01) and lrs[1] == pytest.approx(0.1) and lrs[3] < lrs[2] < lrs[1]

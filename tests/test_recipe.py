@@ -87,3 +87,17 @@ def test_bad_toml_file(tmp_path):
         Recipe.load(tmp_path / "bad.toml")
     with pytest.raises(FileNotFoundError, match="recipe file not found"):
         Recipe.load(tmp_path / "missing.toml")
+
+
+def test_weight_decay_spares_biases_and_norms_unless_decay_all():
+    from reglab.train import build
+
+    base = {"data": {"name": "digits"}, "model": {"width": 8, "norm": "layer"}, "training": {"epochs": 1}}
+    trainer = build(Recipe.from_dict({**base, "optimizer": {"name": "adamw"}}))
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    everything = build(Recipe.from_dict({**base, "optimizer": {"name": "adamw", "decay_all": True}}))
+    assert len(everything.optimizer.param_groups) == 1
+    plain = build(Recipe.from_dict(base))  # adam, no decay: one group
+    assert len(plain.optimizer.param_groups) == 1

@@ -47,10 +47,23 @@ def validate_options(name: str, lr: float, options: dict[str, Any]) -> dict[str,
     return options
 
 
-def build_optimizer(name: str, lr: float, options: dict[str, Any], params: Iterable) -> torch.optim.Optimizer:
-    """Build the optimizer ``name`` over ``params`` (TOML lists become tuples, e.g. betas)."""
+def build_optimizer(
+    name: str, lr: float, options: dict[str, Any], params: Iterable | torch.nn.Module, decay_all: bool = False
+) -> torch.optim.Optimizer:
+    """Build the optimizer ``name`` (TOML lists become tuples, e.g. betas).
+
+    Given a model rather than parameters, weight decay goes to the weights of linear/conv
+    layers only (``decay_groups``), unless ``decay_all``.
+    """
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    return OPTIMIZERS[name](params, lr=lr, **kwargs)
+    cls = OPTIMIZERS[name]
+    if isinstance(params, torch.nn.Module):
+        model = params
+        params = model.parameters()
+        weight_decay = kwargs.get("weight_decay", getattr(cls, "_default_weight_decay", 0.0))
+        if weight_decay and not decay_all:
+            params = decay_groups(model, weight_decay)
+    return cls(params, lr=lr, **kwargs)
 
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Training: the epoch loop, callbacks, checkpoints and the overfitting diagnosis."""
 
-from reglab.train.callbacks import Callback, EarlyStopping, ProgressBar
+from reglab.train.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from reglab.train.checkpoint import Checkpointer
 from reglab.train.diagnose import Diagnosis, diagnose
 from reglab.train.loop import History, Trainer, fit
@@ -12,6 +12,7 @@ __all__ = [
     "Diagnosis",
     "EarlyStopping",
     "History",
+    "LRScheduler",
     "ProgressBar",
     "Result",
     "Trainer",

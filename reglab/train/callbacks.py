@@ -150,3 +150,24 @@ class ProgressBar(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class LRScheduler(Callback):
+    """Steps a ``torch.optim.lr_scheduler`` scheduler at the end of every epoch; a
+    ``ReduceLROnPlateau`` is given the monitored validation metric. Its state is checkpointed."""
+
+    def __init__(self, scheduler: Any, monitor: str = "valid_loss") -> None:
+        self.scheduler = scheduler
+        self.monitor = monitor
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(record[self.monitor])
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)

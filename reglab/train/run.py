@@ -28,8 +28,9 @@ import torch
 from reglab.data import Data, load_data
 from reglab.models import build_model
 from reglab.optim import build_optimizer
+from reglab.optim.schedules import build_scheduler
 from reglab.recipe import Recipe
-from reglab.train.callbacks import Callback, EarlyStopping, ProgressBar
+from reglab.train.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from reglab.train.checkpoint import Checkpointer, load, save
 from reglab.train.diagnose import Diagnosis, diagnose
 from reglab.train.loop import History, Trainer
@@ -72,11 +73,14 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
     torch.manual_seed(seed)
     model = build_model(recipe.model, data.input_shape, data.num_classes).to(device)
     o = recipe.optimizer
-    optimizer = build_optimizer(o.name, o.lr, o.options, model.parameters())
+    optimizer = build_optimizer(o.name, o.lr, o.options, model, decay_all=o.decay_all)
     cbs: list[Callback] = []
     es = recipe.early_stopping
     if es.enabled:
         cbs.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.start_from_epoch, es.restore_best))
+    scheduler = build_scheduler(recipe.schedule, optimizer, recipe.training.epochs)
+    if scheduler is not None:
+        cbs.append(LRScheduler(scheduler, recipe.schedule.monitor))
     return Trainer(
         model,
         data,

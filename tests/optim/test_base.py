@@ -48,3 +48,40 @@ def test_sparse_gradients_are_refused():
     w.grad = torch.zeros(3).to_sparse()
     with pytest.raises(RuntimeError, match="sparse"):
         ro.SGD([w], lr=0.1).step()
+
+
+PIECES = {
+    "trace": lambda: ro.trace(0.9),
+    "nesterov": lambda: ro.trace(0.9, nesterov=True),
+    "adagrad": ro.scale_by_adagrad,
+    "adadelta": ro.scale_by_adadelta,
+    "rms": lambda: ro.scale_by_rms(centered=True),
+    "adam": lambda: ro.scale_by_adam(amsgrad=True),
+    "decay": lambda: ro.add_decayed_weights(0.1),
+    "l1": lambda: ro.add_l1(0.1),
+    "clip_norm": lambda: ro.clip_by_global_norm(0.1),
+    "clip_value": lambda: ro.clip_by_value(0.1),
+    "noise": ro.add_noise,
+    "scale": lambda: ro.scale(2.0),
+    "negate": ro.negate,
+}
+
+
+@pytest.mark.parametrize("first", list(PIECES))
+@pytest.mark.parametrize("second", ["decay", "clip_value", "scale"])
+def test_no_piece_writes_into_its_input(first, second):
+    """Gradients and the state a piece returns as its update must survive the next piece."""
+    params = [torch.randn(4, 3), torch.randn(5)]
+    transform = ro.chain(PIECES[first](), PIECES[second]())
+    state = transform.init(params)
+    for t in (1, 2):
+        grads = [torch.randn_like(p) for p in params]
+        kept_grads = [g.clone() for g in grads]
+        ctx = ro.Context(params, grads, [t, t], {"lr": 0.1})
+        inner = PIECES[first]()
+        inner_state = {k: [v.clone() for v in vs] for k, vs in state.items()}
+        inner.update(grads, inner_state, ctx)  # the first piece alone, on a copy of the state
+        transform.update(grads, state, ctx)
+        assert all(torch.equal(g, k) for g, k in zip(grads, kept_grads)), "gradients were modified"
+        for name in inner_state:
+            assert all(torch.equal(a, b) for a, b in zip(state[name], inner_state[name])), f"state {name} was modified by {second}"

@@ -49,9 +49,11 @@ def _strip(history):
     return [{k: v for k, v in r.items() if k != "time"} for r in history]
 
 
-RECIPE = {
+RECIPE = {  # dropout, momentum, decay, a schedule and early stopping: all their state must resume
     "data": {"name": "digits", "batch_size": 32},
     "model": {"width": 64, "dropout": 0.2},
+    "optimizer": {"name": "sgd", "lr": 0.05, "options": {"momentum": 0.9, "weight_decay": 1e-3, "decoupled": True}},
+    "schedule": {"name": "cosine", "warmup_epochs": 3},
     "training": {"epochs": 20, "seed": 3},
     "early_stopping": {"enabled": True, "patience": 100},
 }

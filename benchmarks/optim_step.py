@@ -1,0 +1,111 @@
+"""Time one optimizer.step() of reglab.optim against torch.optim, in one process.
+
+Shapes: ~1M and ~10M float32 parameters, as a few large tensors and as many small ones.
+For each named optimizer, torch.optim runs as for-loop, foreach and (where PyTorch has it on
+the device) fused. Printed per case:
+
+- ours/nonfused: ours against the faster of torch's for-loop and foreach (goal <= 1.1);
+- ours/best: against torch's fastest, fused included;
+- floor%: the memory-bandwidth floor (bytes per parameter per step x parameters / measured
+  copy bandwidth) as a percentage of our step time.
+
+    python benchmarks/optim_step.py [--device cpu|cuda] [--reps 20] [--sizes 1M,10M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import reglab.optim as ro
+
+# bytes read + written per float32 parameter by one step (p, g and the state tensors)
+BYTES = {"SGD": 20, "Adagrad": 20, "Adadelta": 28, "RMSprop": 20, "Adam": 28, "AdamW": 28}
+OPTIONS = {"SGD": {"lr": 0.01, "momentum": 0.9}, "Adagrad": {}, "Adadelta": {}, "RMSprop": {}, "Adam": {}, "AdamW": {}}
+FUSED = {"SGD", "Adagrad", "Adam", "AdamW"}  # torch.optim classes with a fused implementation
+
+
+def shapes(total: int, layout: str) -> list[tuple[int, ...]]:
+    if layout == "few-large":
+        return [(total // 4 // 1000, 1000)] * 4
+    return [(1000,)] * (total // 1000)  # many small: one tensor per 1,000 parameters
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_step(make_opt, params, device, reps) -> float:
+    opt = make_opt(params)
+    for _ in range(3):
+        opt.step()
+    sync(device)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        opt.step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def copy_bandwidth(device, n=50_000_000) -> float:
+    """Bytes per second of a large tensor copy (read + write)."""
+    src, dst = torch.randn(n, device=device), torch.empty(n, device=device)
+    for _ in range(3):
+        dst.copy_(src)
+    sync(device)
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        dst.copy_(src)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 8 * n / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--sizes", default="1M,10M")
+    parser.add_argument("--optimizers", default=",".join(BYTES))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    bandwidth = copy_bandwidth(device)
+    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} copy bandwidth={bandwidth / 1e9:.1f} GB/s")
+    print(f"{'case':32} {'ours ms':>8} {'loop':>8} {'foreach':>8} {'fused':>8} {'ours/nonfused':>14} {'ours/best':>10} {'floor%':>7}")
+    for size in args.sizes.split(","):
+        total = int(float(size.rstrip("M")) * 1_000_000)
+        for layout in ("few-large", "many-small"):
+            params = [torch.randn(s, device=device, requires_grad=True) for s in shapes(total, layout)]
+            for p in params:
+                p.grad = torch.randn_like(p) * 1e-3
+            n = sum(p.numel() for p in params)
+            for name in args.optimizers.split(","):
+                kw = OPTIONS[name]
+                t = {"ours": time_step(lambda ps: getattr(ro, name)(ps, **kw), params, device, args.reps)}
+                for impl in ("loop", "foreach", "fused"):
+                    if impl == "fused" and name not in FUSED:
+                        continue
+                    flag = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[impl]
+                    try:
+                        t[impl] = time_step(lambda ps: getattr(torch.optim, name)(ps, **kw, **flag), params, device, args.reps)
+                    except (RuntimeError, ValueError):
+                        pass
+                nonfused = min(t["loop"], t["foreach"])
+                best = min(v for k, v in t.items() if k != "ours")
+                floor = BYTES[name] * n / bandwidth
+                fused = f"{1000 * t['fused']:8.2f}" if "fused" in t else f"{'-':>8}"
+                print(
+                    f"{name + ' ' + size + ' ' + layout:32} {1000 * t['ours']:8.2f} {1000 * t['loop']:8.2f} "
+                    f"{1000 * t['foreach']:8.2f} {fused} {t['ours'] / nonfused:14.2f} {t['ours'] / best:10.2f} {100 * floor / t['ours']:6.0f}%"
+                )
+
+
+if __name__ == "__main__":
+    main()
