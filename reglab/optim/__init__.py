@@ -25,7 +25,7 @@ from reglab.optim.decay import add_decayed_weights, add_l1, decay_groups, prox_l
 from reglab.optim.momentum import trace
 
 # Implementation switches, and options a TOML recipe cannot express (functions).
-_NOT_OPTIONS = {"params", "lr", "foreach", "fused", "capturable", "differentiable", "weight_decay_schedule", "decoupled_weight_decay"}
+_NOT_OPTIONS = {"params", "lr", "foreach", "capturable", "differentiable", "weight_decay_schedule", "decoupled_weight_decay"}
 
 
 def option_names(name: str) -> list[str]:
@@ -52,8 +52,9 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """Build the optimizer ``name`` (TOML lists become tuples, e.g. betas).
 
-    Given a model rather than parameters, weight decay goes to the weights of linear/conv
-    layers only (``decay_groups``), unless ``decay_all``.
+    Given a model rather than parameters, weight decay and L1 (``l1``, ``l1_proximal``) act on
+    the weights only, not on biases nor normalization parameters (``decay_groups``), unless
+    ``decay_all``.
     """
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     cls = OPTIMIZERS[name]
@@ -61,8 +62,10 @@ def build_optimizer(
         model = params
         params = model.parameters()
         weight_decay = kwargs.get("weight_decay", getattr(cls, "_default_weight_decay", 0.0))
-        if weight_decay and not decay_all:
-            params = decay_groups(model, weight_decay)
+        shrink = {"weight_decay": weight_decay, "l1": kwargs.get("l1", 0.0), "l1_proximal": kwargs.get("l1_proximal", 0.0)}
+        if any(shrink.values()) and not decay_all:
+            decay, keep = decay_groups(model, weight_decay)
+            params = [{**decay, **shrink}, {**keep, **{k: 0.0 for k in shrink}}]
     return cls(params, lr=lr, **kwargs)
 
 

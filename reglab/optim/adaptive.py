@@ -7,8 +7,6 @@ and the default gives PyTorch's ``g / (√G + ε)``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from reglab.optim.base import Context, State, Transform, zeros_like
@@ -119,16 +117,14 @@ def scale_by_adam(
         if amsgrad:
             torch._foreach_maximum_(state["nu_max"], v)
             v = state["nu_max"]
-        bc1 = [1 - b1**t for t in ctx.steps]
-        bc2 = [1 - b2**t for t in ctx.steps]
         if eps_in_sqrt:  # √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / √(v + ε)
             denom = _denominator(v, eps, True)
-            torch._foreach_mul_(denom, [c1 / math.sqrt(c2) for c1, c2 in zip(bc1, bc2)])
-        else:  # (m / bc1) / (√v / √bc2 + ε)
+            torch._foreach_mul_(denom, ctx.per_step(lambda t: (1 - b1**t) / (1 - b2**t) ** 0.5))
+        else:  # (m / (1 − β₁ᵗ)) / (√v / √(1 − β₂ᵗ) + ε)
             denom = torch._foreach_sqrt(v)
-            torch._foreach_div_(denom, [math.sqrt(c) for c in bc2])
+            torch._foreach_div_(denom, ctx.per_step(lambda t: (1 - b2**t) ** 0.5))
             torch._foreach_add_(denom, eps)
-            torch._foreach_mul_(denom, bc1)
+            torch._foreach_mul_(denom, ctx.per_step(lambda t: 1 - b1**t))
         return torch._foreach_div(m, denom)
 
     return Transform(init, update)

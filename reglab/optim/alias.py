@@ -1,8 +1,8 @@
 """Named optimizers: drop-in replacements for ``torch.optim``, built as chains of pieces.
 
 Each takes torch.optim's positional arguments and defaults, so replacing ``torch.optim.X`` by
-``reglab.optim.X`` changes nothing (``foreach``/``fused`` are accepted; every update runs on
-lists of tensors). Extra keyword options, off by default, are the same for all of them:
+``reglab.optim.X`` changes nothing (``foreach`` is accepted and ignored: the readable
+implementation always runs on lists of tensors; ``fused`` selects the fast mode below). Extra keyword options, off by default, are the same for all of them:
 
 - ``decoupled=True``: decoupled weight decay ``W ← W − η (u + λ W)`` instead of coupled L2
   ``g ← g + λ W`` (SGDW, Adagrad-W, ... ; AdamW is Adam with ``decoupled=True``);
@@ -15,6 +15,9 @@ lists of tensors). Extra keyword options, off by default, are the same for all o
 
 The chain, in order: negate (maximize), clip, coupled L2, L1 subgradient, the optimizer's own
 scaling, decoupled decay; then ``W ← W − η u``; then the proximal L1 step.
+
+``fused=True`` (every optimizer, also those torch.optim has no fused version of) selects the
+fast mode: flat buffers and one compiled update (reglab/optim/flat.py).
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class _Named(Optimizer):
             fused=fused,
             **hyper,
         )
-        super().__init__(params, self._chain, lr=lr, **defaults)
+        super().__init__(params, self._chain, lr=lr, fused=defaults.pop("fused"), **defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -245,6 +248,7 @@ class Adadelta(_Named):
         capturable: bool = False,
         maximize: bool = False,
         differentiable: bool = False,
+        fused: bool | None = None,
         decoupled: bool = False,
         weight_decay_schedule: Callable[[int], float] | None = None,
         l1: float = 0.0,
@@ -253,7 +257,7 @@ class Adadelta(_Named):
         clip_value: float | None = None,
     ) -> None:
         super().__init__(
-            params, lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, foreach=foreach, fused=None,
+            params, lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, foreach=foreach, fused=fused,
             capturable=capturable, differentiable=differentiable, decoupled=decoupled,
             weight_decay_schedule=weight_decay_schedule, l1=l1, l1_proximal=l1_proximal, clip_norm=clip_norm,
             clip_value=clip_value,
@@ -290,6 +294,7 @@ class RMSprop(_Named):
         maximize: bool = False,
         differentiable: bool = False,
         *,
+        fused: bool | None = None,
         eps_in_sqrt: bool = False,
         decoupled: bool = False,
         weight_decay_schedule: Callable[[int], float] | None = None,
@@ -300,7 +305,7 @@ class RMSprop(_Named):
     ) -> None:
         super().__init__(
             params, lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
-            eps_in_sqrt=eps_in_sqrt, capturable=capturable, foreach=foreach, fused=None, maximize=maximize,
+            eps_in_sqrt=eps_in_sqrt, capturable=capturable, foreach=foreach, fused=fused, maximize=maximize,
             differentiable=differentiable, decoupled=decoupled, weight_decay_schedule=weight_decay_schedule, l1=l1,
             l1_proximal=l1_proximal, clip_norm=clip_norm, clip_value=clip_value,
         )  # fmt: skip

@@ -39,6 +39,14 @@ class Context(NamedTuple):
     grads: list[Tensor]  # their gradients (never to be written into)
     steps: list[int]  # per-parameter step count t, counting this step (1 on the first)
     group: dict[str, Any]  # the parameter group: lr and any hyperparameter a scheduler may change
+    scalars: Callable[[Callable[[int], float]], list] | None = None  # fast mode's per_step
+
+    def per_step(self, fn: Callable[[int], float]) -> list:
+        """``[fn(t) for each parameter]``: how a piece gets step-dependent numbers (bias
+        corrections, schedules), so that the fast mode can compute them once per step."""
+        if self.scalars is not None:
+            return self.scalars(fn)
+        return [fn(t) for t in self.steps]
 
 
 class Transform(NamedTuple):
@@ -102,7 +110,7 @@ def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
     schedule inside a chain, for use with ``lr=1``."""
 
     def update(updates, state, ctx):
-        return torch._foreach_mul(updates, [schedule(t) for t in ctx.steps])
+        return torch._foreach_mul(updates, ctx.per_step(schedule))
 
     return Transform(lambda params: {}, update)
 
@@ -112,6 +120,9 @@ class Optimizer(torch.optim.Optimizer):
 
     ``transform`` is a Transform, or a function ``group -> Transform`` that reads the group's
     hyperparameters at every step (how the named optimizers let schedulers change them).
+    ``fused=True`` selects the fast mode (reglab/optim/flat.py): one flat buffer per group and
+    one compiled update, equal to the readable implementation; ``compile=False`` keeps the
+    flat buffers but runs the update uncompiled.
     """
 
     def __init__(
@@ -119,11 +130,17 @@ class Optimizer(torch.optim.Optimizer):
         params: Iterable,
         transform: Transform | Callable[[dict[str, Any]], Transform],
         lr: float = 1.0,
+        *,
+        fused: bool | None = None,
+        compile: bool = True,
         **defaults: Any,
     ) -> None:
         check_float("lr", lr, low=0)
         self._transform = transform
-        super().__init__(params, {"lr": lr, **defaults})
+        self.fused = bool(fused)
+        self.compile = compile
+        self._flat: dict[int, FlatGroup] = {}  # fast mode: param-group index -> flat buffers
+        super().__init__(params, {"lr": lr, "fused": fused, **defaults})
 
     def transform_for(self, group: dict[str, Any]) -> Transform:
         t = self._transform
@@ -135,7 +152,10 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
+            if self.fused:
+                self._fast_step(index, group)
+                continue
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
@@ -150,6 +170,41 @@ class Optimizer(torch.optim.Optimizer):
                 transform.after_step(state, ctx)
         return loss
 
+    def _fast_step(self, index: int, group: dict[str, Any]) -> None:
+        params = group["params"]
+        if not params:
+            return
+        flat = self._flat.get(index)
+        if flat is None:
+            flat = self._flat[index] = FlatGroup(params)
+        flat.gather_grads()
+        transform = self.transform_for(group)
+        if flat.dirty:  # new, or after load_state_dict: bring per-parameter state into the buffers
+            flat.sync_state(self.state, transform)
+        flat.t += 1
+        flat.step_count.fill_(flat.t)  # shared by every parameter's state["step"]
+        flat.step(transform, group, flat.t, self.compile)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As torch.optim's; in fast mode gradients stay views of the flat buffer, zeroed."""
+        for index, group in enumerate(self.param_groups):
+            flat = self._flat.get(index)
+            if flat is not None:
+                flat.gather_grads()
+                flat.flat_g.zero_()
+                continue
+            for p in group["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.detach_().requires_grad_(False).zero_()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        for flat in self._flat.values():
+            flat.dirty = True
+
     def _gather_state(self, params: list[Tensor], transform: Transform) -> dict[str, list]:
         """Per-parameter state (created on first use) as lists over ``params``; steps += 1."""
         fresh = [p for p in params if not self.state[p]]
@@ -160,6 +215,9 @@ class Optimizer(torch.optim.Optimizer):
             for p in fresh:
                 self.state[p]["step"] = 0
         for p in params:
-            self.state[p]["step"] += 1
+            self.state[p]["step"] = int(self.state[p]["step"]) + 1  # int: a fast-mode state holds a tensor
         names = self.state[params[0]].keys()
         return {name: [self.state[p][name] for p in params] for name in names}
+
+
+from reglab.optim.flat import FlatGroup  # noqa: E402  (flat.py builds on Context and Transform)

@@ -20,8 +20,7 @@ def clip_by_global_norm(max_norm: float) -> Transform:
     """``g ← g · c / ‖g‖`` when ``‖g‖ > c`` (``c = max_norm``); unchanged otherwise."""
 
     def update(updates, state: State, ctx: Context):
-        norm = global_norm(updates)
-        factor = torch.clamp(max_norm / norm, max=1.0) if norm > 0 else torch.ones((), device=norm.device)
+        factor = torch.clamp(max_norm / global_norm(updates), max=1.0)  # ‖g‖ = 0: c/0 = inf -> 1
         return torch._foreach_mul(updates, factor.to(updates[0].dtype))
 
     return Transform(lambda params: {}, update)
@@ -49,7 +48,7 @@ def add_noise(eta: float = 0.01, gamma: float = 0.55, seed: int = 0) -> Transfor
     def update(updates, state: State, ctx: Context):
         noisy = []
         for i, (g, t) in enumerate(zip(updates, ctx.steps)):
-            gen = torch.Generator(device=g.device).manual_seed(hash((seed, t, i)) & (2**63 - 1))
+            gen = torch.Generator(device=g.device).manual_seed(hash((seed, int(t), i)) & (2**63 - 1))
             sigma = (eta / (1 + t) ** gamma) ** 0.5
             noisy.append(g + sigma * torch.randn(g.shape, generator=gen, device=g.device, dtype=g.dtype))
         return noisy

@@ -26,8 +26,7 @@ def add_decayed_weights(weight_decay: float, schedule: Callable[[int], float] | 
     def update(updates, state: State, ctx: Context):
         if schedule is None:
             return add(updates, ctx.params, weight_decay)
-        decays = [weight_decay * schedule(t) for t in ctx.steps]
-        scaled = torch._foreach_mul(ctx.params, decays)
+        scaled = torch._foreach_mul(ctx.params, ctx.per_step(lambda t: weight_decay * schedule(t)))
         return add(updates, scaled, 1.0)
 
     return Transform(lambda params: {}, update)

@@ -24,17 +24,12 @@ def trace(momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False)
         return {"momentum": zeros_like(params)}  # a: running sum of past gradients
 
     def update(updates, state: State, ctx: Context):
-        a = state["momentum"]
-        first = [i for i, t in enumerate(ctx.steps) if t == 1]
-        if len(first) == len(a):
-            torch._foreach_copy_(a, updates)
-        else:
-            for i in first:
-                a[i].copy_(updates[i])
-            later = [i for i, t in enumerate(ctx.steps) if t > 1]
-            a_later = [a[i] for i in later]
-            torch._foreach_mul_(a_later, momentum)
-            torch._foreach_add_(a_later, [updates[i] for i in later], alpha=1 - dampening)
+        a = state["momentum"]  # 0 before the first step, so β·0 + g = g exactly at t = 1
+        torch._foreach_mul_(a, momentum)
+        if dampening == 0:
+            torch._foreach_add_(a, updates)
+        else:  # (1 - d) from the second step on
+            torch._foreach_add_(a, torch._foreach_mul(updates, ctx.per_step(lambda t: 1 - dampening * (t > 1))))
         if nesterov:
             return torch._foreach_add(updates, a, alpha=momentum)
         return a

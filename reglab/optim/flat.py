@@ -1,0 +1,174 @@
+"""Fast mode (``fused=True``): one flat buffer per parameter group, one compiled update.
+
+The readable implementation runs every piece on lists of tensors. The fast mode runs the very
+same Transform on a single tensor per group and compiles the whole step (the chain, then
+``W ← W − η u``, then any proximal step) with ``torch.compile``, which fuses it into one pass
+over memory, as PyTorch's fused optimizers do:
+
+- parameters become views into one contiguous buffer ``flat_p``, gradients views into
+  ``flat_g`` (autograd accumulates into them in place), and each state tensor a view into one
+  buffer per name; ``optimizer.state[p]`` keeps the per-parameter views, so ``state_dict`` and
+  ``load_state_dict`` work unchanged;
+- step-dependent numbers (bias corrections, schedules: whatever a piece asks
+  ``ctx.per_step`` for) are computed on the host once per step and enter the kernel as one
+  small tensor, like the learning rate, so neither the step nor an lr schedule recompiles;
+  other hyperparameters are compiled in (a change, e.g. one-cycle momentum, compiles once
+  more per distinct value);
+- the whole group steps together: a parameter without a gradient counts as a zero gradient,
+  and ``zero_grad`` zeroes the gradient buffer instead of setting gradients to ``None``.
+
+tests/optim/test_flat.py checks that it equals the readable implementation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from reglab.optim.base import Context, Transform
+
+
+def _update(
+    transform: Transform, hyper: dict[str, Any], p: Tensor, g: Tensor, state: dict[str, Tensor], lr: Tensor, t: Tensor, values: Tensor
+) -> None:
+    """One step of ``transform`` on flat tensors, in place: the function that gets compiled.
+    ``values`` holds this step's ``ctx.per_step`` numbers, computed on the host in call order."""
+    index = iter(range(len(values)))
+    ctx = Context([p], [g], [t], {**hyper, "lr": lr}, lambda fn: [values[next(index)]])
+    lists = {name: [s] for name, s in state.items()}
+    (u,) = transform.update([g], lists, ctx)
+    p.sub_(u * lr)
+    if transform.after_step is not None:
+        transform.after_step(lists, ctx)
+
+
+def _per_step_functions(transform: Transform, hyper: dict[str, Any], like: Tensor) -> list[Callable[[int], float]]:
+    """The functions the transform passes to ``ctx.per_step``, in call order, found by running
+    it once on empty tensors (no real state is touched)."""
+    found: list[Callable[[int], float]] = []
+    empty = like.new_zeros(0)
+    zero = torch.zeros((), dtype=torch.float64, device=like.device)
+
+    def record(fn):
+        found.append(fn)
+        return [zero]
+
+    ctx = Context([empty], [empty], [1], {**hyper, "lr": 0.0}, record)
+    state = transform.init([empty])
+    transform.update([empty], state, ctx)
+    if transform.after_step is not None:
+        transform.after_step(state, ctx)
+    return found
+
+
+class FlatGroup:
+    """The flat buffers of one parameter group and its compiled update functions."""
+
+    def __init__(self, params: list[Tensor]) -> None:
+        if len({(p.dtype, p.device) for p in params}) != 1 or any(p.is_sparse for p in params):
+            raise ValueError("fused=True needs the parameters of a group to share one dtype and device (and be dense)")
+        self.params = params
+        self.flat_p = torch.cat([p.detach().reshape(-1) for p in params])
+        self.flat_g = torch.zeros_like(self.flat_p)
+        self.grad_views = self.views(self.flat_g)
+        for p, view, grad in zip(params, self.views(self.flat_p), self.grad_views):
+            if p.grad is not None:
+                grad.copy_(p.grad)
+            p.data = view
+            p.grad = grad
+        self.state: dict[str, Tensor] = {}
+        self.state_views: dict[str, list[Tensor]] = {}
+        self.t = 0  # steps taken by the group
+        self.step_count = torch.zeros((), dtype=torch.int64)  # the same tensor is every parameter's state["step"]
+        self.dirty = True  # per-parameter state must be (re)gathered into the buffers
+        self._functions: dict[Any, tuple[Callable, list]] = {}  # hyperparameters -> (update, per-step functions)
+
+    def views(self, flat: Tensor) -> list[Tensor]:
+        out, offset = [], 0
+        for p in self.params:
+            out.append(flat[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return out
+
+    def gather_grads(self) -> None:
+        """Make every ``p.grad`` a view of ``flat_g`` again (a user may have replaced it)."""
+        for p, view in zip(self.params, self.grad_views):
+            grad = p.grad
+            if grad is view:
+                continue
+            if grad is None:
+                view.zero_()
+            else:
+                view.copy_(grad)
+            p.grad = view
+
+    def sync_state(self, per_param: dict[Tensor, dict[str, Any]], transform: Transform) -> None:
+        """Flat state buffers, filled from and exposed as ``per_param`` views (after a
+        ``load_state_dict``, or readable steps, the per-parameter tensors are copied in)."""
+        if not self.state:
+            self.state = {name: tensors[0] for name, tensors in transform.init([self.flat_p]).items()}
+            self.state_views = {name: self.views(flat) for name, flat in self.state.items()}
+        for name, views in self.state_views.items():
+            for p, view in zip(self.params, views):
+                current = per_param[p].get(name)
+                if current is not view:
+                    if current is not None:
+                        view.copy_(current)
+                    per_param[p][name] = view
+        steps = {int(per_param[p].get("step", 0)) for p in self.params}
+        if len(steps) != 1:
+            raise RuntimeError("fused=True steps a group as one: its parameters have different step counts")
+        self.t = steps.pop()
+        self.step_count.fill_(self.t)
+        for p in self.params:
+            per_param[p]["step"] = self.step_count
+        self.dirty = False
+
+    def step(self, transform: Transform, group: dict[str, Any], t: int, compile: bool) -> None:
+        hyper = {k: v for k, v in group.items() if k not in ("params", "lr")}
+        key = tuple(sorted((k, v if _hashable(v) else repr(v)) for k, v in hyper.items()))
+        if key not in self._functions:
+            run = _compiled(transform, hyper) if compile else (lambda *a: _update(transform, hyper, *a))
+            self._functions[key] = (run, _per_step_functions(transform, hyper, self.flat_p))
+        run, per_step = self._functions[key]
+        device = self.flat_p.device
+        lr = torch.tensor(group["lr"], dtype=torch.float64, device=device)
+        values = torch.tensor([float(fn(t)) for fn in per_step], dtype=torch.float64, device=device)
+        run(self.flat_p, self.flat_g, self.state, lr, torch.tensor(float(t), dtype=torch.float64, device=device), values)
+
+
+_count = itertools.count()
+
+
+def _compiled(transform: Transform, hyper: dict[str, Any]) -> Callable:
+    """``_update`` compiled for one transform. Each gets a code object of its own: dynamo
+    caches compiled graphs per code object (8 at most), and a process may hold many
+    optimizers (a study, a test suite)."""
+    code = _update.__code__.replace(co_name=f"_update_{next(_count)}")
+    fresh = types.FunctionType(code, _update.__globals__, code.co_name)
+    compiled = torch.compile(fresh, dynamic=False)
+
+    def run(*args):
+        nonlocal compiled
+        try:
+            return compiled(transform, hyper, *args)
+        except Exception as e:  # no C++ compiler, unsupported backend, ...: stay correct, lose speed
+            warnings.warn(f"fused=True could not compile the update ({type(e).__name__}: {e}); running it uncompiled", stacklevel=3)
+            compiled = _update
+            return compiled(transform, hyper, *args)
+
+    return run
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
