@@ -60,6 +60,18 @@ _RECIPE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--seed": ("training.seed", {"type": int}),
     "--device": ("training.device", {"help": "cpu, cuda, cuda:N or auto"}),
     "--patience": ("early_stopping.patience", {"type": int, "help": "early-stopping patience (epochs)"}),
+    "--l1": ("regularization.l1", {"type": float, "help": "L1 penalty α‖W‖₁ in the loss"}),
+    "--l2": ("regularization.l2", {"type": float, "help": "L2 penalty (α/2)‖W‖² in the loss"}),
+    "--l1-proximal": ("optimizer.options.l1_proximal", {"type": float, "help": "proximal L1 step (exact zeros)"}),
+    "--input-noise": ("regularization.input_noise", {"type": float, "help": "σ of Gaussian noise on training inputs"}),
+    "--weight-noise": ("regularization.weight_noise", {"type": float, "help": "σ of Gaussian noise on weights per step"}),
+    "--shift": ("augment.shift", {"type": int, "help": "random shift/translation up to N samples or pixels"}),
+    "--flip": ("augment.flip", {"type": float, "help": "probability of a horizontal flip"}),
+    "--rotate": ("augment.rotate", {"type": float, "help": "random rotation up to ± degrees (images)"}),
+    "--cutout": ("augment.cutout", {"type": int, "help": "Cutout box side"}),
+    "--label-smoothing": ("mixing.label_smoothing", {"type": float, "help": "label smoothing ε"}),
+    "--mixup": ("mixing.mixup_alpha", {"type": float, "help": "Mixup α"}),
+    "--cutmix": ("mixing.cutmix_alpha", {"type": float, "help": "CutMix α"}),
 }
 
 

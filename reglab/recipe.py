@@ -154,6 +154,69 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class RegularizationConfig:
+    l1: float = 0.0  # α of α‖W‖₁ added to the loss (subgradient; see optimizer option l1_proximal)
+    l2: float = 0.0  # α of (α/2)‖W‖²₂ added to the loss
+    input_noise: float = 0.0  # σ of Gaussian noise added to training inputs
+    weight_noise: float = 0.0  # σ of Gaussian noise on the weights during each training step
+
+    def __post_init__(self) -> None:
+        for name in ("l1", "l2", "input_noise", "weight_noise"):
+            _fix(self, name, check_float(f"regularization.{name}", getattr(self, name), low=0))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: float = 0.0  # probability of a horizontal flip (signals and images)
+    vflip: float = 0.0  # probability of a vertical flip (images)
+    shift: int = 0  # largest shift in samples/pixels along each axis (0: off)
+    shift_mode: str = "zeros"  # zeros (a random crop of the padded sample) or circular
+    rotate: float = 0.0  # largest rotation in degrees (images)
+    scale: float = 0.0  # zoom factor drawn from [1 - scale, 1 + scale]
+    cutout: int = 0  # side of the Cutout box (0: off)
+    erase: float = 0.0  # probability of random erasing
+    erase_count: int = 1  # boxes erased per chosen sample
+    erase_area: list[float] = field(default_factory=lambda: [0.02, 0.2])  # area fraction range
+    p: float = 1.0  # probability that shift, rotate, scale and cutout touch a sample
+
+    def __post_init__(self) -> None:
+        for name in ("flip", "vflip", "erase", "p"):
+            _fix(self, name, check_float(f"augment.{name}", getattr(self, name), low=0, high=1))
+        check_int("augment.shift", self.shift, low=0)
+        check_choice("augment.shift_mode", self.shift_mode, ("zeros", "circular"))
+        _fix(self, "rotate", check_float("augment.rotate", self.rotate, low=0, high=180))
+        _fix(self, "scale", check_float("augment.scale", self.scale, low=0, high=1, high_open=True))
+        check_int("augment.cutout", self.cutout, low=0)
+        check_int("augment.erase_count", self.erase_count, low=1)
+        if not isinstance(self.erase_area, list) or len(self.erase_area) != 2:
+            raise TypeError(f"augment.erase_area must be a list [low, high], got {self.erase_area!r}")
+        low = check_float("augment.erase_area[0]", self.erase_area[0], low=0, high=1, low_open=True)
+        check_float("augment.erase_area[1]", self.erase_area[1], low=low, high=1)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.flip or self.vflip or self.shift or self.rotate or self.scale or self.cutout or self.erase)
+
+
+@dataclass(frozen=True)
+class MixingConfig:
+    label_smoothing: float = 0.0  # ε: targets (1 - ε) onehot + ε/K
+    mixup_alpha: float = 0.0  # α of Beta(α, α) for Mixup (0: off)
+    cutmix_alpha: float = 0.0  # α of Beta(α, α) for CutMix (0: off)
+    switch_prob: float = 0.5  # with both on: probability of CutMix rather than Mixup
+    prob: float = 1.0  # probability that a batch is mixed at all
+    mode: str = "batch"  # batch: one λ per batch; elem: one λ per sample
+
+    def __post_init__(self) -> None:
+        _fix(self, "label_smoothing", check_float("mixing.label_smoothing", self.label_smoothing, low=0, high=1, high_open=True))
+        _fix(self, "mixup_alpha", check_float("mixing.mixup_alpha", self.mixup_alpha, low=0))
+        _fix(self, "cutmix_alpha", check_float("mixing.cutmix_alpha", self.cutmix_alpha, low=0))
+        _fix(self, "switch_prob", check_float("mixing.switch_prob", self.switch_prob, low=0, high=1))
+        _fix(self, "prob", check_float("mixing.prob", self.prob, low=0, high=1))
+        check_choice("mixing.mode", self.mode, ("batch", "elem"))
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 100
     seed: int = 0  # seeds the split, the initialization, the shuffling and dropout
@@ -193,6 +256,9 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
@@ -264,6 +330,9 @@ _SECTIONS = {
     "model": ModelConfig,
     "optimizer": OptimizerConfig,
     "schedule": ScheduleConfig,
+    "regularization": RegularizationConfig,
+    "augment": AugmentConfig,
+    "mixing": MixingConfig,
     "training": TrainingConfig,
     "early_stopping": EarlyStoppingConfig,
 }

@@ -91,3 +91,27 @@ def test_optimizer_schedule_and_clipping_flags(tmp_path):
     assert (recipe.schedule.name, recipe.schedule.warmup_epochs) == ("cosine", 1)
     lrs = [r["lr"] for r in json.loads((out / "history.json").read_text())]
     assert lrs[0] == pytest.approx(0.01) and lrs[1] == pytest.approx(0.1) and lrs[3] < lrs[2] < lrs[1]
+
+
+def test_regularization_flags_reach_the_recipe(tmp_path):
+    out = tmp_path / "o"
+    args = ["train", "--dataset", "digits", "--width", "16", "--epochs", "2", "--l2", "1e-3", "--l1-proximal", "0.01",
+            "--input-noise", "0.1", "--weight-noise", "0.01", "--shift", "1", "--flip", "0.5", "--rotate", "10",
+            "--cutout", "2", "--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    r = Recipe.load(out / "recipe.toml")
+    assert (r.regularization.l2, r.regularization.input_noise, r.regularization.weight_noise) == (1e-3, 0.1, 0.01)
+    assert (r.augment.shift, r.augment.flip, r.augment.rotate, r.augment.cutout) == (1, 0.5, 10.0, 2)
+    assert (r.mixing.label_smoothing, r.mixing.mixup_alpha, r.mixing.cutmix_alpha) == (0.1, 0.2, 1.0)
+    assert r.optimizer.options["l1_proximal"] == 0.01
+    history = json.loads((out / "history.json").read_text())
+    assert {"zero_frac", "weight_l2", "first_zero_frac"} <= set(history[-1])
+
+
+def test_augmenting_tabular_data_is_refused_before_training(tmp_path, capsys):
+    import numpy as np
+
+    np.savez(tmp_path / "t.npz", x=np.random.default_rng(0).normal(size=(50, 4)), y=np.arange(50) % 2)
+    assert main(["train", "--dataset", str(tmp_path / "t.npz"), "--shift", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "augmentations need signals" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

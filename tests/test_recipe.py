@@ -72,6 +72,15 @@ def test_updated_revalidates_and_is_new():
         ({"early_stopping": {"enabled": "yes"}}, TypeError, ["early_stopping.enabled"]),
         ({"model": {"norm": "batch"}, "data": {"batch_size": 1}}, ValueError, ["batch norm", "batch_size"]),
         ({"trainig": {}}, ValueError, ["trainig", "training"]),
+        ({"regularization": {"l2": -1.0}}, ValueError, ["regularization.l2", "-1.0"]),
+        ({"regularization": {"input_noise": "lots"}}, TypeError, ["regularization.input_noise"]),
+        ({"augment": {"flip": 1.5}}, ValueError, ["augment.flip", "1.5"]),
+        ({"augment": {"shift": -2}}, ValueError, ["augment.shift"]),
+        ({"augment": {"erase_area": [0.0, 0.5]}}, ValueError, ["augment.erase_area[0]"]),
+        ({"augment": {"erase_area": [0.3, 1.5]}}, ValueError, ["augment.erase_area[1]"]),
+        ({"mixing": {"label_smoothing": 1.0}}, ValueError, ["mixing.label_smoothing"]),
+        ({"mixing": {"mixup_alpha": -0.2}}, ValueError, ["mixing.mixup_alpha"]),
+        ({"mixing": {"mode": "pairs"}}, ValueError, ["mixing.mode", "batch, elem"]),
     ],
 )
 def test_bad_values_name_field_and_value(change, error, words):

@@ -178,12 +178,7 @@ class Optimizer(torch.optim.Optimizer):
         if flat is None:
             flat = self._flat[index] = FlatGroup(params)
         flat.gather_grads()
-        transform = self.transform_for(group)
-        if flat.dirty:  # new, or after load_state_dict: bring per-parameter state into the buffers
-            flat.sync_state(self.state, transform)
-        flat.t += 1
-        flat.step_count.fill_(flat.t)  # shared by every parameter's state["step"]
-        flat.step(transform, group, flat.t, self.compile)
+        flat.step(self.transform_for, group, self.state, self.compile)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """As torch.optim's; in fast mode gradients stay views of the flat buffer, zeroed."""

@@ -87,7 +87,7 @@ class FlatGroup:
         self.t = 0  # steps taken by the group
         self.step_count = torch.zeros((), dtype=torch.int64)  # the same tensor is every parameter's state["step"]
         self.dirty = True  # per-parameter state must be (re)gathered into the buffers
-        self._functions: dict[Any, tuple[Callable, list]] = {}  # hyperparameters -> (update, per-step functions)
+        self._functions: dict[Any, tuple[Callable, list, Transform]] = {}  # hyperparameters -> (update, per-step functions, transform)
 
     def views(self, flat: Tensor) -> list[Tensor]:
         out, offset = [], 0
@@ -130,17 +130,25 @@ class FlatGroup:
             per_param[p]["step"] = self.step_count
         self.dirty = False
 
-    def step(self, transform: Transform, group: dict[str, Any], t: int, compile: bool) -> None:
+    def step(self, make_transform: Callable[[dict[str, Any]], Transform], group: dict[str, Any], per_param, compile: bool) -> None:
+        """One step of the group; the transform is built (and compiled) once per distinct set
+        of hyperparameters, the learning rate excepted."""
         hyper = {k: v for k, v in group.items() if k not in ("params", "lr")}
-        key = tuple(sorted((k, v if _hashable(v) else repr(v)) for k, v in hyper.items()))
-        if key not in self._functions:
+        key = tuple((k, v if _hashable(v) else repr(v)) for k, v in hyper.items())
+        entry = self._functions.get(key)
+        if entry is None:
+            transform = make_transform(group)
             run = _compiled(transform, hyper) if compile else (lambda *a: _update(transform, hyper, *a))
-            self._functions[key] = (run, _per_step_functions(transform, hyper, self.flat_p))
-        run, per_step = self._functions[key]
+            entry = self._functions[key] = (run, _per_step_functions(transform, hyper, self.flat_p), transform)
+        run, per_step, transform = entry
+        if self.dirty:  # new, or after load_state_dict: bring per-parameter state into the buffers
+            self.sync_state(per_param, transform)
+        self.t += 1
+        self.step_count.fill_(self.t)  # shared by every parameter's state["step"]
         device = self.flat_p.device
         lr = torch.tensor(group["lr"], dtype=torch.float64, device=device)
-        values = torch.tensor([float(fn(t)) for fn in per_step], dtype=torch.float64, device=device)
-        run(self.flat_p, self.flat_g, self.state, lr, torch.tensor(float(t), dtype=torch.float64, device=device), values)
+        values = torch.tensor([float(fn(self.t)) for fn in per_step], dtype=torch.float64, device=device)
+        run(self.flat_p, self.flat_g, self.state, lr, torch.tensor(float(self.t), dtype=torch.float64, device=device), values)
 
 
 _count = itertools.count()

@@ -1,8 +1,12 @@
 """Callbacks: small hook classes called by the training loop.
 
 A callback overrides any of ``on_train_begin(trainer)``, ``on_epoch_end(trainer, record)`` and
-``on_train_end(trainer)``; it asks the loop to stop with ``trainer.stop(reason)``. Callbacks that
+``on_train_end(trainer)``; it asks the loop to stop with ``trainer.stop(reason)``. A callback
+that defines ``on_batch_begin(trainer)`` (before the forward pass) or
+``on_after_backward(trainer)`` (before the optimizer step) is also called at every step. Callbacks that
 keep state across epochs return it from ``state_dict`` so that checkpoints resume them exactly.
+Every hook is optional: the loop calls only what an object defines, so any object with one of
+these methods is a callback (``Callback`` is a convenient base, not a requirement).
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ class Callback:
 
 
 def call(callbacks, hook: str, *args) -> None:
+    """Call ``hook`` on each callback that defines it (every hook is optional)."""
     for cb in callbacks:
-        getattr(cb, hook)(*args)
+        method = getattr(cb, hook, None)
+        if method is not None:
+            method(*args)
 
 
 class EarlyStopping(Callback):
@@ -171,3 +178,13 @@ class LRScheduler(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scheduler.load_state_dict(state)
+
+
+class WeightStats(Callback):
+    """Adds statistics of the penalized weights to every epoch's record: ``zero_frac`` and
+    ``tiny_frac`` (|w| < 1e-6), ``weight_l1``, ``weight_l2``, and the first layer's fractions."""
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        from reglab.regularize.penalties import weight_stats
+
+        record.update(weight_stats(trainer.model))

@@ -76,6 +76,9 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> History:
+        # per-step hooks, only for the callbacks that have them (weight noise)
+        self._batch_begin = [cb for cb in self.callbacks if hasattr(cb, "on_batch_begin")]
+        self._after_backward = [cb for cb in self.callbacks if hasattr(cb, "on_after_backward")]
         call(self.callbacks, "on_train_begin", self)
         while self.epoch < self.epochs and self.stop_reason is None:
             lr = self.optimizer.param_groups[0]["lr"]
@@ -107,6 +110,8 @@ class Trainer:
             self.stop_reason = reason
 
     def train_epoch(self) -> tuple[float, float]:
+        if not hasattr(self, "_batch_begin"):  # called outside fit()
+            self._batch_begin, self._after_backward = [], []
         model, opt, x, y = self.model, self.optimizer, self.data.x_train, self.data.y_train
         model.train()
         n, bs = len(x), self.batch_size
@@ -122,6 +127,8 @@ class Trainer:
                 xb, yb = transform(xb, yb, self.generator)
             if self.batch_transforms:
                 labels[i : i + bs] = _hard(yb)
+            for cb in self._batch_begin:
+                cb.on_batch_begin(self)
             out = model(xb)
             data_loss = self.loss_fn(out, yb)
             loss = data_loss
@@ -129,6 +136,8 @@ class Trainer:
                 loss = loss + term(model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for cb in self._after_backward:
+                cb.on_after_backward(self)
             opt.step()
             losses[k] = data_loss.detach()
             torch.argmax(out.detach(), 1, out=preds[i : i + bs])
@@ -161,7 +170,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "callbacks": {key: cb_state for key, cb in self._keyed_callbacks() if (cb_state := cb.state_dict())},
+            "callbacks": {key: cb_state for key, cb in self._keyed_callbacks() if hasattr(cb, "state_dict") and (cb_state := cb.state_dict())},
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)

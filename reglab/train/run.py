@@ -5,7 +5,8 @@
 
 - ``recipe.toml``: the recipe as run, with the versions of Python, torch and reglab on top;
 - ``history.json``: one object per epoch (``epoch, train_loss, train_acc, valid_loss,
-  valid_acc, lr, time``);
+  valid_acc, lr, time``, and weight statistics ``zero_frac, tiny_frac, weight_l1,
+  weight_l2, first_zero_frac, first_tiny_frac``);
 - ``summary.json``: best and stopped epoch, stop reason, test loss/accuracy, the diagnosis, the
   recipe and the versions;
 - ``curves.png``: train vs validation loss and accuracy, best epoch marked;
@@ -25,12 +26,14 @@ from typing import Any
 
 import torch
 
+from reglab.augment import Augment, LabelSmoothing, Mixing
 from reglab.data import Data, load_data
 from reglab.models import build_model
 from reglab.optim import build_optimizer
 from reglab.optim.schedules import build_scheduler
 from reglab.recipe import Recipe
-from reglab.train.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
+from reglab.regularize import InputNoise, Penalty, WeightNoise
+from reglab.train.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar, WeightStats
 from reglab.train.checkpoint import Checkpointer, load, save
 from reglab.train.diagnose import Diagnosis, diagnose
 from reglab.train.loop import History, Trainer
@@ -81,6 +84,10 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
     scheduler = build_scheduler(recipe.schedule, optimizer, recipe.training.epochs)
     if scheduler is not None:
         cbs.append(LRScheduler(scheduler, recipe.schedule.monitor))
+    reg = recipe.regularization
+    if reg.weight_noise:
+        cbs.append(WeightNoise(reg.weight_noise))
+    cbs.append(WeightStats())
     return Trainer(
         model,
         data,
@@ -88,8 +95,28 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
         epochs=recipe.training.epochs,
         batch_size=recipe.data.batch_size,
         callbacks=cbs + list(callbacks),
+        batch_transforms=batch_transforms(recipe, data),
+        loss_terms=[Penalty(reg.l1, reg.l2)] if reg.l1 or reg.l2 else [],
         seed=seed,
     )
+
+
+def batch_transforms(recipe: Recipe, data: Data) -> list:
+    """Training-only batch transforms of ``recipe``: augmentation, input noise, label
+    smoothing, mixing (in that order)."""
+    out: list = []
+    if recipe.augment.active:
+        out.append(Augment(recipe.augment, data.input_shape))
+    if recipe.regularization.input_noise:
+        out.append(InputNoise(recipe.regularization.input_noise))
+    m = recipe.mixing
+    if m.label_smoothing:
+        out.append(LabelSmoothing(data.num_classes, m.label_smoothing))
+    if m.mixup_alpha or m.cutmix_alpha:
+        if m.cutmix_alpha and len(data.input_shape) not in (2, 3):
+            raise ValueError(f"mixing.cutmix_alpha needs signals or images; this data set's samples have shape {data.input_shape}")
+        out.append(Mixing(data.num_classes, m.mixup_alpha, m.cutmix_alpha, m.switch_prob, m.prob, m.mode))
+    return out
 
 
 def train_recipe(recipe: Recipe, callbacks: Sequence[Callback] = ()) -> Result:

@@ -1,0 +1,41 @@
+"""Targets: one-hot, label smoothing, and the soft targets mixing produces (TECHNIQUES.md 7).
+
+Training with soft targets uses cross-entropy against a distribution,
+``CE(z, y) = −Σ_k y_k log softmax(z)_k``, which ``torch.nn.functional.cross_entropy``
+computes when given class probabilities; reglab's training loop passes them through as is.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from reglab._checks import check_float, check_int
+
+
+def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Float one-hot targets ``(N, K)``; soft targets ``(N, K)`` pass through unchanged."""
+    if y.ndim == 2:
+        return y
+    return F.one_hot(y, num_classes).float()
+
+
+def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:
+    """Label smoothing: ``y = (1 − ε) onehot + ε / K`` (soft targets are smoothed the same way)."""
+    return one_hot(y, num_classes) * (1 - epsilon) + epsilon / num_classes
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean ``−Σ_k y_k log softmax(z)_k`` over the batch; ``target`` may be class indices."""
+    return F.cross_entropy(logits, target)
+
+
+class LabelSmoothing:
+    """Batch transform ``(x, y, g) -> (x, smoothed y)`` for the training loop."""
+
+    def __init__(self, num_classes: int, epsilon: float = 0.1) -> None:
+        self.num_classes = check_int("num_classes", num_classes, low=2)
+        self.epsilon = check_float("label_smoothing", epsilon, low=0, high=1, high_open=True)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        return x, smooth_labels(y, self.num_classes, self.epsilon)
