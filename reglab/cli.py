@@ -1,9 +1,12 @@
 """The ``reglab`` command.
 
+    reglab study [--config STUDY.toml] [--arms A,B,...] [--seeds N] [--workers N]
+                 [--storage URL] [--name NAME] [--recipe FILE] [--dataset NAME|FILE] [--out DIR]
+    reglab report DIR [--storage URL] [--name NAME]
     reglab train [--recipe FILE] [--dataset NAME|FILE] [--model KIND] [--epochs N] [--seed S]
                  [--set KEY=VALUE ...] [--out DIR] [--resume]
 
-Flags override the recipe file (or the default recipe); ``--set section.field=VALUE`` reaches
+Flags override the recipe file (or the default recipe; for a study, its base recipe); ``--set section.field=VALUE`` reaches
 any recipe field, the value written as in TOML (``--set optimizer.options.betas=[0.9,0.99]``).
 Bad input ends with a one-line error and exit status 2, never a traceback (set REGLAB_DEBUG=1
 to see one).
@@ -90,7 +93,36 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    study = sub.add_parser("study", help="ablation of regularization techniques over seeds, with a report")
+    study.add_argument("--config", type=Path, help="study TOML file: name, seeds, arms, base recipe, arm strengths")
+    study.add_argument("--arms", help="comma-separated arms (default: all); known: " + ", ".join(_arm_names()))
+    study.add_argument("--seeds", type=int, help="seeds per arm (default 3)")
+    study.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    study.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores // workers)")
+    study.add_argument("--storage", help="Optuna storage URL shared by workers (default: OUT/study.db)")
+    study.add_argument("--name", help="study name in the storage (default: the study file's, or 'default')")
+    study.add_argument("--recipe", type=Path, help="base recipe TOML file (default: the built-in recipe)")
+    study.add_argument("--dataset", help="data set name or a .npz/.csv file")
+    study.add_argument("--data-dir", help="folder holding the data set's files")
+    for flag in ("--epochs", "--batch-size", "--model", "--width", "--depth", "--optimizer", "--lr"):
+        key, options = _RECIPE_FLAGS[flag]
+        study.add_argument(flag, dest=key, default=None, **options)
+    study.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any base-recipe field")
+    study.add_argument("--out", type=Path, default=Path("runs/study"), help="output folder (default: runs/study)")
+    study.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+    report = sub.add_parser("report", help="rebuild a study's report from its storage")
+    report.add_argument("dir", type=Path, help="the study's output folder")
+    report.add_argument("--storage", help="storage URL (default: the one the study used)")
+    report.add_argument("--name", help="study name (default: the one the study used)")
     return parser
+
+
+def _arm_names() -> list[str]:
+    from reglab.study.plan import ARMS
+
+    return list(ARMS)
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
@@ -102,7 +134,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
-    changes = {key: getattr(args, key) for key, _ in _RECIPE_FLAGS.values() if getattr(args, key) is not None}
+    changes = {key: getattr(args, key) for key, _ in _RECIPE_FLAGS.values() if getattr(args, key, None) is not None}
     if args.dataset:
         suffix = Path(args.dataset).suffix.lower()
         if suffix in (".npz", ".csv"):
@@ -111,9 +143,9 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
             changes["data.name"] = args.dataset
     if args.data_dir:
         changes["data.path"] = args.data_dir
-    if args.early_stopping:
+    if getattr(args, "early_stopping", False):
         changes["early_stopping.enabled"] = True
-    if args.decoupled:
+    if getattr(args, "decoupled", False):
         changes["optimizer.options.decoupled"] = True
     for item in args.set:
         key, sep, text = item.partition("=")
@@ -169,14 +201,50 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     console.print(f"files: {out}/history.json summary.json curves.png recipe.toml")
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from reglab.study import load_study_file, make_plan, print_leaderboard, run_study
+
+    options = load_study_file(args.config) if args.config else {}
+    base = Recipe.load(args.recipe) if args.recipe else options.pop("base", Recipe())
+    options.pop("base", None)
+    changes = _changes(args)
+    if "model.kind" in changes and changes["model.kind"] != base.model.kind and "model.width" not in changes:
+        changes["model.width"] = 0
+    options["base"] = base.updated(changes) if changes else base
+    if args.arms:
+        options["arms"] = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if args.seeds is not None:
+        options["seeds"] = args.seeds
+    if args.name:
+        options["name"] = args.name
+    plan = make_plan(**options)
+    board = run_study(plan, args.out, storage=args.storage, workers=args.workers, threads=args.threads, progress=not args.quiet)
+    if not args.quiet:
+        print_leaderboard(board, f"reglab study {plan.name}: {args.out}")
+    print(f"report: {args.out / 'report.html'} (also results.csv, results.json)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reglab.study import print_leaderboard, rebuild_report
+
+    board = rebuild_report(args.dir, storage=args.storage, name=args.name)
+    print_leaderboard(board, f"reglab report: {args.dir}")
+    print(f"report: {args.dir / 'report.html'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from reglab.study.runner import StudyError
+    from reglab.study.storage import StorageError
+
     try:
         args = build_parser().parse_args(argv)
-        return {"train": cmd_train}[args.command](args)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        return {"train": cmd_train, "study": cmd_study, "report": cmd_report}[args.command](args)
+    except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError, StorageError, StudyError) as e:
         if os.environ.get("REGLAB_DEBUG"):
             raise
-        print(f"reglab: error: {e}", file=sys.stderr)
+        print("reglab: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("reglab: interrupted; continue with --resume", file=sys.stderr)

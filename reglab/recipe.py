@@ -293,15 +293,7 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
-        path = Path(path)
-        try:
-            with path.open("rb") as f:
-                d = tomllib.load(f)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"recipe file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"recipe file {path} is not valid TOML: {e}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_toml(path, "recipe file"))
 
     def to_toml(self, header: str = "") -> str:
         body = tomli_w.dumps(self.to_dict())
@@ -323,6 +315,18 @@ class Recipe:
                 target = target.setdefault(p, {})
             target[leaf] = value
         return Recipe.from_dict(d)
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing file or bad TOML raises an error naming ``what`` and the path."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{what} {path} is not valid TOML: {e}") from None
 
 
 _SECTIONS = {

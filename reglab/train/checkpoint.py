@@ -55,11 +55,16 @@ def _fsync_dir(folder: Path) -> None:
 
 
 class Checkpointer(Callback):
-    """Saves the trainer's whole state at the end of every epoch (put it last in the list)."""
+    """Saves the trainer's whole state at the end of every ``every``-th epoch (put it last in
+    the list); a resumed run repeats at most ``every - 1`` epochs, exactly."""
 
-    def __init__(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str | Path, extra: dict[str, Any] | None = None, every: int = 1) -> None:
+        from reglab._checks import check_int
+
         self.path = Path(path)
         self.extra = extra or {}
+        self.every = check_int("checkpoint every", every, low=1)
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        save({**self.extra, "trainer": trainer.state_dict(), "finished": False}, self.path)
+        if trainer.epoch % self.every == 0:
+            save({**self.extra, "trainer": trainer.state_dict(), "finished": False}, self.path)

@@ -126,11 +126,22 @@ def train_recipe(recipe: Recipe, callbacks: Sequence[Callback] = ()) -> Result:
     return _finish(recipe, trainer)
 
 
-def run_recipe(recipe: Recipe, out: str | Path, *, resume: bool = False, progress: bool = False) -> Result:
+def run_recipe(
+    recipe: Recipe,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    plots: bool = True,
+    checkpoint_every: int = 1,
+    data: Data | None = None,
+) -> Result:
     """Train ``recipe`` into the folder ``out`` (see the module docstring for the files).
 
     A folder that already holds a run is refused unless ``resume``; resuming continues from the
-    last completed epoch, and a finished run is only re-reported.
+    last checkpoint (written every ``checkpoint_every`` epochs and at the end), and a finished
+    run is only re-reported. ``plots=False`` skips ``curves.png``; ``data`` reuses data already
+    loaded for this recipe's data section and seed.
     """
     out = Path(out)
     ckpt = out / "checkpoint.pt"
@@ -143,8 +154,8 @@ def run_recipe(recipe: Recipe, out: str | Path, *, resume: bool = False, progres
         if saved != recipe:
             raise ValueError(f"the recipe differs from the one the run in {out} was started with; resume it without changing the recipe")
     extra = [ProgressBar(out.name)] if progress else []
-    checkpointer = Checkpointer(ckpt, extra={"recipe": recipe.to_dict()})
-    trainer = build(recipe, callbacks=[*extra, checkpointer])  # bad data fails here, before any file
+    checkpointer = Checkpointer(ckpt, extra={"recipe": recipe.to_dict()}, every=checkpoint_every)
+    trainer = build(recipe, callbacks=[*extra, checkpointer], data=data)  # bad data fails here, before any file
     out.mkdir(parents=True, exist_ok=True)
     header = "recipe as run by reglab; " + ", ".join(f"{k} {v}" for k, v in versions().items())
     recipe.save(out / "recipe.toml", header=header)
@@ -156,9 +167,10 @@ def run_recipe(recipe: Recipe, out: str | Path, *, resume: bool = False, progres
     result = _finish(recipe, trainer)
     write_json(out / "history.json", list(result.history))
     write_json(out / "summary.json", result.summary)
-    from reglab.train.plots import plot_curves
+    if plots:
+        from reglab.train.plots import plot_curves
 
-    plot_curves(result.history, out / "curves.png", best_epoch=result.diagnosis.best_epoch, title=out.name)
+        plot_curves(result.history, out / "curves.png", best_epoch=result.diagnosis.best_epoch, title=out.name)
     return result
 
 

@@ -1,0 +1,212 @@
+"""A study's report, built from its storage alone: ``report.html`` (self-contained: figures
+are embedded PNGs, no scripts, no network), ``results.csv`` and ``results.json`` (one row per
+trial), and the leaderboard as a rich table."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reglab.study import figures
+from reglab.study.plan import ARMS, COMBINATION, Plan
+from reglab.study.stats import ALPHA, BASELINE, by_arm, leaderboard
+from reglab.study.storage import StudyStore
+
+CSV_FIELDS = [
+    "arm", "seed", "trial", "test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
+    "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "recipe",
+]  # fmt: skip
+
+
+def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, Any]]:
+    """The plan, one row per finished trial (metrics, recipe, history, weights), and the
+    combination arm's derivation (empty until it is known)."""
+    attrs = store.attrs()
+    if "plan" not in attrs:
+        raise ValueError(f"the study {store.name!r} holds no reglab plan")
+    plan = Plan.from_dict(attrs["plan"])
+    rows = []
+    for (arm, seed), t in sorted(store.completed().items(), key=lambda kv: kv[1].number):
+        s = t.user_attrs["summary"]
+        rows.append({
+            "arm": arm, "seed": seed, "trial": t.number,
+            **{k: s[k] for k in ("test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
+                                 "zero_frac", "first_zero_frac", "train_seconds", "diagnosis", "recipe")},
+            "history": t.user_attrs["history"], "weights": t.user_attrs["weights"],
+        })  # fmt: skip
+    return plan, rows, attrs.get("combination", {})
+
+
+def write_report(store: StudyStore, out: str | Path) -> list[dict[str, Any]]:
+    """Write report.html, results.csv and results.json into ``out``; returns the leaderboard."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan, rows, combo = collect(store)
+    order = [a for a in plan.arm_names if any(r["arm"] == a for r in rows)]
+    board = leaderboard(rows, order)
+    _atomic_write(out / "results.json", json.dumps([{k: v for k, v in r.items() if k != "weights"} for r in rows], indent=1))
+    _write_csv(out / "results.csv", rows)
+    _atomic_write(out / "report.html", render_html(plan, rows, board, combo, total=len(plan.arm_names) * len(plan.seeds)))
+    return board
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        for r in rows:
+            d = r["diagnosis"]
+            writer.writerow({**{k: r.get(k) for k in CSV_FIELDS}, "gap_at_end": d["gap_at_end"], "verdict": d["verdict"], "recipe": json.dumps(r["recipe"])})
+    tmp.replace(path)
+
+
+# -- words ---------------------------------------------------------------------------------------
+def baseline_words(rows: Sequence[dict[str, Any]]) -> str:
+    base = by_arm(rows).get(BASELINE)
+    if not base:
+        return "The study has no finished baseline trial, so there is no diagnosis to report."
+    verdicts = Counter(r["diagnosis"]["verdict"] for r in base)
+    verdict, count = verdicts.most_common(1)[0]
+    return f"The baseline is diagnosed as {verdict} in {count} of {len(base)} seeds. Seed {base[0]['seed']}: {base[0]['diagnosis']['explanation']}"
+
+
+def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> str:
+    if not any(e["arm"] == BASELINE for e in board):
+        return "Without a baseline arm there is nothing to compare with."
+    singles = [e for e in board if e["arm"] not in (BASELINE, COMBINATION)]
+    helped = [e for e in singles if e["verdict"] == "better"]
+    parts = []
+    if helped:
+        listed = ", ".join(f"{e['arm']} ({e['change']:+.0%})" for e in helped)
+        parts.append(f"On this data {len(helped)} of {len(singles)} techniques beat the baseline on test loss: {listed}.")
+        parts.append(f"The best single technique is {helped[0]['arm']} (test loss {helped[0]['test_loss']:.3f}, accuracy {helped[0]['test_acc']:.1%}).")
+    else:
+        parts.append(f"None of the {len(singles)} techniques beat the baseline on test loss by the rule below.")
+    worse = [e["arm"] for e in singles if e["verdict"] == "worse"]
+    if worse:
+        parts.append(f"Worse than the baseline: {', '.join(worse)}.")
+    entry = next((e for e in board if e["arm"] == COMBINATION), None)
+    if entry is not None:
+        used = combo.get("arms") or []
+        what = ", ".join(used) if used else "nothing (no technique helped on validation loss), i.e. the baseline"
+        line = f"The combination of {what} reached test loss {entry['test_loss']:.3f} ± {entry['test_loss_std']:.3f} ({entry['change']:+.0%} vs baseline; {entry['verdict']})"
+        if helped:
+            line += f", {'better' if entry['test_loss'] < helped[0]['test_loss'] else 'not better'} than {helped[0]['arm']} alone"
+        parts.append(line + ".")
+        if combo.get("skipped"):
+            parts.append(f"Left out of the combination because they conflict with a better arm's settings: {', '.join(combo['skipped'])}.")
+    return " ".join(parts)
+
+
+RULE = (
+    f"Rule: an arm is <b>better</b> than the baseline when its mean test loss over seeds is lower and Welch's two-sided t-test "
+    f"(unequal variances) rejects equal means at p &lt; {ALPHA}; <b>worse</b> by the same test in the other direction. "
+    "The combination arm merges the changes of the arms that pass this rule on <i>validation</i> loss (best first; an arm "
+    "whose settings conflict with a better one is left out), so the test set never chooses what to combine."
+)
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, Any]], combo: dict[str, Any], total: int) -> str:
+    esc = html.escape
+    curves = {arm: [r["history"] for r in rs] for arm, rs in by_arm(rows).items()}
+    order = [e["arm"] for e in board]
+    body = [f"<h1>reglab study: {esc(plan.name)}</h1>"]
+    b = plan.base
+    body.append(
+        f"<p class=meta>{len(rows)} of {total} trials finished · data <b>{esc(b.data.name)}</b> · model {esc(b.model.kind)} "
+        f"{b.model.depth}×{b.model.resolved_width} {esc(b.model.activation)} · {esc(b.optimizer.name)} lr {b.optimizer.lr:g} · "
+        f"{b.training.epochs} epochs · batch {b.data.batch_size} · seeds {', '.join(map(str, plan.seeds))}</p>"
+    )
+    if rows:
+        body += [
+            "<h2>Diagnosis and recommendation</h2>",
+            f"<p>{esc(baseline_words(rows))}</p>",
+            f"<p class=rec>{esc(recommendation(board, combo))}</p>",
+        ]
+    body += ["<h2>Leaderboard</h2>", _table(board), f"<p class=rule>{RULE}</p>"]
+    if rows:
+        body += ["<h2>Learning curves</h2>", _img(figures.learning_curves(curves, order), "train vs validation loss per arm")]
+        body += ["<h2>Validation loss, all arms</h2>", _img(figures.validation_overlay(curves, order), "validation loss of all arms")]
+        hist = {arm: by_arm(rows)[arm][0]["weights"] for arm in ("baseline", "l1-proximal", "l2") if arm in curves}
+        if hist:
+            body += ["<h2>First-layer weights</h2>", _img(figures.weight_histograms(hist), "first-layer weight histograms")]
+        body += ["<h2>Test accuracy</h2>", _img(figures.accuracy_bars(board), "test accuracy per arm")]
+    body += ["<h2>Arms</h2>", _arms_table(plan, combo)]
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}"
+        "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}.meta,.rule{color:#555}"
+        ".rec{font-size:1.1em}code{background:#f3f3f3;padding:0 .2em}"
+    )
+    return f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>reglab study: {esc(plan.name)}</title><style>{style}</style></head><body>\n' + "\n".join(body) + "\n</body></html>\n"
+
+
+def _table(board: Sequence[dict[str, Any]]) -> str:
+    head = ["arm", "seeds", "test accuracy", "test loss", "vs baseline", "best epoch", "stopped epoch", "final gap", "zero weights", "p (Welch)", "verdict"]
+    lines = ["<table id=leaderboard><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for e in board:
+        cells = [
+            e["arm"], str(e["seeds"]), f"{e['test_acc']:.3f} ± {e['test_acc_std']:.3f}", f"{e['test_loss']:.3f} ± {e['test_loss_std']:.3f}",
+            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.1%"), f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
+            f"{e['gap']:.3f}", f"{e['zero_frac']:.1%}", _fmt(e["p_value"], ".3g"), e["verdict"],
+        ]  # fmt: skip
+        css = e["verdict"].split()[0]
+        lines.append(f"<tr class={css} data-arm='{html.escape(e['arm'])}'>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return "\n".join(lines) + "</tbody></table>"
+
+
+def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
+    lines = ["<table><thead><tr><th>arm</th><th>what it does</th><th>recipe changes</th></tr></thead><tbody>"]
+    arms = [(a.name, a.description, a.changes) for a in plan.arms]
+    if plan.combination:
+        arms.append((COMBINATION, ARMS[COMBINATION][0] + (f": {', '.join(combo['arms'])}" if combo.get("arms") else ""), combo.get("changes", {})))
+    for name, desc, changes in arms:
+        text = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "none"
+        lines.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td><td><code>{html.escape(text)}</code></td></tr>")
+    return "\n".join(lines) + "</tbody></table>"
+
+
+SHORT = {"no significant difference": "n.s."}
+
+
+def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("arm", "test acc", "test loss", "vs base", "best ep", "stop ep", "gap", "zeros", "p", "verdict"):
+        table.add_column(col, justify="left" if col in ("arm", "verdict") else "right")
+    for e in board:
+        style = {"better": "green", "worse": "red", "baseline": "bold"}.get(e["verdict"])
+        table.add_row(
+            e["arm"], f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}", f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
+            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%"), f"{e['best_epoch']:.0f}", f"{e['stopped_epoch']:.0f}",
+            f"{e['gap']:.3f}", f"{e['zero_frac']:.0%}", _fmt(e["p_value"], ".2g"), SHORT.get(e["verdict"], e["verdict"]), style=style,
+        )  # fmt: skip
+    console = Console()
+    console.width = max(console.width, 120)  # the table stays readable in narrow or piped output
+    console.print(table)

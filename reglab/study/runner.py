@@ -1,0 +1,206 @@
+"""Running a study: workers claim grid points from the storage until none is left.
+
+A worker loops: mark trials of dead workers as failed, enqueue the points that have no live or
+finished trial, claim one, train it (``run_recipe`` into ``OUT/runs/ARM-seedS-HASH``, a
+checkpoint every ``CHECKPOINT_EVERY`` epochs so that a killed trial resumes where it stopped),
+and store its results. Once every single-technique arm is finished, the ``combination`` arm is
+derived from their results (once, stored with the study) and enqueued. The same loop serves
+one in-process worker, ``--workers N`` local processes, and workers started on other machines
+against one shared storage URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reglab.recipe import Recipe
+from reglab.study.plan import COMBINATION, Plan
+from reglab.study.stats import combination_changes
+from reglab.study.storage import StorageError, StudyStore, key_of
+
+CHECKPOINT_EVERY = 10  # epochs between a trial's checkpoints
+POLL = 1.0  # seconds an idle worker waits before looking for work again
+
+
+class StudyError(RuntimeError):
+    """A trial or a worker failed; the study can be resumed once the cause is fixed."""
+
+
+def attach(plan: Plan, url: str) -> StudyStore:
+    """Open the study in ``url`` and check that it runs this plan (or record the plan)."""
+    store = StudyStore(url, plan.name)
+    stored = store.attrs().get("plan")
+    if stored is None:
+        store.set_attr("plan", plan.to_dict())
+    elif stored != json.loads(json.dumps(plan.to_dict())):
+        raise StorageError(
+            f"the study {plan.name!r} in this storage was started with another plan (arms, seeds or base recipe); "
+            "resume it with the same options, or give a new --name or --out"
+        )
+    return store
+
+
+def grid(plan: Plan, store: StudyStore, done: dict[tuple[str, int], Any]) -> list[tuple[str, int]]:
+    """The points to run now: every arm × seed, and the combination's once the others are done."""
+    points = [(a.name, s) for a in plan.arms for s in plan.seeds]
+    if plan.combination and all(p in done for p in points):
+        combination(plan, store, done)
+        points += [(COMBINATION, s) for s in plan.seeds]
+    return points
+
+
+def combination(plan: Plan, store: StudyStore, done: dict[tuple[str, int], Any] | None = None) -> dict[str, Any]:
+    """The combination arm, derived from the finished arms once and kept with the study."""
+    attrs = store.attrs()
+    if "combination" not in attrs:
+        done = store.completed() if done is None else done
+        rows = [{"arm": arm, "seed": seed, **t.user_attrs["summary"]} for (arm, seed), t in done.items() if arm != COMBINATION]
+        store.set_attr("combination", combination_changes(plan, rows))
+        attrs = store.attrs()
+    return attrs["combination"]
+
+
+def recipe_for(plan: Plan, store: StudyStore, arm: str, seed: int) -> Recipe:
+    if arm == COMBINATION:
+        base = plan.base.updated(combination(plan, store)["changes"])
+        return base.updated({"training.seed": seed})
+    return plan.recipe(arm, seed)
+
+
+def run_dir(out: Path, arm: str, seed: int, recipe: Recipe) -> Path:
+    digest = hashlib.sha256(json.dumps(recipe.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return out / "runs" / f"{arm}-seed{seed}-{digest}"
+
+
+def work(plan: Plan, store: StudyStore, out: Path, on_trial: Callable[[str, int, str], None] | None = None) -> int:
+    """Run trials until the study is complete; returns how many this worker ran."""
+    ran = 0
+    while True:
+        store.reap()
+        done = store.completed()
+        points = grid(plan, store, done)
+        store.enqueue_missing(points)
+        trial = store.claim()
+        if trial is None:
+            if all(p in done for p in points):  # grid() adds the combination once the rest is done
+                return ran
+            time.sleep(POLL)  # other workers are running the remaining trials
+            continue
+        arm, seed = key_of(trial)
+        if on_trial:
+            on_trial(arm, seed, "start")
+        run_trial(plan, store, trial, out)
+        ran += 1
+        if on_trial:
+            on_trial(arm, seed, "done")
+
+
+def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path) -> None:
+    from reglab.train.run import run_recipe
+
+    arm, seed = key_of(trial)
+    trial_id = trial._trial_id
+    try:
+        recipe = recipe_for(plan, store, arm, seed)
+        with store.leased(trial_id):
+            result = run_recipe(recipe, run_dir(out, arm, seed, recipe), resume=True, plots=False, checkpoint_every=CHECKPOINT_EVERY)
+    except BaseException as e:
+        store.fail(trial_id, f"{type(e).__name__}: {e}")
+        if isinstance(e, Exception):
+            raise StudyError(f"trial {arm} seed {seed} failed: {e}") from e
+        raise
+    store.complete(trial_id, returned_valid_loss(result.summary, result.history), trial_attrs(result))
+
+
+def returned_valid_loss(summary: dict[str, Any], history: list[dict[str, Any]]) -> float:
+    """Validation loss of the model the run returns (the restored best epoch's, or the last)."""
+    epoch = summary.get("restored_epoch") or len(history)
+    value = history[epoch - 1]["valid_loss"]
+    return value if value == value else float("inf")
+
+
+def trial_attrs(result: Any) -> dict[str, Any]:
+    """What is kept with a trial: summary (with the returned model's valid loss and weight
+    statistics), per-epoch history, and a histogram of the first layer's weights."""
+    from reglab.train.run import _finite
+
+    summary = dict(result.summary)
+    history = list(result.history)
+    summary["valid_loss"] = returned_valid_loss(summary, history)
+    layer = next(m for m in result.model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)))
+    w = layer.weight.detach().double().cpu().flatten()
+    m = float(w.abs().max()) or 1.0
+    counts = torch.histc(w, bins=60, min=-m, max=m)
+    summary["zero_frac"] = history[-1].get("zero_frac")
+    summary["first_zero_frac"] = float((w == 0).double().mean())
+    weights = {"edges": torch.linspace(-m, m, 61).tolist(), "counts": counts.tolist(), "zeros": int((w == 0).sum())}
+    return _finite({"summary": summary, "history": history, "weights": weights})
+
+
+# -- local worker processes ----------------------------------------------------------------------
+def thread_share(workers: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker is killed with its parent, so a killed study leaves no orphan running."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - other platforms
+        pass
+
+
+def _worker_main(plan_dict: dict[str, Any], url: str, out: str, threads: int) -> None:
+    _die_with_parent()
+    torch.set_num_threads(threads)
+    try:
+        plan = Plan.from_dict(plan_dict)
+        work(plan, StudyStore(url, plan.name), Path(out))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - reported on the worker's stderr, then exit code 1
+        print(f"reglab: worker {os.getpid()}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_workers(plan: Plan, store: StudyStore, out: Path, workers: int, threads: int, on_progress: Callable[[int], None] | None = None) -> None:
+    """Run ``workers`` local processes (each with ``threads`` torch threads) until the study
+    is complete; ``on_progress(done)`` is called as trials finish."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_main, args=(plan.to_dict(), store.url, str(out), threads), daemon=True)
+        for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            failed = [p for p in procs if p.exitcode not in (None, 0)]
+            if failed:
+                raise StudyError(f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command")
+            if on_progress:
+                on_progress(len(store.completed()))
+            time.sleep(0.5)
+        failed = [p for p in procs if p.exitcode != 0]
+        if failed:
+            raise StudyError(f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join()

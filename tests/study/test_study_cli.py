@@ -1,0 +1,59 @@
+"""``reglab study`` / ``reglab report`` from the command line, bad input included."""
+
+import hashlib
+
+import pytest
+
+from study_helpers import run_cli
+
+ARGS = ["--width", 16, "--epochs", 3, "--seeds", 2, "--arms", "baseline,dropout", "--quiet"]
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(signals, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "study"
+    done = run_cli("study", "--dataset", signals, *ARGS, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "report:" in done.stdout
+    return out
+
+
+def test_report_rebuilds_from_storage(finished):
+    (finished / "report.html").unlink()
+    r = run_cli("report", finished)
+    assert r.returncode == 0, r.stderr
+    assert (finished / "report.html").exists() and "dropout" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--arms", "baseline,dropuot"], "unknown arm 'dropuot'"),
+        (["--config", "{bad_toml}"], "is not valid TOML"),
+        (["--storage", "postgresql+psycopg2://nobody:pw@127.0.0.1:9/none"], "cannot open the study storage"),
+        (["--dataset", "/no/such/data.npz"], "/no/such/data.npz"),
+        (["--seeds", 5], "another plan"),
+        (["--workers", 0], "workers"),
+    ],
+    ids=["unknown-arm", "malformed-file", "unreachable-storage", "missing-data", "changed-plan", "zero-workers"],
+)
+def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(finished, signals, tmp_path, extra, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("arms = [")
+    before = _snapshot(finished)
+    extra = [str(bad) if e == "{bad_toml}" else e for e in extra]
+    args = ["study", "--dataset", signals, *ARGS, "--out", finished]
+    r = run_cli(*args, *extra)  # later flags win
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reglab: error:") and message in lines[0], r.stderr
+    assert _snapshot(finished) == before
+
+
+def test_report_of_a_folder_without_a_study_fails_clearly(tmp_path):
+    r = run_cli("report", tmp_path)
+    assert r.returncode == 2 and "holds no study" in r.stderr

@@ -1,0 +1,115 @@
+"""Running studies: every grid point once, resume after SIGKILL, shared storages."""
+
+import csv
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from optuna.trial import TrialState
+
+from reglab.study import make_plan, rebuild_report, run_study
+from reglab.study.storage import StudyStore, key_of, sqlite_url
+
+from study_helpers import run_cli, tiny_base
+
+ARMS = ["baseline", "dropout", "l1-proximal", "shift", "combination"]
+
+
+def _counts(url, name="default"):
+    store = StudyStore(url, name)
+    return Counter(key_of(t) for t in store.trials([TrialState.COMPLETE])), store
+
+
+def test_study_runs_every_point_once_writes_the_report_and_resumes_nothing(signals, tmp_path):
+    plan = make_plan(tiny_base(signals), arms=ARMS, seeds=2)
+    board = run_study(plan, tmp_path)
+    counts, store = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({(a, s): 1 for a in ARMS for s in (0, 1)})
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert sorted((r["arm"], int(r["seed"])) for r in rows) == sorted(counts)
+    assert {e["arm"] for e in board} == set(ARMS)
+    combo = store.attrs()["combination"]
+    assert set(combo["arms"]) <= set(ARMS) - {"baseline", "combination"}
+    combo_recipe = json.loads(next(r["recipe"] for r in rows if r["arm"] == "combination"))
+    assert combo_recipe["model"]["dropout"] == (0.3 if "dropout" in combo["arms"] else 0.0)
+
+    trials_before = len(store.trials())
+    assert run_study(plan, tmp_path) == board, "a finished study re-runs nothing and reports the same"
+    assert len(store.trials()) == trials_before
+    (tmp_path / "report.html").unlink()
+    assert rebuild_report(tmp_path) == board and (tmp_path / "report.html").exists()
+
+
+def test_two_local_workers_complete_each_point_once(signals, tmp_path):
+    plan = make_plan(tiny_base(signals), arms=["baseline", "mixup", "input-noise", "combination"], seeds=3)
+    run_study(plan, tmp_path, workers=2)
+    counts, store = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(3)})
+    assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
+    pids = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.COMPLETE])}
+    assert len(pids) == 2, "both workers ran trials"
+
+
+def _results(folder):
+    """Per trial: every metric and the per-epoch history without wall times."""
+    out = {}
+    for r in json.loads((folder / "results.json").read_text()):
+        history = [{k: v for k, v in e.items() if k != "time"} for e in r["history"]]
+        metrics = {k: r[k] for k in ("test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "zero_frac")}
+        out[(r["arm"], r["seed"])] = (metrics, history, r["recipe"])
+    return out
+
+
+@pytest.mark.slow
+def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, tmp_path):
+    args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 25, "--seeds", 2, "--quiet"]
+    args += ["--arms", "baseline,dropout,l2,combination"]
+    ref = run_cli(*args, "--out", tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr
+
+    out = tmp_path / "killed"
+    url = sqlite_url(out)
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:  # wait until a trial runs, then kill at a random moment
+            if (out / "study.db").exists():
+                try:
+                    if StudyStore(url, "default").trials([TrialState.RUNNING]):
+                        break
+                except Exception:  # noqa: BLE001 - the study is being created
+                    pass
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills == 3, "every kill interrupted the study"
+    resumed = run_cli(*args, "--out", out)
+    assert resumed.returncode == 0, resumed.stderr
+
+    counts, store = _counts(url)
+    assert set(counts.values()) == {1} and len(counts) == 8, "no duplicate and no lost trial"
+    died = [t for t in store.trials([TrialState.FAIL]) if t.user_attrs.get("failure", "").startswith("worker died")]
+    assert died, "killed trials were detected and run again"
+    assert _results(out) == _results(tmp_path / "ref")
+
+
+def test_two_processes_on_one_sqlite_study_complete_each_point_once(signals, tmp_path):
+    url = sqlite_url(tmp_path / "shared")
+    (tmp_path / "shared").mkdir()
+    args = ["study", "--dataset", signals, "--width", 16, "--epochs", 4, "--seeds", 3, "--arms", "baseline,dropout,mixup", "--storage", url, "--quiet"]
+    procs = [subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(tmp_path / f"w{i}")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    counts, store = _counts(url)
+    assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout", "mixup") for s in range(3)})
+    assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
