@@ -19,7 +19,7 @@ import tempfile
 import time
 
 
-def run(workers: int, epochs: int | None, threads: int | None = None) -> float:
+def run(workers: int, epochs: int | None, threads: int | None = None, keep: bool = False) -> float:
     out = tempfile.mkdtemp(prefix=f"reglab-study-bench-{workers}w-")
     cmd = [sys.executable, "-m", "reglab.cli", "study", "--workers", str(workers), "--out", out, "--quiet"]
     if threads:
@@ -29,7 +29,10 @@ def run(workers: int, epochs: int | None, threads: int | None = None) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    shutil.rmtree(out)
+    if keep:
+        print(f"  output kept in {out}")
+    else:
+        shutil.rmtree(out)
     return seconds
 
 
@@ -38,18 +41,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[2, 1])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--single-thread", action="store_true", help="also time 1 worker limited to 1 thread")
+    parser.add_argument("--keep", action="store_true", help="keep the study folders (report, results) and print where")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     print(f"default study, {cores} CPU cores, torch threads per worker = cores // workers")
     epochs = 20 if args.quick else None
     times = {}
     for w in args.workers:
-        times[w] = run(w, epochs)
+        times[w] = run(w, epochs, keep=args.keep)
         print(f"workers={w} ({max(1, cores // w)} threads each): {times[w]:7.1f} s", flush=True)
     if 1 in times and 2 in times:
         print(f"speed-up 1 worker / 2 workers: {times[1] / times[2]:.2f}x   (2 workers / 1 = {times[2] / times[1]:.3f})")
     if args.single_thread:
-        single = run(1, epochs, threads=1)
+        single = run(1, epochs, threads=1, keep=args.keep)
         print(f"workers=1 (1 thread): {single:7.1f} s", flush=True)
         if 2 in times:
             print(f"speed-up 1 single-thread worker / 2 workers: {single / times[2]:.2f}x")

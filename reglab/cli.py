@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         print("reglab: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("reglab: interrupted; continue with --resume", file=sys.stderr)
+        print("reglab: interrupted; to continue, run the same command again (reglab train: add --resume)", file=sys.stderr)
         return 130
 
 

@@ -21,9 +21,9 @@ epochs = 50
 "model.dropout" = 0.3
 ```
 
-The ``combination`` arm is not fixed in advance: it merges the changes of every arm found to
-beat the baseline on validation loss (see ``reglab.study.report.helped``), so it runs once the
-other arms are finished.
+The ``combination`` arm is not fixed in advance: it merges the best arms (one per family) found
+to beat the baseline on validation loss (``reglab.study.stats.combination_changes``), so it
+runs once the other arms are finished.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "mixup": ("Mixup α = 0.4", {"mixing.mixup_alpha": 0.4}),
     "cutmix": ("CutMix α = 1", {"mixing.cutmix_alpha": 1.0}),
     "half-width": ("smaller capacity: half the hidden width", {"model.width": "half"}),
-    COMBINATION: ("every arm that beat the baseline on validation loss, together", {}),
+    COMBINATION: ("the best arm of each family that beat the baseline on validation loss (at most 3), together", {}),
 }
 DEFAULT_SEEDS = 3
 

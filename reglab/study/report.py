@@ -108,15 +108,16 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
             line += f", {'better' if entry['test_loss'] < helped[0]['test_loss'] else 'not better'} than {helped[0]['arm']} alone"
         parts.append(line + ".")
         if combo.get("skipped"):
-            parts.append(f"Left out of the combination because they conflict with a better arm's settings: {', '.join(combo['skipped'])}.")
+            parts.append(f"Helpers left out of the combination (a better arm of their family was in, or three were): {', '.join(combo['skipped'])}.")
     return " ".join(parts)
 
 
 RULE = (
     f"Rule: an arm is <b>better</b> than the baseline when its mean test loss over seeds is lower and Welch's two-sided t-test "
     f"(unequal variances) rejects equal means at p &lt; {ALPHA}; <b>worse</b> by the same test in the other direction. "
-    "The combination arm merges the changes of the arms that pass this rule on <i>validation</i> loss (best first; an arm "
-    "whose settings conflict with a better one is left out), so the test set never chooses what to combine."
+    "The combination arm merges, among the arms that pass this rule on <i>validation</i> loss, the best of each family "
+    "(data: augmentation, noise, mixing; weights: penalties, decay; model: dropout, normalization, width; stopping), at most "
+    "three, best first, so the test set never chooses what to combine."
 )
 
 

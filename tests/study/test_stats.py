@@ -5,7 +5,7 @@ import pytest
 from scipy import special
 
 from reglab.study.plan import make_plan
-from reglab.study.stats import better, combination_changes, leaderboard, welch_p
+from reglab.study.stats import better, combination_changes, family, leaderboard, welch_p
 
 
 def welch_reference(a, b):
@@ -52,16 +52,27 @@ def test_leaderboard_sorts_by_test_loss_and_applies_the_rule():
     assert d["change"] == pytest.approx(1.15 / 1.8 - 1)
 
 
-def test_combination_merges_helpers_on_validation_loss_best_first_and_skips_conflicts():
-    plan = make_plan(arms=["baseline", "l2", "weight-decay", "dropout", "mixup", "combination"])
+def test_combination_takes_the_best_helper_of_each_family_on_validation_loss():
+    plan = make_plan(arms=["baseline", "l2", "weight-decay", "dropout", "mixup", "shift", "early-stopping", "combination"])
     test = [1.0, 1.0, 1.0]  # test loss must not matter
     rows = (
         _rows("baseline", test, [1.8, 1.7, 1.9])
-        + _rows("l2", test, [1.30, 1.35, 1.32])
-        + _rows("weight-decay", test, [1.20, 1.22, 1.21])
-        + _rows("dropout", test, [1.00, 1.05, 1.02])
+        + _rows("l2", test, [1.30, 1.35, 1.32])  # weights, second best of its family
+        + _rows("weight-decay", test, [1.20, 1.22, 1.21])  # weights
+        + _rows("dropout", test, [1.00, 1.05, 1.02])  # model
         + _rows("mixup", test, [1.6, 1.95, 1.8])  # not significant
+        + _rows("shift", test, [0.70, 0.72, 0.71])  # data
+        + _rows("early-stopping", test, [1.25, 1.24, 1.26])  # stopping: a fourth family, over the limit
     )
     combo = combination_changes(plan, rows)
-    assert combo["arms"] == ["dropout", "weight-decay"] and combo["skipped"] == ["l2"]
-    assert combo["changes"] == {"model.dropout": 0.3, "optimizer.options.weight_decay": 0.5, "optimizer.options.decoupled": True}
+    assert combo["arms"] == ["shift", "dropout", "weight-decay"]
+    assert combo["skipped"] == ["early-stopping", "l2"]
+    assert combo["changes"] == {"augment.shift": 4, "model.dropout": 0.3, "optimizer.options.weight_decay": 0.5, "optimizer.options.decoupled": True}
+
+
+def test_families():
+    plan = make_plan()
+    fams = {a.name: family(a) for a in plan.arms if a.name != "baseline"}
+    assert fams["shift"] == fams["mixup"] == fams["input-noise"] == fams["label-smoothing"] == "data"
+    assert fams["l2"] == fams["weight-decay"] == fams["l1-proximal"] == "weights"
+    assert fams["dropout"] == fams["batch-norm"] == fams["half-width"] == "model" and fams["early-stopping"] == "stopping"
