@@ -81,7 +81,7 @@ def run_study(
             finally:
                 torch.set_num_threads(before)
         else:
-            run_workers(plan, store, out, workers, threads, on_progress=bar.update)
+            run_workers(plan, store, out, workers, threads, on_trial=bar.trial)
     return write_report(store, out)
 
 
@@ -127,11 +127,6 @@ class _Progress:
             self.done += 1
         if self.enabled:
             self.bar.update(self.task, completed=self.done, description=f"trials ({arm} seed {seed})" if event == "start" else "trials")
-
-    def update(self, done: int) -> None:
-        self.done = done
-        if self.enabled:
-            self.bar.update(self.task, completed=done)
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import time
@@ -31,7 +32,6 @@ from reglab.study.storage import StorageError, StudyStore, key_of
 
 CHECKPOINT_EVERY = 10  # epochs between a trial's checkpoints
 POLL = 1.0  # seconds an idle worker waits before looking for work again
-PROGRESS_EVERY = 3.0  # seconds between progress reads of the storage by the parent of local workers
 
 
 class StudyError(RuntimeError):
@@ -169,12 +169,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(plan_dict: dict[str, Any], url: str, out: str, threads: int) -> None:
+def _worker_main(plan_dict: dict[str, Any], url: str, out: str, threads: int, events: Any) -> None:
     _die_with_parent()
     torch.set_num_threads(threads)
     try:
         plan = Plan.from_dict(plan_dict)
-        work(plan, StudyStore(url, plan.name), Path(out))
+        work(plan, StudyStore(url, plan.name), Path(out), on_trial=lambda arm, seed, event: events.put((arm, seed, event)))
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - reported on the worker's stderr, then exit code 1
@@ -182,26 +182,36 @@ def _worker_main(plan_dict: dict[str, Any], url: str, out: str, threads: int) ->
         sys.exit(1)
 
 
-def run_workers(plan: Plan, store: StudyStore, out: Path, workers: int, threads: int, on_progress: Callable[[int], None] | None = None) -> None:
+def run_workers(
+    plan: Plan, store: StudyStore, out: Path, workers: int, threads: int, on_trial: Callable[[str, int, str], None] | None = None
+) -> None:
     """Run ``workers`` local processes (each with ``threads`` torch threads) until the study
-    is complete; ``on_progress(done)`` is called as trials finish."""
-    ctx = multiprocessing.get_context("spawn")
+    is complete; ``on_trial(arm, seed, event)`` hears of each trial's start and end.
+
+    On Linux the workers are forked (the parent has imported torch and the storage already:
+    no second start-up), after the parent's storage connections are closed so that no
+    connection is shared across processes; elsewhere they are spawned.
+    """
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    events = ctx.Queue()
+    store.storage.engine.dispose()
     procs = [
-        ctx.Process(target=_worker_main, args=(plan.to_dict(), store.url, str(out), threads), daemon=True)
+        ctx.Process(target=_worker_main, args=(plan.to_dict(), store.url, str(out), threads, events), daemon=True)
         for _ in range(workers)
     ]
     for p in procs:
         p.start()
-    next_poll = time.monotonic() + PROGRESS_EVERY
     try:
         while any(p.is_alive() for p in procs):
             failed = [p for p in procs if p.exitcode not in (None, 0)]
             if failed:
                 raise StudyError(f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command")
-            if on_progress and time.monotonic() >= next_poll:  # reading trials costs ~0.1 s: not too often
-                on_progress(len(store.completed()))
-                next_poll = time.monotonic() + PROGRESS_EVERY
-            time.sleep(0.2)
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if on_trial:
+                on_trial(*event)
         failed = [p for p in procs if p.exitcode != 0]
         if failed:
             raise StudyError(f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command")
