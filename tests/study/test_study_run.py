@@ -113,3 +113,42 @@ def test_two_processes_on_one_sqlite_study_complete_each_point_once(signals, tmp
     counts, store = _counts(url)
     assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout", "mixup") for s in range(3)})
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
+
+
+@pytest.mark.slow
+def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(signals, tmp_path):
+    args = ["study", "--dataset", signals, "--width", 16, "--epochs", 40, "--seeds", 3, "--arms", "baseline,dropout", "--workers", 2, "--quiet", "--out", tmp_path]
+    proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = sqlite_url(tmp_path)
+    deadline = time.time() + 120
+    running = []
+    while time.time() < deadline and len(running) < 2:  # both workers are inside a trial
+        time.sleep(0.1)
+        if (tmp_path / "study.db").exists():
+            try:
+                running = StudyStore(url, "default").trials([TrialState.RUNNING])
+            except Exception:  # noqa: BLE001 - the study is being created
+                pass
+    assert len(running) == 2, "both workers started a trial"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    pids = [t.user_attrs["lease"]["pid"] for t in running]
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids), "the workers died with their parent"
+
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    counts, store = _counts(url)
+    assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout") for s in range(3)})
+    died = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.FAIL]) if t.user_attrs["failure"].startswith("worker died")}
+    assert died == set(pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited
