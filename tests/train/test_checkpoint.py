@@ -97,3 +97,36 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
         assert torch.equal(final[name], tensor), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test_acc"] == straight.summary["test_acc"]
+
+
+
+def test_checkpoint_every_n_epochs_and_resume_from_it_is_exact(tmp_path, monkeypatch):
+    """``checkpoint_every=3``: saves at epochs 3 and 6; a run stopped at epoch 5 resumes
+    from epoch 3 to the uninterrupted run's history."""
+    recipe = Recipe().updated({"data.name": "digits", "model.width": 32, "training.epochs": 7})
+    full = run_recipe(recipe, tmp_path / "full", plots=False)
+    saved = []
+    real_save, real_end = checkpoint.save, checkpoint.Checkpointer.on_epoch_end
+
+    def spy(obj, path):
+        saved.append(obj["trainer"]["epoch"])
+        real_save(obj, path)
+
+    def end_then_crash(self, trainer, record):
+        real_end(self, trainer, record)
+        if trainer.epoch == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", spy)
+    monkeypatch.setattr(checkpoint.Checkpointer, "on_epoch_end", end_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "every3", plots=False, checkpoint_every=3)
+    assert saved == [3]
+    monkeypatch.setattr(checkpoint.Checkpointer, "on_epoch_end", real_end)
+    resumed = run_recipe(recipe, tmp_path / "every3", resume=True, plots=False, checkpoint_every=3)
+    assert saved == [3, 6]
+    assert not (tmp_path / "every3" / "curves.png").exists()
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    with pytest.raises(ValueError, match="checkpoint every"):
+        checkpoint.Checkpointer(tmp_path / "x.pt", every=0)
