@@ -29,7 +29,7 @@ runs once the other arms are finished.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,6 @@ class Plan:
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
     combination: bool = False  # run the combination arm after the others
-    sources: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
