@@ -11,12 +11,18 @@ the device) fused. Printed per case:
 - floor%: the memory-bandwidth floor (bytes per parameter per step x parameters / measured
   copy bandwidth) as a percentage of our fast mode's step time (goal >= 70% at 10M).
 
+On glibc, the allocator's thresholds are pinned first (``steady_allocator``): left dynamic, they
+make a step's temporaries (torch's and ours alike) come either from the heap or from fresh,
+page-faulting memory depending on what ran before, a 2-3x swing between runs.
+
     python benchmarks/optim_step.py [--device cpu|cuda] [--reps 20] [--sizes 1M,10M]
+                                    [--layouts few-large,many-small] [--optimizers Adam,AdamW]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import time
 
@@ -49,18 +55,36 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_step(make_opt, params, device, reps) -> float:
-    opt = make_opt(params)
-    for _ in range(3):
-        opt.step()
-    sync(device)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        opt.step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def time_steps(optimizers: dict, device, reps, block: int = 5) -> dict[str, float]:
+    """Median time of one ``step()`` per optimizer. The optimizers take turns in blocks of
+    ``block`` timed steps, each block after one untimed step that brings its tensors back into
+    cache and memory: a slow spell of the (shared) machine hits every implementation alike,
+    and no implementation is timed on memory another one has just evicted."""
+    for opt in optimizers.values():
+        for _ in range(3):
+            opt.step()
+    times: dict[str, list[float]] = {name: [] for name in optimizers}
+    for _ in range(max(1, reps // block)):
+        for name, opt in optimizers.items():
+            opt.step()
+            for _ in range(block):
+                sync(device)
+                start = time.perf_counter()
+                opt.step()
+                sync(device)
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def steady_allocator() -> None:
+    """glibc: serve allocations below 32 MiB from the heap and keep freed memory (up to
+    256 MiB) for reuse, as a long-running training process ends up doing anyway."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to pin
+        return
+    libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD
 
 
 def copy_bandwidth(device, n=50_000_000) -> float:
@@ -84,30 +108,35 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--sizes", default="1M,10M")
     parser.add_argument("--optimizers", default=",".join(BYTES))
+    parser.add_argument("--layouts", default="few-large,many-small")
     args = parser.parse_args()
+    steady_allocator()
     device = torch.device(args.device)
     bandwidth = copy_bandwidth(device)
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} copy bandwidth={bandwidth / 1e9:.1f} GB/s")
     print(f"{'case':32} {'eager':>8} {'fast':>8} {'loop':>8} {'foreach':>8} {'fused':>8} {'eager/nonfused':>15} {'fast/best':>10} {'floor%':>7}")
     for size in args.sizes.split(","):
         total = int(float(size.rstrip("M")) * 1_000_000)
-        for layout in ("few-large", "many-small"):
+        for layout in args.layouts.split(","):
             params = [torch.randn(s, device=device, requires_grad=True) for s in shapes(total, layout)]
             for p in params:
                 p.grad = torch.randn_like(p) * 1e-3
             n = sum(p.numel() for p in params)
             for name in args.optimizers.split(","):
                 kw = OPTIONS[name]
-                t = {"ours": time_step(lambda ps: getattr(ro, name)(ps, **kw), params, device, args.reps)}
-                fast = time_step(lambda ps: getattr(ro, name)(clones(ps), **kw, fused=True), params, device, args.reps)
-                for impl in ("loop", "foreach", "fused"):
-                    if impl == "fused" and name not in FUSED:
-                        continue
-                    flag = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[impl]
+                makers = {"ours": lambda: getattr(ro, name)(params, **kw), "fast": lambda: getattr(ro, name)(clones(params), **kw, fused=True)}
+                for impl, flag in (("loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
+                    if impl != "fused" or name in FUSED:
+                        makers[impl] = lambda flag=flag: getattr(torch.optim, name)(params, **kw, **flag)
+                optimizers = {}
+                for impl, make in makers.items():
                     try:
-                        t[impl] = time_step(lambda ps: getattr(torch.optim, name)(ps, **kw, **flag), params, device, args.reps)
-                    except (RuntimeError, ValueError):
+                        optimizers[impl] = make()
+                        optimizers[impl].step()
+                    except (RuntimeError, ValueError):  # no fused kernel for this device
                         pass
+                t = time_steps(optimizers, device, args.reps)
+                fast = t.pop("fast")
                 nonfused = min(t["loop"], t["foreach"])
                 best = min(v for k, v in t.items() if k != "ours")
                 floor = BYTES[name] * n / bandwidth

@@ -1,6 +1,8 @@
 """Adaptive step sizes: Adagrad, Adadelta, RMSprop, Adam moments (TECHNIQUES.md section 3).
 
-Each returns the update ``u`` to which the optimizer applies ``W ← W − η u``. Where the course
+Each returns the update ``u`` to which the optimizer applies ``W ← W − η u``; where ``u`` is a
+quotient it comes back as a ``Deferred`` (numerator, denominator, scale), which the optimizer
+applies in one ``addcdiv_`` as torch.optim does. Where the course
 and PyTorch place ε differently, ``eps_in_sqrt=True`` gives the course form ``g / √(G + ε)``
 and the default gives PyTorch's ``g / (√G + ε)``.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from reglab.optim.base import Context, State, Transform, zeros_like
+from reglab.optim.base import Context, Deferred, State, Transform, zeros_like
 
 
 def _denominator(second_moment, eps: float, eps_in_sqrt: bool):
@@ -33,9 +35,9 @@ def scale_by_adagrad(eps: float = 1e-10, initial_accumulator_value: float = 0.0,
     def update(updates, state: State, ctx: Context):
         G = state["sum_sq"]
         torch._foreach_addcmul_(G, updates, updates)
-        return torch._foreach_div(updates, _denominator(G, eps, eps_in_sqrt))
+        return Deferred(updates, _denominator(G, eps, eps_in_sqrt))
 
-    return Transform(init, update)
+    return Transform(init, update, elementwise=True)
 
 
 def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Transform:
@@ -63,7 +65,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Transform:
         torch._foreach_addcmul_(Edx2, delta, delta, value=1 - rho)
         return delta
 
-    return Transform(init, update)
+    return Transform(init, update, elementwise=True)
 
 
 def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False, eps_in_sqrt: bool = False) -> Transform:
@@ -85,10 +87,10 @@ def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False,
             mu = state["mu"]
             torch._foreach_lerp_(mu, updates, 1 - alpha)
             variance = torch._foreach_addcmul(G, mu, mu, value=-1)
-            return torch._foreach_div(updates, _denominator(variance, eps, eps_in_sqrt))
-        return torch._foreach_div(updates, _denominator(G, eps, eps_in_sqrt))
+            return Deferred(updates, _denominator(variance, eps, eps_in_sqrt))
+        return Deferred(updates, _denominator(G, eps, eps_in_sqrt))
 
-    return Transform(init, update)
+    return Transform(init, update, elementwise=True)
 
 
 def scale_by_adam(
@@ -119,12 +121,11 @@ def scale_by_adam(
             v = state["nu_max"]
         if eps_in_sqrt:  # √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / √(v + ε)
             denom = _denominator(v, eps, True)
-            torch._foreach_mul_(denom, ctx.per_step(lambda t: (1 - b1**t) / (1 - b2**t) ** 0.5))
-        else:  # (m / (1 − β₁ᵗ)) / (√v / √(1 − β₂ᵗ) + ε)
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_div_(denom, ctx.per_step(lambda t: (1 - b2**t) ** 0.5))
-            torch._foreach_add_(denom, eps)
-            torch._foreach_mul_(denom, ctx.per_step(lambda t: 1 - b1**t))
-        return torch._foreach_div(m, denom)
+            return Deferred(m, denom, ctx.per_step(lambda t: (1 - b2**t) ** 0.5 / (1 - b1**t)))
+        # 1/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, ctx.per_step(lambda t: (1 - b2**t) ** 0.5))
+        torch._foreach_add_(denom, eps)
+        return Deferred(m, denom, ctx.per_step(lambda t: 1 / (1 - b1**t)))
 
-    return Transform(init, update)
+    return Transform(init, update, elementwise=True)

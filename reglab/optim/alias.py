@@ -36,7 +36,7 @@ from reglab.optim.momentum import trace
 
 def negate() -> Transform:
     """``u ← −g``: ascend instead of descend (``maximize=True``)."""
-    return Transform(lambda params: {}, lambda updates, state, ctx: torch._foreach_neg(updates))
+    return Transform(lambda params: {}, lambda updates, state, ctx: torch._foreach_neg(updates), elementwise=True)
 
 
 class _Named(Optimizer):
@@ -329,7 +329,7 @@ def _momentum_from_zero(beta: float) -> Transform:
         torch._foreach_add_(b, updates)
         return b
 
-    return Transform(init, update)
+    return Transform(init, update, elementwise=True)
 
 
 class Adam(_Named):

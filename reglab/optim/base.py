@@ -7,13 +7,16 @@ A ``Transform`` is a pair of functions over the tensors of one parameter group (
   (``{"mu": [...], "nu": [...]}``);
 - ``update(updates, state, ctx) -> updates``: turns incoming updates (at first, gradients)
   into outgoing ones, updating ``state`` in place. It never writes into the ``updates`` it
-  was given: they may be the parameters' ``.grad`` or another transform's state.
+  was given: they may be the parameters' ``.grad`` or another transform's state. A piece
+  whose update ends in a quotient or a weight decay may return it as a ``Deferred``, which
+  the optimizer applies in torch.optim's passes (one ``addcdiv_``) instead of materializing it.
 - ``after_step(state, ctx)`` (optional): acts on the parameters after the step, for
   operations that are not an additive update (the proximal L1 step).
 
 ``Optimizer(params, transform)`` is a ``torch.optim.Optimizer``. Each ``step()`` runs, per
 parameter group, ``u = transform.update(g, ...)`` and then ``W ← W − η u`` with ``η =
-group["lr"]``, so that ``torch.optim.lr_scheduler`` schedules work unchanged. Per-parameter
+group["lr"]`` (a transform whose pieces are all ``elementwise`` runs on ~1 MB chunks of the
+group's tensors in turn, for cache locality), so that ``torch.optim.lr_scheduler`` schedules work unchanged. Per-parameter
 state lives in ``optimizer.state[p]`` under the transforms' names (plus ``step``), so
 ``state_dict``/``load_state_dict`` behave as for any PyTorch optimizer.
 
@@ -49,15 +52,77 @@ class Context(NamedTuple):
         return [fn(t) for t in self.steps]
 
 
+class Deferred(NamedTuple):
+    """An update ``u = s · num / den + λ W`` left for the optimizer to apply the way
+    torch.optim does, ``W ← (1 − ηλ) W`` then ``W ← W − η s · num / den`` in one
+    ``addcdiv_``: one pass over memory and one temporary fewer than evaluating ``u`` and
+    then ``W ← W − η u``. ``den``, ``scale`` (``s``) and ``decay`` (``λ``) may each be absent;
+    ``scale`` holds one number per tensor, ``decay`` one number or one per tensor.
+
+    ``chain`` evaluates it before handing it to a piece that reads updates, so a piece only
+    ever receives a list, unless it declares ``takes_deferred``.
+    """
+
+    num: list[Tensor]
+    den: list[Tensor] | None = None
+    scale: list | None = None
+    decay: float | list | None = None
+
+    def evaluate(self, params: list[Tensor]) -> list[Tensor]:
+        """``u`` as a list of new tensors (or ``num`` itself when it is all there is)."""
+        u = self.num
+        if self.den is not None:
+            u = torch._foreach_div(u, self.den)
+        if self.scale is not None:
+            u = torch._foreach_mul(u, self.scale)
+        if isinstance(self.decay, list):
+            u = add(u, torch._foreach_mul(params, self.decay), 1.0)
+        elif self.decay is not None:
+            u = add(u, params, self.decay)
+        return u
+
+    def apply(self, params: list[Tensor], lr: float) -> None:
+        """``W ← W − η u`` in place."""
+        if isinstance(self.decay, list):
+            torch._foreach_mul_(params, [1 - lr * d for d in self.decay])
+        elif self.decay is not None:
+            torch._foreach_mul_(params, 1 - lr * self.decay)
+        if self.den is None:
+            num = self.num if self.scale is None else torch._foreach_mul(self.num, self.scale)
+            torch._foreach_add_(params, num, alpha=-lr)
+        elif self.scale is None:
+            torch._foreach_addcdiv_(params, self.num, self.den, value=-lr)
+        else:
+            torch._foreach_addcdiv_(params, self.num, self.den, [-lr * s for s in self.scale])
+
+
+Updates = list[Tensor] | Deferred
+
+
 class Transform(NamedTuple):
     init: Callable[[list[Tensor]], State]
-    update: Callable[[list[Tensor], State, Context], list[Tensor]]
+    update: Callable[[list[Tensor], State, Context], Updates]
     after_step: Callable[[State, Context], None] | None = None
+    takes_deferred: bool = False  # update accepts a Deferred (and passes it on or extends it)
+    elementwise: bool = False  # each tensor's update depends on that tensor alone (not a global norm)
+
+
+def apply_updates(params: list[Tensor], updates: Updates, lr: float) -> None:
+    """``W ← W − η u``, in place."""
+    if isinstance(updates, Deferred):
+        updates.apply(params, lr)
+    else:
+        torch._foreach_add_(params, updates, alpha=-lr)
+
+
+def keep(updates: Updates, state: State, ctx: Context) -> Updates:
+    """The update of pieces that leave updates as they are."""
+    return updates
 
 
 def identity() -> Transform:
     """``u = g``: leaves updates unchanged (plain gradient descent with the optimizer's η)."""
-    return Transform(lambda params: {}, lambda updates, state, ctx: updates)
+    return Transform(lambda params: {}, keep, takes_deferred=True, elementwise=True)
 
 
 def chain(*transforms: Transform) -> Transform:
@@ -73,8 +138,10 @@ def chain(*transforms: Transform) -> Transform:
             state.update(part)
         return state
 
-    def update(updates: list[Tensor], state: State, ctx: Context) -> list[Tensor]:
+    def update(updates: list[Tensor], state: State, ctx: Context) -> Updates:
         for t in transforms:
+            if isinstance(updates, Deferred) and not t.takes_deferred:
+                updates = updates.evaluate(ctx.params)
             updates = t.update(updates, state, ctx)
         return updates
 
@@ -84,7 +151,8 @@ def chain(*transforms: Transform) -> Transform:
                 t.after_step(state, ctx)
 
     has_after = any(t.after_step is not None for t in transforms)
-    return Transform(init, update, after_step if has_after else None)
+    elementwise = all(t.elementwise for t in transforms)
+    return Transform(init, update, after_step if has_after else None, takes_deferred=True, elementwise=elementwise)
 
 
 def zeros_like(params: list[Tensor]) -> list[Tensor]:
@@ -102,7 +170,7 @@ def scale(factor: float) -> Transform:
     def update(updates, state, ctx):
         return torch._foreach_mul(updates, factor)
 
-    return Transform(lambda params: {}, update)
+    return Transform(lambda params: {}, update, elementwise=True)
 
 
 def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
@@ -112,7 +180,25 @@ def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
     def update(updates, state, ctx):
         return torch._foreach_mul(updates, ctx.per_step(schedule))
 
-    return Transform(lambda params: {}, update)
+    return Transform(lambda params: {}, update, elementwise=True)
+
+
+CHUNK = 2**18  # elements: the tensors an elementwise update runs over at once (~1 MB each in float32)
+
+
+def chunks(params: list[Tensor], size: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` ranges of consecutive tensors of about ``size`` elements (at least one tensor
+    each). An elementwise chain runs chunk by chunk, so that a chunk's parameters, gradients and
+    state stay in cache from one piece to the next, as they do in torch.optim's for-loop step,
+    while small tensors still share one ``_foreach`` call."""
+    out, lo, count = [], 0, 0
+    for i, p in enumerate(params):
+        if count and count + p.numel() > size:
+            out.append((lo, i))
+            lo, count = i, 0
+        count += p.numel()
+    out.append((lo, len(params)))
+    return out
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -163,11 +249,15 @@ class Optimizer(torch.optim.Optimizer):
                 raise RuntimeError("reglab optimizers do not support sparse gradients")
             transform = self.transform_for(group)
             state = self._gather_state(params, transform)
-            ctx = Context(params, [p.grad for p in params], state.pop("step"), group)
-            updates = transform.update(ctx.grads, state, ctx)
-            torch._foreach_add_(params, updates, alpha=-group["lr"])
-            if transform.after_step is not None:
-                transform.after_step(state, ctx)
+            steps = state.pop("step")
+            for lo, hi in chunks(params, CHUNK) if transform.elementwise else [(0, len(params))]:
+                part = params[lo:hi]
+                part_state = {name: tensors[lo:hi] for name, tensors in state.items()}
+                ctx = Context(part, [p.grad for p in part], steps[lo:hi], group)
+                updates = transform.update(ctx.grads, part_state, ctx)
+                apply_updates(part, updates, group["lr"])
+                if transform.after_step is not None:
+                    transform.after_step(part_state, ctx)
         return loss
 
     def _fast_step(self, index: int, group: dict[str, Any]) -> None:

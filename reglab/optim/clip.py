@@ -34,7 +34,7 @@ def clip_by_value(clip_value: float) -> Transform:
         torch._foreach_clamp_max_(clipped, clip_value)
         return clipped
 
-    return Transform(lambda params: {}, update)
+    return Transform(lambda params: {}, update, elementwise=True)
 
 
 def add_noise(eta: float = 0.01, gamma: float = 0.55, seed: int = 0) -> Transform:

@@ -17,19 +17,24 @@ from collections.abc import Callable
 
 import torch
 
-from reglab.optim.base import Context, State, Transform, add
+from reglab.optim.base import Context, Deferred, State, Transform, add, keep
 
 
 def add_decayed_weights(weight_decay: float, schedule: Callable[[int], float] | None = None) -> Transform:
-    """``u ← u + λ W``, with ``λ = weight_decay · schedule(t)`` when a schedule is given."""
+    """``u ← u + λ W``, with ``λ = weight_decay · schedule(t)`` when a schedule is given.
+
+    The sum is deferred: the optimizer applies it as ``W ← (1 − ηλ) W`` followed by the rest
+    of the update (torch.optim.AdamW's passes); a following piece gets it evaluated."""
 
     def update(updates, state: State, ctx: Context):
-        if schedule is None:
-            return add(updates, ctx.params, weight_decay)
-        scaled = torch._foreach_mul(ctx.params, ctx.per_step(lambda t: weight_decay * schedule(t)))
-        return add(updates, scaled, 1.0)
+        decay = weight_decay if schedule is None else ctx.per_step(lambda t: weight_decay * schedule(t))
+        if isinstance(updates, Deferred) and updates.decay is None:
+            return updates._replace(decay=decay)
+        if isinstance(updates, Deferred):  # a second decay: evaluate the first
+            updates = updates.evaluate(ctx.params)
+        return Deferred(updates, decay=decay)
 
-    return Transform(lambda params: {}, update)
+    return Transform(lambda params: {}, update, takes_deferred=True, elementwise=True)
 
 
 def add_l1(alpha: float) -> Transform:
@@ -39,7 +44,7 @@ def add_l1(alpha: float) -> Transform:
     def update(updates, state: State, ctx: Context):
         return add(updates, torch._foreach_sign(ctx.params), alpha)
 
-    return Transform(lambda params: {}, update)
+    return Transform(lambda params: {}, update, elementwise=True)
 
 
 def prox_l1(alpha: float) -> Transform:
@@ -56,7 +61,7 @@ def prox_l1(alpha: float) -> Transform:
             shrunk = (w.abs() - threshold).clamp_(min=0)
             w.copy_(w.sign() * shrunk)
 
-    return Transform(lambda params: {}, lambda updates, state, ctx: updates, after_step)
+    return Transform(lambda params: {}, keep, after_step, takes_deferred=True, elementwise=True)
 
 
 NORM_LAYERS = (

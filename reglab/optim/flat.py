@@ -31,19 +31,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from reglab.optim.base import Context, Transform
+from reglab.optim.base import Context, Deferred, Transform
 
 
-def _update(
-    transform: Transform, hyper: dict[str, Any], p: Tensor, g: Tensor, state: dict[str, Tensor], lr: Tensor, t: Tensor, values: Tensor
-) -> None:
+def _update(transform: Transform, hyper: dict[str, Any], p: Tensor, g: Tensor, state: dict[str, Tensor], scalars: Tensor) -> None:
     """One step of ``transform`` on flat tensors, in place: the function that gets compiled.
-    ``values`` holds this step's ``ctx.per_step`` numbers, computed on the host in call order."""
+    ``scalars`` holds the learning rate, the step ``t`` and then this step's ``ctx.per_step``
+    numbers, computed on the host in call order (one small tensor: one host-to-kernel copy)."""
+    lr, t, values = scalars[0], scalars[1], scalars[2:]
     index = iter(range(len(values)))
     ctx = Context([p], [g], [t], {**hyper, "lr": lr}, lambda fn: [values[next(index)]])
     lists = {name: [s] for name, s in state.items()}
-    (u,) = transform.update([g], lists, ctx)
-    p.sub_(u * lr)
+    u = transform.update([g], lists, ctx)
+    if isinstance(u, Deferred):  # the readable mode's Deferred.apply, on one tensor
+        if u.decay is not None:
+            p.mul_(1 - lr * (u.decay[0] if isinstance(u.decay, list) else u.decay))
+        step = lr if u.scale is None else lr * u.scale[0]
+        u = [u.num[0] if u.den is None else u.num[0] / u.den[0]]
+        p.sub_(u[0] * step)
+    else:
+        p.sub_(u[0] * lr)
     if transform.after_step is not None:
         transform.after_step(lists, ctx)
 
@@ -134,7 +141,9 @@ class FlatGroup:
         """One step of the group; the transform is built (and compiled) once per distinct set
         of hyperparameters, the learning rate excepted."""
         hyper = {k: v for k, v in group.items() if k not in ("params", "lr")}
-        key = tuple((k, v if _hashable(v) else repr(v)) for k, v in hyper.items())
+        key = tuple(hyper.items())
+        if not _hashable(key):
+            key = tuple((k, v if _hashable(v) else repr(v)) for k, v in hyper.items())
         entry = self._functions.get(key)
         if entry is None:
             transform = make_transform(group)
@@ -146,9 +155,8 @@ class FlatGroup:
         self.t += 1
         self.step_count.fill_(self.t)  # shared by every parameter's state["step"]
         device = self.flat_p.device
-        lr = torch.tensor(group["lr"], dtype=torch.float64, device=device)
-        values = torch.tensor([float(fn(self.t)) for fn in per_step], dtype=torch.float64, device=device)
-        run(self.flat_p, self.flat_g, self.state, lr, torch.tensor(float(self.t), dtype=torch.float64, device=device), values)
+        scalars = torch.tensor([float(group["lr"]), float(self.t), *(float(fn(self.t)) for fn in per_step)], dtype=torch.float64, device=device)
+        run(self.flat_p, self.flat_g, self.state, scalars)
 
 
 _count = itertools.count()

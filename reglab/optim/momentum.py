@@ -34,4 +34,4 @@ def trace(momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False)
             return torch._foreach_add(updates, a, alpha=momentum)
         return a
 
-    return Transform(init, update)
+    return Transform(init, update, elementwise=True)

@@ -85,3 +85,115 @@ def test_no_piece_writes_into_its_input(first, second):
         assert all(torch.equal(g, k) for g, k in zip(grads, kept_grads)), "gradients were modified"
         for name in inner_state:
             assert all(torch.equal(a, b) for a, b in zip(state[name], inner_state[name])), f"state {name} was modified by {second}"
+
+
+def _deferred_case():
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(4, 3, dtype=torch.float64, generator=g), torch.randn(5, dtype=torch.float64, generator=g)]
+    num = [torch.randn_like(p) for p in params]
+    den = [torch.rand(p.shape, dtype=torch.float64, generator=g) + 0.5 for p in params]
+    return params, num, den
+
+
+@pytest.mark.parametrize("decay", [None, 0.1, [0.1, 0.3]])
+@pytest.mark.parametrize("with_den", [True, False])
+@pytest.mark.parametrize("scale", [None, [2.0, 0.5]])
+def test_deferred_update_equals_its_formula(decay, with_den, scale):
+    """u = s · num / den + λ W, evaluated or applied as W ← (1 − ηλ) W − η s · num / den."""
+    params, num, den = _deferred_case()
+    lr = 0.3
+    lam = [decay] * 2 if not isinstance(decay, list) else decay
+    expected_u = []
+    for i, (p, n, d) in enumerate(zip(params, num, den)):
+        u = n / d if with_den else n.clone()
+        u = u * (scale[i] if scale else 1.0)
+        expected_u.append(u + (lam[i] or 0.0) * p)
+    deferred = ro.Deferred(num, den if with_den else None, scale, decay)
+    for u, e in zip(deferred.evaluate(params), expected_u):
+        torch.testing.assert_close(u, e, rtol=1e-14, atol=1e-15)
+    applied = [p.clone() for p in params]
+    deferred.apply(applied, lr)
+    for a, p, e in zip(applied, params, expected_u):
+        torch.testing.assert_close(a, p - lr * e, rtol=1e-14, atol=1e-15)
+
+
+def test_a_piece_after_a_deferred_update_gets_it_evaluated():
+    """scale_by_adam defers its quotient; a following piece sees the materialized update."""
+    seen = []
+
+    def record(updates, state, ctx):
+        seen.append(updates)
+        return updates
+
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    w.grad = torch.tensor([0.5, 0.25], dtype=torch.float64)
+    ro.Optimizer([w], ro.chain(ro.scale_by_adam(), ro.Transform(lambda p: {}, record)), lr=0.1).step()
+    assert not isinstance(seen[0], ro.Deferred)
+    torch.testing.assert_close(seen[0][0], torch.tensor([1.0, 1.0], dtype=torch.float64), rtol=1e-6, atol=0)  # m̂/√v̂ = sign(g)
+    torch.testing.assert_close(w.detach(), torch.tensor([0.9, -2.1], dtype=torch.float64), rtol=1e-6, atol=0)
+
+
+def _many_params():
+    g = torch.Generator().manual_seed(1)
+    shapes = [(7, 5), (300,), (3, 4, 2), (1,), (50,), (2, 2)]
+    return [torch.randn(s, dtype=torch.float64, generator=g) for s in shapes]
+
+
+OPTIMIZERS = {
+    "sgd": lambda ps: ro.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "sgdw-prox": lambda ps: ro.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01, decoupled=True, l1_proximal=0.01),
+    "adagrad": lambda ps: ro.Adagrad(ps, lr=0.1),
+    "adadelta": lambda ps: ro.Adadelta(ps),
+    "rmsprop": lambda ps: ro.RMSprop(ps, lr=0.01, centered=True, momentum=0.5),
+    "adam": lambda ps: ro.Adam(ps, amsgrad=True, weight_decay=0.01),
+    "adamw": lambda ps: ro.AdamW(ps, lr=0.01, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_chunked_step_equals_whole_group_step(name, monkeypatch):
+    """An elementwise chain runs over ~CHUNK elements at a time (for cache locality): the
+    result is bitwise the same as one call over the whole group."""
+    import reglab.optim.base as base
+
+    results = []
+    for chunk in (1, 60, 10**9):
+        monkeypatch.setattr(base, "CHUNK", chunk)
+        params = [p.clone().requires_grad_() for p in _many_params()]
+        opt = OPTIMIZERS[name](params)
+        g = torch.Generator().manual_seed(2)
+        for _ in range(5):
+            for p in params:
+                p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g)
+            opt.step()
+        results.append([p.detach().clone() for p in params])
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_chunks_cover_the_group_and_global_pieces_see_all_of_it(monkeypatch):
+    import reglab.optim.base as base
+
+    params = _many_params()
+    ranges = base.chunks(params, 60)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(params)
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(hi - lo == 1 or sum(p.numel() for p in params[lo:hi]) <= 60 for lo, hi in ranges)
+
+    calls = []
+
+    def record(updates, state, ctx):
+        calls.append(len(updates))
+        return updates
+
+    monkeypatch.setattr(base, "CHUNK", 1)
+    elementwise = ro.Transform(lambda p: {}, record, elementwise=True)
+    for transform, expected in ((elementwise, [1] * len(params)), (ro.chain(ro.clip_by_global_norm(1.0), elementwise), [len(params)])):
+        ws = [p.clone().requires_grad_() for p in params]
+        for w in ws:
+            w.grad = torch.ones_like(w)
+        calls.clear()
+        ro.Optimizer(ws, transform, lr=1.0).step()
+        assert calls == expected
+    n = sum(p.numel() for p in params)  # clipped by the norm of the whole group: every entry 1/√n
+    assert all(torch.allclose(p - w.detach(), torch.full_like(p, n**-0.5)) for p, w in zip(params, ws))
