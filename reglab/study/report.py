@@ -21,7 +21,7 @@ from reglab.study.storage import StudyStore
 
 CSV_FIELDS = [
     "arm", "seed", "trial", "test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
-    "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "recipe",
+    "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "threads", "recipe",
 ]  # fmt: skip
 
 
@@ -39,6 +39,7 @@ def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, An
             "arm": arm, "seed": seed, "trial": t.number,
             **{k: s[k] for k in ("test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
                                  "zero_frac", "first_zero_frac", "train_seconds", "diagnosis", "recipe")},
+            "threads": s.get("threads"),  # absent from trials stored by earlier versions
             "history": t.user_attrs["history"], "weights": t.user_attrs["weights"],
         })  # fmt: skip
     return plan, rows, attrs.get("combination", {})

@@ -189,6 +189,7 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
         "test_acc": test_acc,
         "diagnosis": diagnosis.to_dict(),
         "train_seconds": sum(r["time"] for r in trainer.history),
+        "threads": torch.get_num_threads(),  # intra-op threads change summation order: part of reproducing a run
         "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "recipe": recipe.to_dict(),
         "versions": versions(),

@@ -13,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from reglab.study import make_plan, rebuild_report, run_study
+from reglab.study.runner import thread_share
 from reglab.study.storage import StudyStore, key_of, sqlite_url
 
 from study_helpers import run_cli, tiny_base
@@ -53,6 +54,8 @@ def test_two_local_workers_complete_each_point_once(signals, tmp_path):
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
     pids = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.COMPLETE])}
     assert len(pids) == 2, "both workers ran trials"
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert {r["threads"] for r in rows} == {str(thread_share(2))}, "each worker uses its share of the cores, recorded per trial"
 
 
 def _results(folder):
