@@ -4,6 +4,7 @@ with 1 and with 2 local workers, each in a fresh output folder, as a user runs i
     python benchmarks/study.py            # both; prints times and the speed-up (1 worker / 2)
     python benchmarks/study.py --workers 2 # one of them
     python benchmarks/study.py --quick     # 20 epochs, to try the benchmark itself
+    python benchmarks/study.py --ceiling   # the most 2 workers can gain over 1 on this machine
 
 Issue 5 asks for: 2 workers under 300 s on 2 CPU cores, and at least 1.7× faster than 1.
 """
@@ -11,12 +12,15 @@ Issue 5 asks for: 2 workers under 300 s on 2 CPU cores, and at least 1.7× faste
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def run(workers: int, epochs: int | None, threads: int | None = None, keep: bool = False) -> float:
@@ -36,13 +40,54 @@ def run(workers: int, epochs: int | None, threads: int | None = None, keep: bool
     return seconds
 
 
+def trial_seconds(threads: int, runs: int = 1, epochs: int | None = None) -> list[float]:
+    """Training time of the study's baseline trial (``reglab train``'s default recipe) with
+    ``threads`` torch threads, ``runs`` copies at once; from each run's summary.json."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    outs = [tempfile.mkdtemp(prefix="reglab-ceiling-") for _ in range(runs)]
+    extra = ["--epochs", str(epochs)] if epochs else []
+    procs = [subprocess.Popen([sys.executable, "-m", "reglab.cli", "train", "--out", o, "--quiet", *extra], env=env, stdout=subprocess.DEVNULL) for o in outs]
+    for p in procs:
+        if p.wait():
+            raise SystemExit("reglab train failed")
+    seconds = []
+    for o in outs:
+        summary = json.loads(Path(o, "summary.json").read_text())
+        assert summary["threads"] == threads, summary["threads"]
+        seconds.append(summary["train_seconds"])
+        shutil.rmtree(o)
+    return seconds
+
+
+def ceiling(epochs: int | None, rounds: int = 3) -> None:
+    """1 worker runs trials one at a time on all (2) cores; 2 workers run two at once on one
+    core each. Their speed-up can be at most 2 · t(2 threads) / t(1 thread, two at once).
+    The three timings take turns, ``rounds`` times (medians): this machine's speed drifts."""
+    alone, single, pair = [], [], []
+    for _ in range(rounds):
+        alone += trial_seconds(2, epochs=epochs)
+        single += trial_seconds(1, epochs=epochs)
+        pair.append(max(trial_seconds(1, runs=2, epochs=epochs)))
+    a, s, p = (statistics.median(v) for v in (alone, single, pair))
+    print(f"baseline trial (medians of {rounds}): {a:.2f} s with 2 threads; {s:.2f} s with 1 thread alone; {p:.2f} s with 1 thread, two at once")
+    print(f"  each: 2 threads {_list(alone)}; 1 thread {_list(single)}; two at once {_list(pair)}")
+    print(f"intra-op threads make a trial {s / a:.2f}x faster; ceiling of the 2-worker speed-up: {2 * a / p:.2f}x")
+
+
+def _list(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="*", default=[2, 1])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--single-thread", action="store_true", help="also time 1 worker limited to 1 thread")
     parser.add_argument("--keep", action="store_true", help="keep the study folders (report, results) and print where")
+    parser.add_argument("--ceiling", action="store_true", help="only time one trial with 2 threads, with 1, and two with 1 at once")
     args = parser.parse_args()
+    if args.ceiling:
+        return ceiling(20 if args.quick else None)
     cores = len(os.sched_getaffinity(0))
     print(f"default study, {cores} CPU cores, torch threads per worker = cores // workers")
     epochs = 20 if args.quick else None
