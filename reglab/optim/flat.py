@@ -42,15 +42,15 @@ def _update(transform: Transform, hyper: dict[str, Any], p: Tensor, g: Tensor, s
     index = iter(range(len(values)))
     ctx = Context([p], [g], [t], {**hyper, "lr": lr}, lambda fn: [values[next(index)]])
     lists = {name: [s] for name, s in state.items()}
-    u = transform.update([g], lists, ctx)
-    if isinstance(u, Deferred):  # the readable mode's Deferred.apply, on one tensor
-        if u.decay is not None:
-            p.mul_(1 - lr * (u.decay[0] if isinstance(u.decay, list) else u.decay))
-        step = lr if u.scale is None else lr * u.scale[0]
-        u = [u.num[0] if u.den is None else u.num[0] / u.den[0]]
-        p.sub_(u[0] * step)
+    out = transform.update([g], lists, ctx)
+    if isinstance(out, Deferred):  # the readable mode's Deferred.apply, on one tensor
+        if out.decay is not None:
+            p.mul_(1 - lr * (out.decay[0] if isinstance(out.decay, list) else out.decay))
+        step = lr if out.scale is None else lr * out.scale[0]
+        u = out.num[0] if out.den is None else out.num[0] / out.den[0]
     else:
-        p.sub_(u[0] * lr)
+        step, u = lr, out[0]
+    p.sub_(u * step)
     if transform.after_step is not None:
         transform.after_step(lists, ctx)
 
