@@ -111,3 +111,47 @@ def test_fused_refuses_mixed_dtypes():
         p.grad = torch.ones_like(p)
     with pytest.raises(ValueError, match="one dtype and device"):
         opt.step()
+
+
+def _compiled_updates(opt):
+    return [entry[0] for flat in opt._flat.values() for entry in flat._functions.values()]
+
+
+def _scheduled_run(fused, steps=12):
+    ps = [p.clone().requires_grad_() for p in _params()]
+    opt = ro.Adam([{"params": ps[:2]}, {"params": ps[2:], "lr": 0.02}], lr=0.01, weight_decay=0.01, fused=fused)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1 / (1 + epoch))
+    for t in range(steps):
+        opt.zero_grad()
+        sum(((p - 0.3 * t) ** 2 + torch.sin(3 * p)).sum() for p in ps).backward()
+        opt.step()
+        schedule.step()
+        if fused and t == 0:  # from now on the compiled graph runs without dynamo
+            for run in _compiled_updates(opt):
+                assert run.graph is not None
+                run.compiled = None  # calling through dynamo again would fail
+    return ps
+
+
+def test_compiled_graph_is_called_directly_and_reads_each_steps_scalars():
+    """After the first step the fast mode calls the compiled graph itself; the learning rate
+    (a schedule changes it every step) and the bias corrections still change every step."""
+    for a, b in zip(_scheduled_run(fused=False), _scheduled_run(fused=True)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_transform_that_is_not_one_graph_runs_through_dynamo():
+    """Gradient noise draws from its own torch.Generator: dynamo splits the update, so every
+    call goes through dynamo (with graph breaks) and the result is still the readable one."""
+    def run(fused):
+        p = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+        opt = ro.Optimizer([p], ro.chain(ro.add_noise(0.1), ro.scale_by_adam()), lr=0.01, fused=fused)
+        for _ in range(4):
+            opt.zero_grad()
+            (p**2).sum().backward()
+            opt.step()
+        return p, opt
+
+    (readable, _), (compiled, opt) = run(False), run(True)
+    torch.testing.assert_close(compiled, readable, rtol=1e-10, atol=1e-12)
+    assert [run.graph for run in _compiled_updates(opt)] == [None]
