@@ -12,8 +12,10 @@ over memory, as PyTorch's fused optimizers do:
 - step-dependent numbers (bias corrections, schedules: whatever a piece asks
   ``ctx.per_step`` for) are computed on the host once per step and enter the kernel in one
   small tensor, written in place, like the learning rate, so neither the step nor an lr
-  schedule recompiles; other hyperparameters are compiled in (a change, e.g. one-cycle
-  momentum, compiles once more per distinct value);
+  schedule recompiles; other hyperparameters are compiled in: a change compiles once more per
+  distinct value, up to ``COMPILE_LIMIT`` variants per group, after which (OneCycleLR or
+  CyclicLR cycling momentum, say) new values run uncompiled on the flat buffers, with a
+  warning, instead of compiling at every step;
 - the compiled update belongs to one group's buffers, which never change shape, and pieces
   are pure functions of tensors, so once compiled as one graph it is called directly, without
   dynamo's per-call guards and wrappers (~0.1 ms a step on a 2-core CPU, about what torch's
@@ -99,7 +101,9 @@ class FlatGroup:
         self.step_count = torch.zeros((), dtype=torch.int64)  # the same tensor is every parameter's state["step"]
         self.step_array = self.step_count.numpy()  # written through NumPy: ~0.2 us, fill_ ~3 us
         self.dirty = True  # per-parameter state must be (re)gathered into the buffers
-        self._functions: dict[Any, tuple[Callable, list, Transform]] = {}  # hyperparameters -> (update, per-step functions, transform)
+        self._functions: dict[Any, tuple] = {}  # hyperparameters -> (update, per-step functions, transform, scalars)
+        self._compiled = 0  # compiled variants so far
+        self._uncompiled: tuple = (None, None)  # the latest uncompiled variant: (key, entry)
 
     def views(self, flat: Tensor) -> list[Tensor]:
         out, offset = [], 0
@@ -151,12 +155,10 @@ class FlatGroup:
         except TypeError:  # an unhashable hyperparameter value: keyed by its repr
             key = tuple((k, v if _hashable(v) else repr(v)) for k, v in key)
             entry = self._functions.get(key)
+        if entry is None and self._uncompiled[0] == key:
+            entry = self._uncompiled[1]
         if entry is None:
-            hyper = {k: v for k, v in group.items() if k not in ("params", "lr")}
-            transform = make_transform(group)
-            run = _Compiled(transform, hyper) if compile else (lambda *a: _update(transform, hyper, *a))
-            per_step = _per_step_functions(transform, hyper, self.flat_p)
-            entry = self._functions[key] = (run, per_step, transform, _Scalars(2 + len(per_step), self.flat_p.device))
+            entry = self._variant(key, make_transform, group, compile)
         run, per_step, transform, scalars = entry
         if self.dirty:  # new, or after load_state_dict: bring per-parameter state into the buffers
             self.sync_state(per_param, transform)
@@ -164,6 +166,35 @@ class FlatGroup:
         self.step_array[()] = self.t  # the tensor shared by every parameter's state["step"]
         scalars.write([float(group["lr"]), float(self.t), *(float(fn(self.t)) for fn in per_step)])
         run(self.flat_p, self.flat_g, self.state, scalars.tensor)
+
+    def _variant(self, key: tuple, make_transform: Callable[[dict[str, Any]], Transform], group: dict[str, Any], compile: bool) -> tuple:
+        """The update for a new set of hyperparameters: compiled (and kept) while the group has
+        fewer than ``COMPILE_LIMIT`` compiled variants, else run uncompiled (only the latest
+        uncompiled variant is kept: a schedule may produce a new one at every step)."""
+        hyper = {k: v for k, v in group.items() if k not in ("params", "lr")}
+        transform = make_transform(group)
+        per_step = _per_step_functions(transform, hyper, self.flat_p)
+        scalars = _Scalars(2 + len(per_step), self.flat_p.device)
+        if compile and self._compiled < COMPILE_LIMIT:
+            self._compiled += 1
+            entry = self._functions[key] = (_Compiled(transform, hyper), per_step, transform, scalars)
+            return entry
+        if compile and self._compiled == COMPILE_LIMIT:
+            self._compiled += 1  # warn once
+            first = dict(next(iter(self._functions)))
+            changed = [k for k, v in hyper.items() if repr(first.get(k)) != repr(v)]
+            warnings.warn(
+                f"fused=True: hyperparameters {changed} of a parameter group took more than {COMPILE_LIMIT} values;"
+                " new values run uncompiled (a schedule that changes them at every step, such as cycled momentum,"
+                " would otherwise compile at every step)",
+                stacklevel=5,
+            )
+        entry = (lambda *a: _update(transform, hyper, *a), per_step, transform, scalars)
+        self._uncompiled = (key, entry)
+        return entry
+
+
+COMPILE_LIMIT = 8  # compiled variants of the update per parameter group
 
 
 class _Scalars:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import reglab.optim as ro
+import reglab.optim.flat as flat_module
 
 CASES = [
     ("SGD", {"lr": 0.05}),
@@ -155,3 +156,28 @@ def test_transform_that_is_not_one_graph_runs_through_dynamo():
     (readable, _), (compiled, opt) = run(False), run(True)
     torch.testing.assert_close(compiled, readable, rtol=1e-10, atol=1e-12)
     assert [run.graph for run in _compiled_updates(opt)] == [None]
+
+
+def test_hyperparameters_cycled_every_step_stop_compiling_after_the_limit(monkeypatch):
+    """OneCycleLR cycles momentum at every step: the fast mode compiles COMPILE_LIMIT variants
+    per group, warns once, runs later values uncompiled, and still equals the readable mode."""
+    monkeypatch.setattr(flat_module, "COMPILE_LIMIT", 2)
+
+    def run(fused):
+        ps = [p.clone().requires_grad_() for p in _params()]
+        opt = ro.SGD(ps, lr=0.05, momentum=0.9, fused=fused)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=8)
+        for t in range(8):
+            opt.zero_grad()
+            sum(((p - 0.3 * t) ** 2).sum() for p in ps).backward()
+            opt.step()
+            schedule.step()
+        return ps, opt
+
+    readable, _ = run(False)
+    with pytest.warns(UserWarning, match=r"\['momentum'\] of a parameter group took more than 2 values") as caught:
+        fused, opt = run(True)
+    assert sum("took more than" in str(w.message) for w in caught) == 1
+    for a, b in zip(readable, fused):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    assert len(opt._flat[0]._functions) == 2
