@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from reglab._checks import check_float
+from reglab._checks import check_bool, check_float
 
 State = dict[str, list[Tensor]]
 
@@ -222,6 +222,9 @@ class Optimizer(torch.optim.Optimizer):
         **defaults: Any,
     ) -> None:
         check_float("lr", lr, low=0)
+        if fused is not None:
+            check_bool("fused", fused)
+        check_bool("compile", compile)
         self._transform = transform
         self.fused = bool(fused)
         self.compile = compile

@@ -220,6 +220,8 @@ def test_zero_or_missing_gradient_leaves_parameters_untouched(name):
         ("Adam", {"eps": 0.0}, ValueError, "eps"),
         ("Adam", {"eps": -1e-8}, ValueError, "eps"),
         ("Adam", {"amsgrad": "yes"}, TypeError, "amsgrad"),
+        ("Adam", {"fused": "yes"}, TypeError, "fused"),
+        ("SGD", {"foreach": 1}, TypeError, "foreach"),
         ("AdamW", {"weight_decay": math.nan}, ValueError, "weight_decay"),
         ("RMSprop", {"alpha": 1.0}, ValueError, "alpha"),
         ("Adadelta", {"rho": 1.5}, ValueError, "rho"),
