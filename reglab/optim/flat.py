@@ -181,7 +181,7 @@ class FlatGroup:
             return entry
         if compile and self._compiled == COMPILE_LIMIT:
             self._compiled += 1  # warn once
-            first = dict(next(iter(self._functions)))
+            first = dict(next(iter(self._functions), ()))
             changed = [k for k, v in hyper.items() if repr(first.get(k)) != repr(v)]
             warnings.warn(
                 f"fused=True: hyperparameters {changed} of a parameter group took more than {COMPILE_LIMIT} values;"
@@ -259,7 +259,7 @@ class _Compiled:
             return
         except Exception as e:  # no C++ compiler, unsupported backend, ...: stay correct, lose speed
             warnings.warn(f"fused=True could not compile the update ({type(e).__name__}: {e}); running it uncompiled", stacklevel=4)
-            self.compiled = _update
+            self.compiled, self.traced = _update, None
             _update(self.transform, self.hyper, *args)
             return
         if self.graph is None and self.traced and len(self.traced) == 1 and all(isinstance(x, Tensor) for x in self.traced[0][1]):

@@ -181,3 +181,19 @@ def test_hyperparameters_cycled_every_step_stop_compiling_after_the_limit(monkey
     for a, b in zip(readable, fused):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
     assert len(opt._flat[0]._functions) == 2
+
+
+def test_update_that_cannot_be_compiled_runs_uncompiled_with_a_warning(monkeypatch):
+    """No C++ compiler, an unsupported backend: the fast mode warns and stays correct."""
+    import torch._inductor.compile_fx
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch._inductor.compile_fx, "compile_fx", broken)
+    readable, _ = _run("Adam", {"lr": 0.01}, fused=False, steps=5)
+    with pytest.warns(UserWarning, match="could not compile the update"):
+        compiled, opt = _run("Adam", {"lr": 0.01}, fused=True, steps=5, compile=True)
+    for a, b in zip(readable, compiled):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
+    assert all(run.graph is None for run in _compiled_updates(opt))
