@@ -53,13 +53,16 @@ def prox_l1(alpha: float) -> Transform:
         W ← sign(W) · max(|W| − η α, 0)
 
     with η the group's learning rate. Weights within ``ηα`` of 0 become exactly 0.0.
+    Computed as ``W ← W − clip(W, −ηα, ηα)``: the same numbers in two passes instead of five
+    (``W − W`` is exactly 0; elsewhere ``W ∓ ηα`` is ``sign(W)(|W| − ηα)``). One ``clamp`` per
+    tensor rather than ``_foreach_clamp_min``, which inductor compiles with the threshold
+    rounded to float32 when it is a tensor (as the fast mode's learning rate is).
     """
 
     def after_step(state: State, ctx: Context) -> None:
         threshold = ctx.group["lr"] * alpha
         for w in ctx.params:
-            shrunk = (w.abs() - threshold).clamp_(min=0)
-            w.copy_(w.sign() * shrunk)
+            w.sub_(w.clamp(-threshold, threshold))
 
     return Transform(lambda params: {}, keep, after_step, takes_deferred=True, elementwise=True)
 

@@ -106,6 +106,28 @@ def test_l1_subgradient_and_proximal_single_step():
     assert (w.detach() == 0).sum() == 3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_proximal_step_is_the_soft_threshold_on_every_tensor(dtype):
+    """Several tensors at once, values on both sides of ±ηα and at it: the same numbers as
+    ``sign(z) · max(|z| − ηα, 0)`` computed in NumPy in the tensors' own precision."""
+    lr, alpha = 0.1, 0.25
+    g = torch.Generator().manual_seed(3)
+    params = [torch.randn(shape, generator=g, dtype=dtype) * 0.05 for shape in [(7, 5), (5,), (3, 2, 4)]]
+    params[1][:2] = torch.tensor([lr * alpha, -lr * alpha], dtype=dtype)
+    expected = []
+    for p in params:
+        p.requires_grad_()
+        p.grad = torch.zeros_like(p)
+        z = p.detach().numpy().copy()
+        t = z.dtype.type(lr * alpha)
+        expected.append(np.sign(z) * np.maximum(np.abs(z) - t, z.dtype.type(0)))
+    ro.SGD(params, lr=lr, l1_proximal=alpha).step()
+    for p, e in zip(params, expected):
+        np.testing.assert_array_equal(p.detach().numpy(), e)
+    zeros = sum(int((p == 0).sum()) for p in params)
+    assert 0 < zeros < sum(p.numel() for p in params)
+
+
 def test_proximal_l1_gives_exact_zeros_where_subgradient_gives_none():
     """Sparse regression: 5 of 50 true weights are non-zero."""
     g = torch.Generator().manual_seed(0)
