@@ -55,18 +55,24 @@ def flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5, dim: int =
 
 def translate(x: torch.Tensor, offsets: list[torch.Tensor], mode: str = "zeros") -> torch.Tensor:
     """Move sample ``i`` by ``offsets[a][i]`` positions along spatial axis ``a``:
-    ``out[..., j] = x[..., j − k]``, circularly or with zeros where ``j − k`` falls outside."""
+    ``out[..., j] = x[..., j − k]``, circularly or with zeros where ``j − k`` falls outside.
+
+    One ``gather`` per axis. With zeros, it reads from a copy padded with one zero at each end
+    (position ``j − k + 1``, clamped to the padding): no mask, no remainder."""
     check_choice("mode", mode, ("circular", "zeros"))
     n, out = len(x), x
     for axis, k in zip(range(2, x.ndim), offsets):
         size = x.shape[axis]
-        source = torch.arange(size, device=x.device)[None, :] - k.to(x.device)[:, None]  # (N, size)
+        k = k.to(x.device)[:, None]
+        if mode == "circular":
+            index = (torch.arange(size, device=x.device) - k) % size
+            source = out
+        else:
+            index = (torch.arange(1, size + 1, device=x.device) - k).clamp_(0, size + 1)
+            source = F.pad(out, [0, 0] * (x.ndim - 1 - axis) + [1, 1])
         view = [n] + [1] * (x.ndim - 1)
         view[axis] = size
-        moved = torch.gather(out, axis, (source % size).reshape(view).expand_as(out))
-        if mode == "zeros":
-            moved = moved * ((source >= 0) & (source < size)).reshape(view).to(x.dtype)
-        out = moved
+        out = torch.gather(source, axis, index.reshape(view).expand(out.shape))
     return out
 
 
@@ -78,7 +84,8 @@ def shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 4, p: fl
     check_int("max_shift", max_shift, low=0)
     check_choice("mode", mode, ("circular", "zeros"))
     offsets = [torch.randint(-max_shift, max_shift + 1, (len(x),), generator=generator, device=generator.device) for _ in x.shape[2:]]
-    return torch.where(_chosen(x, generator, p), translate(x, offsets, mode), x)
+    moved = translate(x, offsets, mode)
+    return moved if p == 1 else torch.where(_chosen(x, generator, p), moved, x)
 
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Batched label-preserving augmentations: properties that fail if the technique is wrong."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,6 +59,32 @@ def test_shift_by_k_then_minus_k_restores_the_interior(x):
     assert translate(signal, [torch.tensor([-3])], "circular").flatten().tolist() == [3, 4, 5, 6, 7, 8, 9, 0, 1, 2]
 
 
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+@pytest.mark.parametrize("x", [SIGNALS, IMAGES], ids=["signals", "images"])
+def test_translate_equals_a_per_sample_numpy_reference(x, mode):
+    """Offsets up to beyond the size (all zeros, or a full turn and more)."""
+    offsets = [torch.randint(-size - 2, size + 3, (len(x),), generator=gen(9)) for size in x.shape[2:]]
+    out = translate(x, offsets, mode).numpy()
+    for i, sample in enumerate(x.numpy()):
+        expected = sample
+        for axis, k in zip(range(1, sample.ndim), offsets):
+            k = int(k[i])
+            if mode == "circular":
+                expected = np.roll(expected, k, axis=axis)
+            else:  # out[j] = x[j - k] where 0 <= j - k < size, else 0
+                size = expected.shape[axis]
+                moved = np.zeros_like(expected)
+                for j in range(size):
+                    if 0 <= j - k < size:
+                        index = [slice(None)] * sample.ndim
+                        index[axis] = j
+                        source = list(index)
+                        source[axis] = j - k
+                        moved[tuple(index)] = expected[tuple(source)]
+                expected = moved
+        np.testing.assert_array_equal(out[i], expected)
+
+
 def test_shift_draws_offsets_in_range():
     x = torch.arange(40.0).expand(500, 1, 40).contiguous()
     out = shift(x, gen(12), max_shift=5, mode="circular")
@@ -71,6 +98,13 @@ def test_shift_zero_fill_counts():
     out = shift(ones, gen(8), max_shift=4)
     zeros = (out == 0).sum(dim=(1, 2))
     assert int(zeros.max()) <= 4 and set(zeros.tolist()) == set(range(5))
+
+
+def test_shift_moves_each_sample_with_probability_p():
+    x = torch.arange(40.0).expand(4000, 1, 40).contiguous()
+    assert torch.equal(shift(x, gen(13), max_shift=4, p=0.0), x)
+    moved = (shift(x, gen(13), max_shift=4, p=0.3) != x).flatten(1).any(1).float().mean()
+    assert abs(float(moved) - 0.3 * 8 / 9) < 0.03  # a chosen sample stays put when k = 0 (1 in 9)
 
 
 def test_rotate_by_zero_degrees_and_right_angle():
