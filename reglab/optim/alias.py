@@ -64,9 +64,8 @@ class _Named(Optimizer):
         capturable: bool = False,
         **hyper: Any,
     ) -> None:
-        for name, flag in (("foreach", foreach), ("fused", fused)):
-            if flag is not None:
-                check_bool(name, flag)
+        if foreach is not None:  # accepted for torch.optim's signature; ``fused`` is checked by Optimizer
+            check_bool("foreach", foreach)
         if differentiable or capturable:
             raise NotImplementedError(f"{type(self).__name__}: differentiable and capturable are not supported")
         if weight_decay_schedule is not None and not callable(weight_decay_schedule):
