@@ -261,6 +261,7 @@ class Optimizer(torch.optim.Optimizer):
                 apply_updates(part, updates, group["lr"])
                 if transform.after_step is not None:
                     transform.after_step(part_state, ctx)
+                del updates  # free this chunk's temporaries: the next chunk's reuse their (cached) memory
         return loss
 
     def _fast_step(self, index: int, group: dict[str, Any]) -> None:
