@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from reglab.optim.base import Context, Deferred, Transform
+from reglab.optim.base import Context, Deferred, Transform, hyper_key
 
 
 def _update(transform: Transform, hyper: dict[str, Any], p: Tensor, g: Tensor, state: dict[str, Tensor], scalars: Tensor) -> None:
@@ -149,12 +149,8 @@ class FlatGroup:
     def step(self, make_transform: Callable[[dict[str, Any]], Transform], group: dict[str, Any], per_param, compile: bool) -> None:
         """One step of the group; the transform is built (and compiled) once per distinct set
         of hyperparameters, the learning rate excepted."""
-        key = tuple([item for item in group.items() if item[0] != "params" and item[0] != "lr"])
-        try:
-            entry = self._functions.get(key)
-        except TypeError:  # an unhashable hyperparameter value: keyed by its repr
-            key = tuple((k, v if _hashable(v) else repr(v)) for k, v in key)
-            entry = self._functions.get(key)
+        key = hyper_key(group)
+        entry = self._functions.get(key)
         if entry is None and self._uncompiled[0] == key:
             entry = self._uncompiled[1]
         if entry is None:
@@ -264,11 +260,3 @@ class _Compiled:
             return
         if self.graph is None and self.traced and len(self.traced) == 1 and all(isinstance(x, Tensor) for x in self.traced[0][1]):
             self.graph = (*self.traced[0], args)
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True

@@ -197,3 +197,37 @@ def test_chunks_cover_the_group_and_global_pieces_see_all_of_it(monkeypatch):
         assert calls == expected
     n = sum(p.numel() for p in params)  # clipped by the norm of the whole group: every entry 1/√n
     assert all(torch.allclose(p - w.detach(), torch.full_like(p, n**-0.5)) for p, w in zip(params, ws))
+
+
+def test_transform_is_rebuilt_only_when_a_hyperparameter_other_than_lr_changes():
+    """A ``group -> Transform`` function is called once per distinct set of hyperparameters
+    (lr excepted): a change in place (a list, a tensor) counts as a change."""
+    import reglab.optim.base as base
+
+    built = []
+
+    def make(group):
+        factor = float(group["factor"][0])
+        built.append(factor)
+        return ro.scale(factor)
+
+    w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = ro.Optimizer([w], make, lr=1.0, factor=[2.0])
+    group = opt.param_groups[0]
+    expected = 0.0
+    for lr, factor in ((1.0, None), (1.0, None), (0.5, None), (0.5, 3.0), (0.5, "tensor"), (0.5, 5.0)):
+        group["lr"] = lr
+        if factor == "tensor":
+            group["factor"] = torch.tensor([4.0], dtype=torch.float64)
+        elif factor is not None:
+            group["factor"][0] = factor  # in place: a list, then a tensor
+        w.grad = torch.ones(1, dtype=torch.float64)
+        opt.step()
+        expected -= lr * float(group["factor"][0])
+        assert w.item() == expected
+    assert built == [2.0, 3.0, 4.0, 5.0]
+
+    for k in range(3 * base.TRANSFORMS_KEPT):  # a new value at every step (cycled momentum): bounded
+        group["factor"] = [float(k)]
+        opt.step()
+    assert len(opt._transforms) == base.TRANSFORMS_KEPT
