@@ -1,5 +1,7 @@
 import gzip
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,6 +25,11 @@ def test_mnist1d_default_split_and_cache(monkeypatch):
     monkeypatch.setattr("mnist1d.data.make_dataset", no_generation)
     again = load_data(DataConfig(), seed=0)
     assert torch.equal(again.x_train, d.x_train) and torch.equal(again.y_valid, d.y_valid)
+
+    # read from the cache without importing the package (it imports requests, scipy, pyplot)
+    code = "import sys; from reglab.data import load_data; from reglab.recipe import DataConfig; load_data(DataConfig(), 0); print('mnist1d' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_validation_split_is_deterministic_by_seed_and_disjoint():
