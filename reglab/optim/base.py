@@ -188,14 +188,9 @@ def hyper_key(group: dict[str, Any]) -> tuple:
     transform is built from. A value that cannot be hashed (a list), or a tensor (hashed by
     identity, so an in-place change would go unseen), enters by its ``repr``."""
     key = tuple([item for item in group.items() if item[0] != "params" and item[0] != "lr"])
-    try:
-        hash(key)
-    except TypeError:
-        pass
-    else:
-        if not any(isinstance(v, Tensor) for _, v in key):
-            return key
-    return tuple((k, repr(v) if isinstance(v, Tensor) or not _hashable(v) else v) for k, v in key)
+    if any(isinstance(v, Tensor) for _, v in key) or not _hashable(key):
+        key = tuple((k, repr(v) if isinstance(v, Tensor) or not _hashable(v) else v) for k, v in key)
+    return key
 
 
 def _hashable(value: Any) -> bool:
