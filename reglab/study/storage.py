@@ -59,8 +59,7 @@ def open_storage(url: str):
             break
         except Exception as e:  # noqa: BLE001 - any driver error means: cannot open
             if attempt == 4 or not _transient(e):
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise StorageError(f"cannot open the study storage {redact_url(url)}: {first}") from None
+                raise StorageError(f"cannot open the study storage {redact_url(url)}: {_reason(e)}") from None
             time.sleep(0.2 * (attempt + 1))
     if sqlite:
         engine = storage.engine
@@ -75,6 +74,21 @@ def open_storage(url: str):
 
         engine.dispose()  # pooled connections were opened before the hooks
     return storage
+
+
+def _reason(e: BaseException) -> str:
+    """Why a storage did not open, in one line; a missing driver module is named, with the fix
+    (SQLAlchemy 2.1 maps a bare ``postgresql://`` to ``psycopg``, version 3, for instance)."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            return (
+                f"the database driver module {cause.name!r} that this URL needs is not installed; install it, "
+                "or name an installed driver in the URL (pip install 'reglab[postgres]' provides postgresql+psycopg2://)"
+            )
+        cause = cause.__cause__ or cause.__context__
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _transient(e: Exception) -> bool:

@@ -87,6 +87,18 @@ def test_unreachable_storage_is_one_line_without_password(url):
     assert text.startswith("cannot open the study storage") and "\n" not in text and "secret" not in text
 
 
+def test_a_missing_driver_module_is_named_with_the_fix():
+    import importlib.util
+
+    if importlib.util.find_spec("pg8000") is not None:
+        pytest.skip("pg8000 is installed here")
+    with pytest.raises(StorageError) as e:
+        StudyStore("postgresql+pg8000://u:secret@127.0.0.1:9/db", "s")
+    text = str(e.value)
+    assert "driver module 'pg8000'" in text and "postgresql+psycopg2://" in text
+    assert "\n" not in text and "secret" not in text
+
+
 def test_report_of_a_missing_study_names_what_exists(tmp_path):
     url = sqlite_url(tmp_path)
     StudyStore(url, "here")
