@@ -183,6 +183,14 @@ def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
     return Transform(lambda params: {}, update, elementwise=True)
 
 
+def as_real(tensors: list[Tensor]) -> list[Tensor]:
+    """Complex tensors as real views with a trailing dimension of 2 (``torch.view_as_real``):
+    as in torch.optim, a complex parameter is stepped as the pair of its real and imaginary
+    parts (Adam's second moment holds ``Re(g)²`` and ``Im(g)²``, not the complex ``g²``;
+    Adagrad's sum starts at ``v + v i``), while its state is kept complex, as torch.optim keeps it."""
+    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
+
+
 def hyper_key(group: dict[str, Any]) -> tuple:
     """The group's hyperparameters other than ``params`` and ``lr``, as a hashable key: what a
     transform is built from. A value that cannot be hashed (a list), or a tensor (hashed by
@@ -252,7 +260,12 @@ class Optimizer(torch.optim.Optimizer):
         self.compile = compile
         self._flat: dict[int, FlatGroup] = {}  # fast mode: param-group index -> flat buffers
         self._transforms: dict[tuple, Transform] = {}  # hyper_key(group) -> transform built for it
+        self._complex = False  # some parameter is complex: steps run on real views (see as_real)
         super().__init__(params, {"lr": lr, "fused": fused, **defaults})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._complex = self._complex or any(p.is_complex() for p in self.param_groups[-1]["params"])
 
     def transform_for(self, group: dict[str, Any]) -> Transform:
         """The group's transform, built once per distinct set of hyperparameters: rebuilt at
@@ -287,10 +300,14 @@ class Optimizer(torch.optim.Optimizer):
             transform = self.transform_for(group)
             state = self._gather_state(params, transform)
             steps = state.pop("step")
+            grads = [p.grad for p in params]
+            if self._complex:
+                params, grads = as_real(params), as_real(grads)
+                state = {name: as_real(tensors) for name, tensors in state.items()}
             for lo, hi in chunks(params, CHUNK) if transform.elementwise else [(0, len(params))]:
                 part = params[lo:hi]
                 part_state = {name: tensors[lo:hi] for name, tensors in state.items()}
-                ctx = Context(part, [p.grad for p in part], steps[lo:hi], group)
+                ctx = Context(part, grads[lo:hi], steps[lo:hi], group)
                 updates = transform.update(ctx.grads, part_state, ctx)
                 apply_updates(part, updates, group["lr"])
                 if transform.after_step is not None:
@@ -331,10 +348,10 @@ class Optimizer(torch.optim.Optimizer):
     def _gather_state(self, params: list[Tensor], transform: Transform) -> dict[str, list]:
         """Per-parameter state (created on first use) as lists over ``params``; steps += 1."""
         fresh = [p for p in params if not self.state[p]]
-        if fresh:
-            for name, tensors in transform.init(fresh).items():
+        if fresh:  # a complex parameter's state is built on its real view (each part starts alike)
+            for name, tensors in transform.init(as_real(fresh) if self._complex else fresh).items():
                 for p, tensor in zip(fresh, tensors):
-                    self.state[p][name] = tensor
+                    self.state[p][name] = torch.view_as_complex(tensor) if p.is_complex() else tensor
             for p in fresh:
                 self.state[p]["step"] = 0
         for p in params:

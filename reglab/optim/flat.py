@@ -86,6 +86,8 @@ class FlatGroup:
     def __init__(self, params: list[Tensor]) -> None:
         if len({(p.dtype, p.device) for p in params}) != 1 or any(p.is_sparse for p in params):
             raise ValueError("fused=True needs the parameters of a group to share one dtype and device (and be dense)")
+        if params[0].is_complex():
+            raise ValueError("fused=True supports real floating-point parameters only; step complex ones with fused=False")
         self.params = params
         self.flat_p = torch.cat([p.detach().reshape(-1) for p in params])
         self.flat_g = torch.zeros_like(self.flat_p)

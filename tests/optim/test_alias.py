@@ -119,6 +119,44 @@ def test_parity_with_torch_optim(name, options, dtype):
                 torch.testing.assert_close(mine[key], other, **tol)
 
 
+def _complex_problem(seed=0):
+    """As ``_problem`` on complex parameters: the loss is real, and its gradient mixes the real
+    and imaginary parts (``sin`` of the real part, ``|p − t|²``, a random linear term)."""
+    g = torch.Generator().manual_seed(seed)
+    draw = lambda s: torch.randn(s, generator=g, dtype=torch.complex128)  # noqa: E731
+    params, targets, noise = [draw(s) for s in SHAPES], [draw(s) for s in SHAPES], [[draw(s) for s in SHAPES] for _ in range(50)]
+
+    def loss(ps, t):
+        n = noise[t % len(noise)]
+        return sum(((p - t).abs() ** 2 + torch.sin(2 * p.real) + (e * p).real).sum() for p, t, e in zip(ps, targets, n))
+
+    return params, loss
+
+
+@pytest.mark.parametrize("name, options", GRID, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, o in GRID])
+def test_complex_parameters_as_torch_optim(name, options):
+    """torch.optim steps a complex parameter as the pair of its real and imaginary parts
+    (``view_as_real``): Adam's second moment is ``Re(g)²`` and ``Im(g)²``, not ``g²``.
+    50 steps in complex128: parameters and state (complex, as torch keeps it) within 1e-10."""
+    ours, ours_opt = _run(getattr(ro, name), *_complex_problem(), options, steps=50)
+    ref, ref_opt = _run(getattr(torch.optim, name), *_complex_problem(), {**options, "foreach": False}, steps=50)
+    tol = {"rtol": 1e-10, "atol": 1e-12}
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, **tol)
+        mine, theirs = ours_opt.state[p], ref_opt.state[q]
+        for key in set(mine) - {"step"}:
+            assert mine[key].dtype == torch.complex128
+            torch.testing.assert_close(mine[key], theirs[_torch_name(name, key)], **tol)
+
+
+def test_fast_mode_refuses_complex_parameters():
+    p = torch.zeros(3, dtype=torch.complex64, requires_grad=True)
+    opt = ro.Adam([p], fused=True)
+    p.abs().sum().backward()
+    with pytest.raises(ValueError, match="complex"):
+        opt.step()
+
+
 def test_torch_lr_schedulers_drive_our_optimizers():
     def lrs(opt_cls, sched):
         p = torch.zeros(3, requires_grad=True)
