@@ -29,7 +29,7 @@ import torch
 
 from reglab._checks import check_bool, check_float
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
-from reglab.optim.base import Context, Optimizer, State, Transform, chain, scale_by_schedule
+from reglab.optim.base import Context, Optimizer, State, Transform, chain, check_lr, scale_by_schedule
 from reglab.optim.clip import clip_by_global_norm, clip_by_value
 from reglab.optim.decay import add_decayed_weights, add_l1, prox_l1
 from reglab.optim.momentum import trace
@@ -90,7 +90,7 @@ class _Named(Optimizer):
         self._validate(self.param_groups[-1])
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_float("lr", group["lr"], low=0)
+        check_lr(group["lr"])
         for name in ("weight_decay", "l1", "l1_proximal"):
             check_float(name, group[name], low=0)
         for name in ("clip_norm", "clip_value"):

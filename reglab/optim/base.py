@@ -183,6 +183,16 @@ def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
     return Transform(lambda params: {}, update, elementwise=True)
 
 
+def check_lr(lr: Any) -> None:
+    """``lr`` is a number or, as torch.optim allows, a one-element tensor (which a scheduler
+    then changes in place); either way finite and >= 0."""
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1 or lr.is_complex():
+            raise ValueError(f"lr as a tensor must hold one real number, got shape {tuple(lr.shape)} ({lr.dtype})")
+        lr = lr.item()
+    check_float("lr", lr, low=0)
+
+
 def as_real(tensors: list[Tensor]) -> list[Tensor]:
     """Complex tensors as real views with a trailing dimension of 2 (``torch.view_as_real``):
     as in torch.optim, a complex parameter is stepped as the pair of its real and imaginary
@@ -235,7 +245,9 @@ class Optimizer(torch.optim.Optimizer):
     ``transform`` is a Transform, or a function ``group -> Transform`` of the group's
     hyperparameters (how the named optimizers let schedulers change them): it is called again
     whenever a hyperparameter other than the learning rate has changed since the last step
-    (a piece reads ``lr`` from ``ctx.group`` at update time).
+    (a piece reads ``lr`` from ``ctx.group`` at update time). ``lr`` may be a number or, as in
+    torch.optim, a one-element tensor that a scheduler changes in place; complex parameters
+    are stepped as torch.optim steps them (see ``as_real``).
     ``fused=True`` selects the fast mode (reglab/optim/flat.py): one flat buffer per group and
     one compiled update, equal to the readable implementation; ``compile=False`` keeps the
     flat buffers but runs the update uncompiled.
@@ -251,7 +263,7 @@ class Optimizer(torch.optim.Optimizer):
         compile: bool = True,
         **defaults: Any,
     ) -> None:
-        check_float("lr", lr, low=0)
+        check_lr(lr)
         if fused is not None:
             check_bool("fused", fused)
         check_bool("compile", compile)
@@ -297,6 +309,8 @@ class Optimizer(torch.optim.Optimizer):
                 continue
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("reglab optimizers do not support sparse gradients")
+            if isinstance(group["lr"], Tensor):  # a one-element tensor, as torch.optim allows
+                group = {**group, "lr": group["lr"].item()}
             transform = self.transform_for(group)
             state = self._gather_state(params, transform)
             steps = state.pop("step")

@@ -81,7 +81,7 @@ class Trainer:
         self._after_backward = [cb for cb in self.callbacks if hasattr(cb, "on_after_backward")]
         call(self.callbacks, "on_train_begin", self)
         while self.epoch < self.epochs and self.stop_reason is None:
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = float(self.optimizer.param_groups[0]["lr"])  # a tensor lr (torch.optim allows one) too
             start = time.perf_counter()
             train_loss, train_acc = self.train_epoch()
             valid_loss, valid_acc = self.evaluate(self.data.x_valid, self.data.y_valid)

@@ -178,6 +178,32 @@ def test_torch_lr_schedulers_drive_our_optimizers():
         torch.testing.assert_close(p_ours, p_theirs)
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["readable", "fast"])
+@pytest.mark.parametrize("name", list(ro.OPTIMIZERS))
+def test_tensor_lr_as_torch_optim(name, fused):
+    """``lr`` may be a one-element tensor, as in torch.optim; a scheduler changes it in place
+    (``fill_``), and the step follows: the trajectory equals torch.optim's with the same lr."""
+
+    def run(cls, **kw):
+        p = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+        opt = cls([p], lr=torch.tensor(0.05, dtype=torch.float64), **kw)
+        if isinstance(opt, ro.Optimizer):
+            opt.compile = False  # the fast mode's flat buffers, uncompiled (test_flat.py compares the two)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+        for t in range(10):
+            opt.zero_grad()
+            ((p - t / 10) ** 2 + torch.sin(3 * p)).sum().backward()
+            opt.step()
+            sched.step()
+        assert isinstance(opt.param_groups[0]["lr"], torch.Tensor)
+        return p.detach()
+
+    cls = ro.OPTIMIZERS[name]
+    extra = {"momentum": 0.9} if name == "sgd" else {}
+    ours = run(cls, fused=fused, **extra)
+    torch.testing.assert_close(ours, run(getattr(torch.optim, cls.__name__), foreach=False, **extra), rtol=1e-12, atol=1e-14)
+
+
 def test_closure_param_groups_and_zero_grad():
     w = torch.tensor([1.0, -2.0], requires_grad=True)
     opt = ro.SGD([w], lr=0.1)
@@ -246,6 +272,9 @@ def test_zero_or_missing_gradient_leaves_parameters_untouched(name):
         ("SGD", {"lr": -0.1}, ValueError, "lr"),
         ("SGD", {"lr": math.nan}, ValueError, "lr"),
         ("SGD", {"lr": "0.1"}, TypeError, "lr"),
+        ("SGD", {"lr": torch.tensor([0.1, 0.2])}, ValueError, "lr"),
+        ("SGD", {"lr": torch.tensor(-0.1)}, ValueError, "lr"),
+        ("SGD", {"lr": torch.tensor(math.nan)}, ValueError, "lr"),
         ("SGD", {"momentum": -0.9}, ValueError, "momentum"),
         ("SGD", {"nesterov": True}, ValueError, "nesterov"),
         ("SGD", {"weight_decay": -1.0}, ValueError, "weight_decay"),

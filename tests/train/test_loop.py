@@ -24,6 +24,15 @@ def test_history_records_every_epoch(toy_data):
     assert h[-1]["train_loss"] < h[0]["train_loss"]
 
 
+def test_a_tensor_lr_is_recorded_as_a_number(toy_data):
+    import json
+
+    m = _model()
+    h = fit(m, toy_data, torch.optim.Adam(m.parameters(), lr=torch.tensor(0.01)), epochs=2, batch_size=16)
+    assert h.column("lr") == [pytest.approx(0.01)] * 2 and all(type(r["lr"]) is float for r in h)
+    json.dumps(list(h))
+
+
 def test_validation_metrics_are_exact_in_eval_mode(toy_data):
     m = _model()
     trainer = Trainer(m, toy_data, torch.optim.Adam(m.parameters()), epochs=2, batch_size=32)
