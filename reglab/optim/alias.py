@@ -89,6 +89,11 @@ class _Named(Optimizer):
         super().add_param_group(param_group)
         self._validate(self.param_groups[-1])
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:  # hyperparameters read from a file are checked as if given
+            self._validate(group)
+
     def _validate(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
         for name in ("weight_decay", "l1", "l1_proximal"):
@@ -142,6 +147,7 @@ class SGD(_Named):
     """
 
     _ranges = {"momentum": (0.0, None, False)}
+    torch_state_names = {"momentum_buffer": "momentum"}
 
     def __init__(
         self,
@@ -189,6 +195,7 @@ class Adagrad(_Named):
     """
 
     _ranges = {"lr_decay": (0.0, None, False), "initial_accumulator_value": (0.0, None, False), "eps": (0.0, None, False)}
+    torch_state_names = {"sum": "sum_sq"}
 
     def __init__(
         self,
@@ -237,6 +244,7 @@ class Adadelta(_Named):
     """
 
     _ranges = {"rho": (0.0, 1.0, True), "eps": (0.0, None, False)}
+    torch_state_names = {"square_avg": "E_g2", "acc_delta": "E_dx2"}
 
     def __init__(
         self,
@@ -281,6 +289,7 @@ class RMSprop(_Named):
     """
 
     _ranges = {"alpha": (0.0, 1.0, True), "eps": (0.0, None, False), "momentum": (0.0, None, False)}
+    torch_state_names = {"square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "momentum"}
 
     def __init__(
         self,
@@ -350,6 +359,8 @@ class Adam(_Named):
     """
 
     _ranges = {"eps": (0.0, None, False)}
+    torch_state_names = {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max"}
+    torch_group_names = {"decoupled_weight_decay": "decoupled"}
     _default_weight_decay = 0.0
     _default_decoupled = False
 

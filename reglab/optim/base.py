@@ -354,10 +354,32 @@ class Optimizer(torch.optim.Optimizer):
                     else:
                         p.grad.detach_().requires_grad_(False).zero_()
 
+    # torch.optim's names -> ours, for loading a torch.optim checkpoint of the same optimizer
+    torch_state_names: dict[str, str] = {}  # per-parameter state (exp_avg -> mu, ...)
+    torch_group_names: dict[str, str] = {}  # group options (decoupled_weight_decay -> decoupled)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
+        """As torch.optim's, and it also takes the ``state_dict`` of the torch.optim optimizer
+        this one replaces: its state and options are renamed, and options torch.optim does not
+        have keep this optimizer's values, so a run started with torch.optim continues here."""
+        super().load_state_dict(self._from_torch(state_dict))
         for flat in self._flat.values():
             flat.dirty = True
+
+    def _from_torch(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        if len(state_dict["param_groups"]) != len(self.param_groups):
+            return state_dict  # torch.optim's own check says what is wrong
+        states, names = {}, self.torch_state_names
+        for index, saved in state_dict["state"].items():
+            state = {names.get(k, k): v for k, v in saved.items() if v is not None}  # SGD's momentum_buffer may be None
+            if state and "step" not in state:
+                state["step"] = 1  # torch.optim.SGD counts no steps; a momentum buffer means one was taken
+            states[index] = state
+        groups = []
+        for saved, current in zip(state_dict["param_groups"], self.param_groups):
+            renamed = {self.torch_group_names.get(k, k): v for k, v in saved.items()}
+            groups.append({**{k: v for k, v in current.items() if k != "params"}, **renamed})
+        return {**state_dict, "state": states, "param_groups": groups}
 
     def _gather_state(self, params: list[Tensor], transform: Transform) -> dict[str, list]:
         """Per-parameter state (created on first use) as lists over ``params``; steps += 1."""

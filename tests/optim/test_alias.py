@@ -250,6 +250,29 @@ def test_state_dict_round_trip_is_bitwise(name):
         assert torch.equal(p, q)
 
 
+@pytest.mark.parametrize("name, options", GRID, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, o in GRID])
+def test_a_torch_optim_checkpoint_loads_and_the_run_continues_as_in_torch(name, options):
+    """Replacing torch.optim.X by reglab.optim.X mid-run: 10 steps with torch.optim, its
+    ``state_dict`` saved and loaded (``weights_only``) into reglab's optimizer, which then
+    takes the next 10 steps exactly as torch.optim does (float64, within 1e-12)."""
+    params, loss = _problem(torch.float64)
+    ref, ref_opt = _run(getattr(torch.optim, name), params, loss, {**options, "foreach": False}, steps=10)
+    buffer = io.BytesIO()
+    torch.save(ref_opt.state_dict(), buffer)
+    ours = [p.detach().clone().requires_grad_() for p in ref]
+    opt = getattr(ro, name)([{"params": ours[:2]}, {"params": ours[2:]}], **{**options, "lr": 123.0})
+    buffer.seek(0)
+    opt.load_state_dict(torch.load(buffer, weights_only=True))
+    assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in ref_opt.param_groups]
+    for t in range(10, 20):
+        for ps, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            loss(ps, t).backward()
+            o.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("name", list(ro.OPTIMIZERS))
 def test_zero_or_missing_gradient_leaves_parameters_untouched(name):
     cls = ro.OPTIMIZERS[name]
