@@ -1,7 +1,6 @@
 """The spine's acceptance runs on MNIST-1D (a few seconds each)."""
 
 import pytest
-import torch
 
 from reglab.recipe import Recipe
 from reglab.train import build

@@ -29,10 +29,10 @@ import torch
 
 from reglab._checks import check_bool, check_float
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
-from reglab.optim.base import Context, Optimizer, State, Transform, chain, check_lr, scale_by_schedule
+from reglab.optim.base import Optimizer, Transform, chain, check_lr, scale_by_schedule
 from reglab.optim.clip import clip_by_global_norm, clip_by_value
 from reglab.optim.decay import add_decayed_weights, add_l1, prox_l1
-from reglab.optim.momentum import trace
+from reglab.optim.momentum import trace, trace_from_zero
 
 def negate() -> Transform:
     """``u ← −g``: ascend instead of descend (``maximize=True``)."""
@@ -324,23 +324,8 @@ class RMSprop(_Named):
     def _scaling(self, group):
         pieces = [scale_by_rms(group["alpha"], group["eps"], group["centered"], group["eps_in_sqrt"])]
         if group["momentum"] > 0:
-            pieces.append(_momentum_from_zero(group["momentum"]))
+            pieces.append(trace_from_zero(group["momentum"]))
         return pieces
-
-
-def _momentum_from_zero(beta: float) -> Transform:
-    """``b ← β b + u`` with ``b`` starting at 0 (RMSprop's momentum buffer)."""
-
-    def init(params) -> State:
-        return {"momentum": [torch.zeros_like(p) for p in params]}  # b: running sum of scaled steps
-
-    def update(updates, state: State, ctx: Context):
-        b = state["momentum"]
-        torch._foreach_mul_(b, beta)
-        torch._foreach_add_(b, updates)
-        return b
-
-    return Transform(init, update, elementwise=True)
 
 
 class Adam(_Named):

@@ -35,3 +35,19 @@ def trace(momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False)
         return a
 
     return Transform(init, update, elementwise=True)
+
+
+def trace_from_zero(momentum: float = 0.9) -> Transform:
+    """``b ← β b + u ; u = b`` with ``b`` starting at 0 and no first-step rule (RMSprop's
+    momentum buffer, applied to the already scaled step), ``β = momentum``."""
+
+    def init(params) -> State:
+        return {"momentum": zeros_like(params)}  # b: running sum of scaled steps
+
+    def update(updates, state: State, ctx: Context):
+        b = state["momentum"]
+        torch._foreach_mul_(b, momentum)
+        torch._foreach_add_(b, updates)
+        return b
+
+    return Transform(init, update, elementwise=True)
