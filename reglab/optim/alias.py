@@ -148,6 +148,7 @@ class SGD(_Named):
 
     _ranges = {"momentum": (0.0, None, False)}
     torch_state_names = {"momentum_buffer": "momentum"}
+    sparse_grads = True
 
     def __init__(
         self,
@@ -196,6 +197,7 @@ class Adagrad(_Named):
 
     _ranges = {"lr_decay": (0.0, None, False), "initial_accumulator_value": (0.0, None, False), "eps": (0.0, None, False)}
     torch_state_names = {"sum": "sum_sq"}
+    sparse_grads = True
 
     def __init__(
         self,

@@ -307,14 +307,14 @@ class Optimizer(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            if any(p.grad.is_sparse for p in params):
-                raise RuntimeError("reglab optimizers do not support sparse gradients")
             if isinstance(group["lr"], Tensor):  # a one-element tensor, as torch.optim allows
                 group = {**group, "lr": group["lr"].item()}
             transform = self.transform_for(group)
             state = self._gather_state(params, transform)
             steps = state.pop("step")
             grads = [p.grad for p in params]
+            if any(g.is_sparse for g in grads):
+                grads = self.densify(grads)
             if self._complex:
                 params, grads = as_real(params), as_real(grads)
                 state = {name: as_real(tensors) for name, tensors in state.items()}
@@ -335,7 +335,7 @@ class Optimizer(torch.optim.Optimizer):
             return
         flat = self._flat.get(index)
         if flat is None:
-            flat = self._flat[index] = FlatGroup(params)
+            flat = self._flat[index] = FlatGroup(params, self.densify)
         flat.gather_grads()
         flat.step(self.transform_for, group, self.state, self.compile)
 
@@ -354,6 +354,16 @@ class Optimizer(torch.optim.Optimizer):
                     else:
                         p.grad.detach_().requires_grad_(False).zero_()
 
+    sparse_grads = False  # takes sparse gradients (torch.optim's SGD and Adagrad do)
+
+    def densify(self, grads: list[Tensor]) -> list[Tensor]:
+        """Sparse gradients (``nn.Embedding(sparse=True)``) as dense ones, where the optimizer
+        takes them: for SGD and Adagrad the chain then makes torch.optim's sparse update (a row
+        without gradient gets a zero step, or its momentum's; tested against torch.optim)."""
+        if not self.sparse_grads:
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients, as in torch.optim (SGD and Adagrad do)")
+        return [g.to_dense() if g.is_sparse else g for g in grads]
+
     # torch.optim's names -> ours, for loading a torch.optim checkpoint of the same optimizer
     torch_state_names: dict[str, str] = {}  # per-parameter state (exp_avg -> mu, ...)
     torch_group_names: dict[str, str] = {}  # group options (decoupled_weight_decay -> decoupled)
@@ -371,7 +381,9 @@ class Optimizer(torch.optim.Optimizer):
             return state_dict  # torch.optim's own check says what is wrong
         states, names = {}, self.torch_state_names
         for index, saved in state_dict["state"].items():
-            state = {names.get(k, k): v for k, v in saved.items() if v is not None}  # SGD's momentum_buffer may be None
+            state = {  # SGD's momentum_buffer may be None, or sparse (after sparse gradients)
+                names.get(k, k): v.to_dense() if isinstance(v, Tensor) and v.is_sparse else v for k, v in saved.items() if v is not None
+            }
             if state and "step" not in state:
                 state["step"] = 1  # torch.optim.SGD counts no steps; a momentum buffer means one was taken
             states[index] = state

@@ -83,18 +83,19 @@ def _per_step_functions(transform: Transform, hyper: dict[str, Any], like: Tenso
 class FlatGroup:
     """The flat buffers of one parameter group and its compiled update functions."""
 
-    def __init__(self, params: list[Tensor]) -> None:
+    def __init__(self, params: list[Tensor], densify: Callable[[list[Tensor]], list[Tensor]]) -> None:
         if len({(p.dtype, p.device) for p in params}) != 1 or any(p.is_sparse for p in params):
             raise ValueError("fused=True needs the parameters of a group to share one dtype and device (and be dense)")
         if params[0].is_complex():
             raise ValueError("fused=True supports real floating-point parameters only; step complex ones with fused=False")
         self.params = params
+        self.densify = densify  # a sparse gradient as a dense one, or the optimizer's error
         self.flat_p = torch.cat([p.detach().reshape(-1) for p in params])
         self.flat_g = torch.zeros_like(self.flat_p)
         self.grad_views = self.views(self.flat_g)
         for p, view, grad in zip(params, self.views(self.flat_p), self.grad_views):
             if p.grad is not None:
-                grad.copy_(p.grad)
+                grad.copy_(self.densify([p.grad])[0] if p.grad.is_sparse else p.grad)
             p.data = view
             p.grad = grad
         self.state: dict[str, Tensor] = {}
@@ -122,8 +123,8 @@ class FlatGroup:
                 continue
             if grad is None:
                 view.zero_()
-            else:
-                view.copy_(grad)
+            else:  # (autograd adds a sparse gradient into the dense view: this is a new one)
+                view.copy_(self.densify([grad])[0] if grad.is_sparse else grad)
             p.grad = view
 
     def sync_state(self, per_param: dict[Tensor, dict[str, Any]], transform: Transform) -> None:

@@ -204,6 +204,65 @@ def test_tensor_lr_as_torch_optim(name, fused):
     torch.testing.assert_close(ours, run(getattr(torch.optim, cls.__name__), foreach=False, **extra), rtol=1e-12, atol=1e-14)
 
 
+SPARSE = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.1}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "maximize": True}),
+    ("Adagrad", {"lr": 0.1}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "maximize": True}),
+]
+
+
+def _embedding_run(cls, options, steps=10, **extra):
+    """A sparse embedding (``sparse=True``: gradients hold only the rows looked up) trained on
+    random lookups; some rows go several steps without a gradient."""
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(20, 4, sparse=True).double()
+    opt = cls(emb.parameters(), **options, **extra)
+    if isinstance(opt, ro.Optimizer):
+        opt.compile = False
+    for t in range(steps):
+        opt.zero_grad()
+        rows = torch.randint(0, 20, (6,), generator=torch.Generator().manual_seed(t))
+        (emb(rows) ** 2 + emb(rows)).sum().backward()
+        opt.step()
+    return emb.weight.detach()
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["readable", "fast"])
+@pytest.mark.parametrize("name, options", SPARSE, ids=[f"{n}-{'-'.join(o)}" for n, o in SPARSE])
+def test_sparse_gradients_as_torch_optim(name, options, fused):
+    """SGD and Adagrad take sparse gradients, as in torch.optim, with its trajectory."""
+    ours = _embedding_run(getattr(ro, name), options, fused=fused)
+    torch.testing.assert_close(ours, _embedding_run(getattr(torch.optim, name), options), rtol=1e-12, atol=1e-14)
+
+
+def test_a_torch_optim_checkpoint_with_a_sparse_momentum_buffer_loads():
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(20, 4, sparse=True).double()
+    ref = torch.optim.SGD(emb.parameters(), lr=0.1, momentum=0.9)
+    ours_emb = torch.nn.Embedding(20, 4, sparse=True).double()
+    for t in range(10):
+        if t == 5:  # switch: our optimizer takes the other embedding on from torch.optim's state
+            assert ref.state[emb.weight]["momentum_buffer"].is_sparse
+            ours_emb.load_state_dict(emb.state_dict())
+            ours = ro.SGD(ours_emb.parameters(), lr=0.1, momentum=0.9)
+            ours.load_state_dict(ref.state_dict())
+        for e, o in ((emb, ref),) if t < 5 else ((emb, ref), (ours_emb, ours)):
+            o.zero_grad()
+            rows = torch.randint(0, 20, (6,), generator=torch.Generator().manual_seed(t))
+            (e(rows) ** 2 + e(rows)).sum().backward()
+            o.step()
+    torch.testing.assert_close(ours_emb.weight, emb.weight, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["readable", "fast"])
+@pytest.mark.parametrize("name", ["Adadelta", "RMSprop", "Adam", "AdamW"])
+def test_sparse_gradients_are_refused_where_torch_optim_refuses_them(name, fused):
+    with pytest.raises(RuntimeError, match=f"{name} does not support sparse gradients"):
+        _embedding_run(getattr(ro, name), {}, steps=1, fused=fused)
+
+
 def test_closure_param_groups_and_zero_grad():
     w = torch.tensor([1.0, -2.0], requires_grad=True)
     opt = ro.SGD([w], lr=0.1)
