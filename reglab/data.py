@@ -10,7 +10,8 @@ gathers, not a DataLoader. Inputs keep a channel axis: signals are ``(N, 1, L)``
 - ``digits``: scikit-learn's 8x8 digits (1,797 images, scaled to [0, 1]).
 - ``fashion-mnist``: IDX files, by default where Debian's ``dataset-fashion-mnist`` puts them.
 - ``npz`` (arrays ``x``, ``y`` and optionally ``x_test``, ``y_test``) and ``csv`` (a header
-  row and an integer label column) for your own data.
+  row, numeric feature columns and a label column) for your own data. Labels are integers
+  0..K-1, or class names, numbered in sorted order and kept as ``Data.classes``.
 
 The validation set is carved from the training set by the run's seed; data without a test
 split get one carved with a fixed seed, so the test set is the same for every seed.
@@ -18,6 +19,7 @@ split get one carved with a fixed seed, so the test set is the same for every se
 
 from __future__ import annotations
 
+import csv
 import gzip
 import importlib.metadata
 import os
@@ -48,6 +50,7 @@ class Data:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    classes: tuple[str, ...] = ()  # the class names, when the data named them (label i is classes[i])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -55,26 +58,27 @@ class Data:
 
     def to(self, device: torch.device | str) -> Data:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
-        return Data(name=self.name, num_classes=self.num_classes, **moved)
+        return Data(name=self.name, num_classes=self.num_classes, classes=self.classes, **moved)
 
 
 def load_data(config: DataConfig, seed: int) -> Data:
     """Load the data set ``config.name``, check it, and split it by ``seed``."""
-    x, y, x_test, y_test = _LOADERS[config.name](config)
+    x, y, x_test, y_test, *named = _LOADERS[config.name](config)
+    classes = tuple(named[0]) if named else ()
     check_arrays(x, y, "training data")
     if x_test is None:
         x, y, x_test, y_test = _carve(x, y, config.test_fraction, _TEST_SPLIT_SEED)
     check_arrays(x_test, y_test, "test data")
     if x_test.shape[1:] != x.shape[1:]:
         raise ValueError(f"test inputs have shape {tuple(x_test.shape[1:])} per sample, training inputs {tuple(x.shape[1:])}")
-    num_classes = int(y.max()) + 1
+    num_classes = len(classes) if classes else int(y.max()) + 1  # a named class may lie in the test split only
     if int(y_test.max()) >= num_classes:
         raise ValueError(f"test labels go up to {int(y_test.max())} but training labels only to {num_classes - 1}")
     x_train, y_train, x_valid, y_valid = _carve(x, y, config.valid_fraction, seed)
     for part, xs in (("training", x_train), ("validation", x_valid)):
         if len(xs) == 0:
             raise ValueError(f"the {part} split is empty: {len(x)} samples, data.valid_fraction = {config.valid_fraction}")
-    return Data(config.name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes)
+    return Data(config.name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes, classes)
 
 
 def check_arrays(x: torch.Tensor, y: torch.Tensor, where: str) -> None:
@@ -111,7 +115,7 @@ def _tensors(x: np.ndarray, y: np.ndarray):
     return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=np.int64))
 
 
-# -- loaders: each returns (x, y, x_test, y_test), test None when the set has no test split ----
+# -- loaders: each returns (x, y, x_test, y_test[, classes]), test None when the set has no test split
 
 
 def cache_dir() -> Path:
@@ -198,33 +202,72 @@ def _npz(config: DataConfig):
                 raise ValueError(f"{path} has no array {key!r} (found {', '.join(d.files)}); expected x, y [, x_test, y_test]")
         if ("x_test" in d) != ("y_test" in d):
             raise ValueError(f"{path}: x_test and y_test must be given together")
-        _check_integral(d["y"], path)
-        x, y = _tensors(d["x"], d["y"])
-        if "x_test" not in d:
-            return x, y, None, None
-        _check_integral(d["y_test"], path)
-        return x, y, *_tensors(d["x_test"], d["y_test"])
+        y, y_test, classes = _labels(d["y"], d["y_test"] if "y_test" in d else None, path)
+        x, y = _tensors(d["x"], y)
+        if y_test is None:
+            return x, y, None, None, classes
+        return x, y, *_tensors(d["x_test"], y_test), classes
 
 
 def _csv(config: DataConfig):
+    """A header row, then one sample per line: numeric features (empty = missing, refused
+    later as NaN) and the label column ``config.label_column``."""
     path = _user_file(config, ".csv")
-    table = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64, encoding="utf-8")
-    columns = list(table.dtype.names or ())
-    if config.label_column not in columns:
-        raise ValueError(f"{path} has no label column {config.label_column!r}; columns: {', '.join(columns)} (set data.label_column)")
-    features = [c for c in columns if c != config.label_column]
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = [(i, row) for i, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)]
+    if not rows:
+        raise ValueError(f"{path} is empty; expected a header row, then one sample per line")
+    header = [name.strip() for name in rows[0][1]]
+    if config.label_column not in header:
+        raise ValueError(f"{path} has no label column {config.label_column!r}; columns: {', '.join(header)} (set data.label_column)")
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise ValueError(f"{path}: line {line} has {len(row)} fields, the header {len(header)}")
+    label = header.index(config.label_column)
+    features = [j for j in range(len(header)) if j != label]
     if not features:
         raise ValueError(f"{path} has no feature columns besides {config.label_column!r}")
-    table = np.atleast_1d(table)
-    x = np.stack([table[c] for c in features], axis=1)
-    y = table[config.label_column]
-    _check_integral(y, path)
-    return *_tensors(x, y), None, None
+    x = np.empty((len(rows) - 1, len(features)))
+    for i, (line, row) in enumerate(rows[1:]):
+        for k, j in enumerate(features):
+            cell = row[j].strip()
+            try:
+                x[i, k] = float(cell) if cell else np.nan
+            except ValueError:
+                raise ValueError(f"{path}: column {header[j]!r}, line {line}: {cell!r} is not a number") from None
+        if not row[label].strip():
+            raise ValueError(f"{path}: line {line} has no label")
+    names = np.array([row[label].strip() for _, row in rows[1:]])
+    try:
+        y = names.astype(np.float64)
+    except ValueError:
+        y = names  # class names
+    y, _, classes = _labels(y, None, path)
+    return *_tensors(x, y), None, None, classes
+
+
+def _labels(y: np.ndarray, y_test: np.ndarray | None, path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Integer labels as they are (checked), or class names numbered in sorted order; test
+    labels must name training classes."""
+    if y.dtype.kind not in "US":
+        for labels in (y, y_test):
+            if labels is not None:
+                _check_integral(labels, path)
+        return y, y_test, []
+    classes = sorted(set(y.astype(str).tolist()))
+    index = {name: i for i, name in enumerate(classes)}
+    encoded = [np.array([index[v] for v in y.astype(str).tolist()], dtype=np.int64)]
+    if y_test is not None:
+        unknown = sorted(set(y_test.astype(str).tolist()) - set(classes))
+        if unknown:
+            raise ValueError(f"{path}: test label {unknown[0]!r} is not a training class ({', '.join(classes)})")
+        encoded.append(np.array([index[v] for v in y_test.astype(str).tolist()], dtype=np.int64))
+    return encoded[0], encoded[1] if y_test is not None else None, classes
 
 
 def _check_integral(y: np.ndarray, path) -> None:
     if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0):
-        raise ValueError(f"{path}: labels must be integers 0..K-1 (found non-integer or missing values)")
+        raise ValueError(f"{path}: labels must be integers 0..K-1, or class names (found non-integer or missing values)")
 
 
 _LOADERS = {

@@ -49,7 +49,7 @@ class DataConfig:
     valid_fraction: float = 0.2  # carved from the training set, by seed
     test_fraction: float = 0.2  # only for data without its own test split (digits, npz, csv)
     batch_size: int = 100  # >= the training-set size gives full-batch gradient descent
-    label_column: str = "label"  # csv only: the column holding integer class labels
+    label_column: str = "label"  # csv only: the column holding the labels (integers 0..K-1 or class names)
 
     def __post_init__(self) -> None:
         check_choice("data.name", self.name, DATASETS)

@@ -37,6 +37,16 @@ def test_recipe_file_and_flag_override(tmp_path):
     assert (recipe.model.width, recipe.training.epochs) == (16, 2)
 
 
+def test_train_on_a_csv_with_class_names(tmp_path):
+    lines = ["x1,x2,kind"] + [f"{i % 7 / 7:.3f},{(i * 3) % 5 / 5:.3f},{('ham', 'spam')[i % 2]}" for i in range(60)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    args = ["train", "--dataset", str(tmp_path / "d.csv"), "--set", 'data.label_column="kind"', "--epochs", "1"]
+    assert main([*args, "--width", "8", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["classes"] == ["ham", "spam"] and "classes" not in json.loads((tmp_path / "run" / "history.json").read_text())[0]
+
+
 @pytest.mark.parametrize(
     "argv, words",
     [

@@ -102,6 +102,46 @@ def test_npz_and_csv(tmp_path):
         load_data(DataConfig(name="csv", path=str(tmp_path / "d.csv"), label_column="y"), 0)
 
 
+def test_class_names_as_labels(tmp_path):
+    """Labels given as names (a CSV's "setosa", a NumPy string array) become 0..K-1 in sorted
+    order of the names, which the data keep as ``classes``."""
+    rng = np.random.default_rng(0)
+    x, names = rng.normal(size=(30, 2)), np.array(["setosa", "virginica", "versicolor"])[np.arange(30) % 3]
+    lines = ["a,b,species"] + [f'{u:.6f},{v:.6f},"{n}"' for (u, v), n in zip(x, names)]
+    (tmp_path / "iris.csv").write_text("\n".join(lines) + "\n\n")  # quoted names, a blank last line
+    c = load_data(DataConfig(name="csv", path=str(tmp_path / "iris.csv"), label_column="species", test_fraction=0.5), 0)
+    assert c.classes == ("setosa", "versicolor", "virginica") and c.num_classes == 3
+    xs, ys = torch.cat([c.x_train, c.x_valid, c.x_test]), torch.cat([c.y_train, c.y_valid, c.y_test])
+    for row, label in zip(xs, ys):  # each sample keeps its own class
+        i = int(np.argmin(np.abs(x[:, 0] - float(row[0]))))
+        assert c.classes[int(label)] == names[i]
+    assert c.to("cpu").classes == c.classes
+
+    np.savez(tmp_path / "n.npz", x=x, y=names, x_test=x[:3], y_test=names[:3])
+    n = load_data(DataConfig(name="npz", path=str(tmp_path / "n.npz")), 0)
+    assert n.classes == c.classes and [n.classes[int(i)] for i in n.y_test] == list(names[:3])
+    np.savez(tmp_path / "u.npz", x=x, y=names, x_test=x[:1], y_test=np.array(["rose"]))
+    with pytest.raises(ValueError, match="test label 'rose' is not a training class"):
+        load_data(DataConfig(name="npz", path=str(tmp_path / "u.npz")), 0)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("a,label\n1.0,0\nabc,1\n", "column 'a', line 3: 'abc' is not a number"),
+        ("a,b,label\n1.0,2.0,0\n1.0,1\n", "line 3 has 2 fields, the header 3"),
+        ("a,label\n1.0,0\n2.0,\n", "line 3 has no label"),
+        ("a,label\n1.0,cat\n2.0,\n", "line 3 has no label"),
+        ("", "is empty"),
+    ],
+    ids=["not-a-number", "short-row", "missing-number-label", "missing-name-label", "empty"],
+)
+def test_malformed_csv_names_the_line(tmp_path, text, match):
+    (tmp_path / "d.csv").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_data(DataConfig(name="csv", path=str(tmp_path / "d.csv")), 0)
+
+
 @pytest.mark.parametrize(
     "x, y, match",
     [

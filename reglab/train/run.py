@@ -8,7 +8,7 @@
   valid_acc, lr, time``, and weight statistics ``zero_frac, tiny_frac, weight_l1,
   weight_l2, first_zero_frac, first_tiny_frac``);
 - ``summary.json``: best and stopped epoch, stop reason, test loss/accuracy, the diagnosis, the
-  recipe and the versions;
+  recipe and the versions (and the class names, when the data named its classes);
 - ``curves.png``: train vs validation loss and accuracy, best epoch marked;
 - ``checkpoint.pt``: everything needed to resume (``resume=True``) to the same final weights
   and history as an uninterrupted run.
@@ -191,6 +191,7 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
         "train_seconds": sum(r["time"] for r in trainer.history),
         "threads": torch.get_num_threads(),  # intra-op threads change summation order: part of reproducing a run
         "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
+        **({"classes": list(data.classes)} if data.classes else {}),  # label i is classes[i]
         "recipe": recipe.to_dict(),
         "versions": versions(),
     }
