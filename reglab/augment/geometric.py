@@ -90,6 +90,8 @@ def shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 4, p: fl
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Resample images ``(N, C, H, W)`` with per-sample 2x3 matrices (bilinear, zero fill)."""
+    if len(x) == 0:  # affine_grid refuses an empty batch
+        return x.clone()
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

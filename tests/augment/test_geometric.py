@@ -36,6 +36,23 @@ def test_shape_dtype_device_kept_and_seeded(x, fn):
     assert not torch.equal(out, x)
 
 
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x, g: flip(x, g, p=1.0),
+        lambda x, g: shift(x, g, 3),
+        lambda x, g: rotate(x, g, 30),
+        lambda x, g: scale(x, g, 0.8, 1.2),
+        lambda x, g: cutout(x, g, 4),
+        lambda x, g: erase(x, g, p=1.0),
+    ],
+    ids=["flip", "shift", "rotate", "scale", "cutout", "erase"],
+)
+def test_an_empty_batch_comes_back_empty(fn):
+    out = fn(IMAGES[:0], gen(0))
+    assert out.shape == IMAGES[:0].shape and out.dtype == IMAGES.dtype
+
+
 def test_flip_is_its_own_inverse_and_respects_p():
     once = flip(IMAGES, gen(3), p=1.0)
     assert torch.equal(once, IMAGES.flip(-1)) and torch.equal(flip(once, gen(3), p=1.0), IMAGES)
