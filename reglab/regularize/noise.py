@@ -27,7 +27,7 @@ class InputNoise:
     """Batch transform adding Gaussian noise of std ``sigma`` to training inputs."""
 
     def __init__(self, sigma: float) -> None:
-        self.sigma = check_float("input_noise", sigma, low=0)
+        self.sigma = check_float("InputNoise sigma", sigma, low=0)
 
     def __call__(self, x, y, generator):
         return gaussian_noise(x, generator, self.sigma), y
@@ -39,7 +39,7 @@ class WeightNoise:
     gradient is taken at ``W + σε`` and applied to ``W`` (noise injection on weights)."""
 
     def __init__(self, sigma: float) -> None:
-        self.sigma = check_float("weight_noise", sigma, low=0)
+        self.sigma = check_float("WeightNoise sigma", sigma, low=0)
         self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # A callback by duck typing: the training loop calls the per-step hooks it finds here.

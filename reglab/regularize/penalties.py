@@ -28,13 +28,22 @@ def penalized(model: nn.Module) -> list[torch.Tensor]:
 
 
 def l2_penalty(params: Iterable[torch.Tensor], alpha: float) -> torch.Tensor:
-    """``(α/2) Σ w²`` over ``params``."""
-    return 0.5 * alpha * sum((p * p).sum() for p in params)
+    """``(α/2) Σ w²`` over ``params`` (a zero tensor when there are none)."""
+    alpha = check_float("alpha", alpha, low=0)
+    return 0.5 * alpha * _total((p * p).sum() for p in params)
 
 
 def l1_penalty(params: Iterable[torch.Tensor], alpha: float) -> torch.Tensor:
-    """``α Σ |w|`` over ``params``."""
-    return alpha * sum(p.abs().sum() for p in params)
+    """``α Σ |w|`` over ``params`` (a zero tensor when there are none)."""
+    alpha = check_float("alpha", alpha, low=0)
+    return alpha * _total(p.abs().sum() for p in params)
+
+
+def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    total = None
+    for term in terms:
+        total = term if total is None else total + term
+    return torch.zeros(()) if total is None else total
 
 
 class Penalty:

@@ -37,6 +37,11 @@ def test_functional_forms():
     w = [torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)]
     assert float(l1_penalty(w, 0.5)) == pytest.approx(1.75)
     assert float(l2_penalty(w, 0.5)) == pytest.approx(0.25 * 5.25)
+    for penalty in (l1_penalty, l2_penalty):
+        assert torch.equal(penalty([], 0.5), torch.zeros(()))
+        for alpha, error in ((-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError)):
+            with pytest.raises(error, match="alpha"):
+                penalty(w, alpha)
 
 
 def test_l2_penalty_with_sgd_equals_sgd_weight_decay():
