@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from reglab._checks import check_choice, check_float, check_int
+from reglab.recipe import NORMS
+
 if TYPE_CHECKING:
     from reglab.recipe import ModelConfig
 
@@ -68,6 +71,8 @@ def mlp(
     groups: int = 8,
 ) -> nn.Sequential:
     """Flatten, then ``depth`` blocks ``Linear -> norm -> activation -> dropout``, then Linear."""
+    check_int("n_in", n_in, low=1)
+    _check_blocks(n_out, width, depth, activation, norm, dropout, groups)
     if norm == "instance":
         raise ValueError("instance norm needs spatial dimensions; use a cnn, or layer norm for an mlp")
     layers: list[nn.Module] = [nn.Flatten()]
@@ -94,6 +99,7 @@ def cnn(
     """``depth`` blocks ``Conv(3) -> norm -> activation -> max-pool(2) -> dropout``, global
     average pooling, then Linear. 1-D convolutions for ``(C, L)`` or ``(L,)`` inputs, 2-D for
     ``(C, H, W)``."""
+    _check_blocks(n_out, width, depth, activation, norm, dropout, groups)
     layers: list[nn.Module] = []
     if len(input_shape) == 1:  # a flat signal: one channel
         layers.append(nn.Unflatten(1, (1, input_shape[0])))
@@ -118,6 +124,19 @@ def cnn(
     return nn.Sequential(*layers)
 
 
+def _check_blocks(n_out, width, depth, activation, norm, dropout, groups) -> None:
+    """The builders' arguments, checked before any layer is made (a clear error, not torch's)."""
+    check_int("n_out", n_out, low=1)
+    check_int("width", width, low=1)
+    check_int("depth", depth, low=0)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("norm", norm, NORMS)
+    check_float("dropout", dropout, low=0, high=1, high_open=True)
+    check_int("groups", groups, low=1)
+    if norm == "group" and depth and width % groups:
+        raise ValueError(f"groups must divide width for group norm, got groups={groups}, width={width}")
+
+
 def _norm(norm: str, channels: int, groups: int, dims: int, spatial: bool) -> list[nn.Module]:
     if norm == "none":
         return []
@@ -134,7 +153,7 @@ def _norm(norm: str, channels: int, groups: int, dims: int, spatial: bool) -> li
 
 def initialize(model: nn.Module, init: str) -> None:
     """Initialize the weights of every Linear/Conv layer with ``init``; biases to 0."""
-    fn = INITS[init]
+    fn = INITS[check_choice("init", init, INITS)]
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             fn(m.weight)

@@ -140,6 +140,29 @@ def test_mlp_refuses_instance_norm():
         mlp(4, 2, norm="instance")
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"width": 0}, ValueError, "width must be >= 1, got 0"),
+        ({"width": 2.5}, TypeError, "width must be an integer"),
+        ({"depth": -1}, ValueError, "depth must be >= 0"),
+        ({"activation": "gelu"}, ValueError, "activation must be one of"),
+        ({"norm": "weight"}, ValueError, "norm must be one of"),
+        ({"dropout": 1.0}, ValueError, "dropout must be in [0, 1)"),
+        ({"norm": "group", "width": 10, "groups": 4}, ValueError, "groups must divide width"),
+        ({"n_out": 0}, ValueError, "n_out must be >= 1"),
+    ],
+)
+def test_builders_refuse_bad_arguments_naming_them(kwargs, error, words):
+    kwargs = {"n_out": 3, **kwargs}
+    for build in (lambda **kw: mlp(4, **kw), lambda **kw: cnn((1, 8, 8), **kw)):
+        with pytest.raises(error) as info:
+            build(**kwargs)
+        assert words in str(info.value)
+    with pytest.raises(ValueError, match="init must be one of"):
+        initialize(mlp(4, 2), "orthogonal")
+
+
 def test_layer_grad_norms():
     m = mlp(4, 2, width=3, depth=2)
     m(torch.randn(5, 4)).sum().backward()
