@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from reglab._checks import check_bool, check_choice, check_float, check_int
+from reglab._checks import check_bool, check_choice, check_float, check_int, check_str
 
 if TYPE_CHECKING:
     from reglab.train.loop import Trainer
@@ -67,7 +67,7 @@ class EarlyStopping(Callback):
         start_from_epoch: int = 0,
         restore_best: bool = True,
     ) -> None:
-        self.monitor = monitor
+        self.monitor = check_str("monitor", monitor)
         self.mode = check_choice("mode", mode, ("auto", "min", "max"))
         if self.mode == "auto":
             self.mode = "max" if "acc" in monitor else "min"
@@ -165,7 +165,7 @@ class LRScheduler(Callback):
 
     def __init__(self, scheduler: Any, monitor: str = "valid_loss") -> None:
         self.scheduler = scheduler
-        self.monitor = monitor
+        self.monitor = check_str("monitor", monitor)
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

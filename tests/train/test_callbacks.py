@@ -106,7 +106,8 @@ def test_state_round_trip_resumes_counting():
 
 @pytest.mark.parametrize(
     "kwargs, error",
-    [({"patience": -1}, ValueError), ({"mode": "up"}, ValueError), ({"min_delta": math.nan}, ValueError), ({"patience": 1.5}, TypeError)],
+    [({"patience": -1}, ValueError), ({"mode": "up"}, ValueError), ({"min_delta": math.nan}, ValueError), ({"patience": 1.5}, TypeError),
+     ({"monitor": 3}, TypeError)],
 )
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
