@@ -57,6 +57,16 @@ def check_str(name: str, value: Any) -> str:
     return value
 
 
+def check_generator(generator: Any) -> Any:
+    """Return ``generator`` if it is a ``torch.Generator`` (the explicit source of randomness
+    every augmentation and noise function takes), else raise ``TypeError``."""
+    import torch
+
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {generator!r} ({type(generator).__name__})")
+    return generator
+
+
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``choices``; the error lists the known names."""
     choices = sorted(choices)

@@ -14,7 +14,7 @@ import math
 import torch
 
 from reglab._checks import check_float, check_int
-from reglab.augment.geometric import _check_p, _check_rank, _chosen, _uniform
+from reglab.augment.geometric import _check_common, _check_rank, _chosen, _uniform
 
 
 def _box(lo: torch.Tensor, hi: torch.Tensor, size: int, axis: int, ndim: int) -> torch.Tensor:
@@ -28,7 +28,8 @@ def _box(lo: torch.Tensor, hi: torch.Tensor, size: int, axis: int, ndim: int) ->
 
 def cutout(x: torch.Tensor, generator: torch.Generator, size: int = 8, p: float = 1.0, value: float = 0.0) -> torch.Tensor:
     """Fill a box of side ``size`` (clipped at the border) with ``value`` in each chosen sample."""
-    _check_p(p)
+    _check_common(p, generator)
+    check_float("value", value)
     _check_rank(x, (3, 4), "cutout")
     check_int("size", size, low=1)
     mask = _chosen(x, generator, p)
@@ -50,7 +51,8 @@ def erase(
 ) -> torch.Tensor:
     """Random erasing: ``count`` boxes per chosen sample, each covering a fraction ``~ U[area]``
     of it (aspect ratio ``~ logU[aspect]`` for images), filled with ``value``."""
-    _check_p(p)
+    _check_common(p, generator)
+    check_float("value", value)
     _check_rank(x, (3, 4), "erase")
     check_int("count", count, low=1)
     lo_a = check_float("area[0]", area[0], low=0, high=1, low_open=True)

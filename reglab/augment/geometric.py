@@ -21,11 +21,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from reglab._checks import check_choice, check_float, check_int
+from reglab._checks import check_choice, check_float, check_generator, check_int
 
 
-def _check_p(p: float) -> float:
-    return check_float("p", p, low=0, high=1)
+def _check_common(p: float, generator: torch.Generator) -> None:
+    check_float("p", p, low=0, high=1)
+    check_generator(generator)
 
 
 def _check_rank(x: torch.Tensor, ranks: tuple[int, ...], name: str) -> None:
@@ -46,7 +47,7 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator, device
 
 def flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5, dim: int = -1) -> torch.Tensor:
     """Mirror each chosen sample along ``dim`` (-1: horizontal, -2: vertical)."""
-    _check_p(p)
+    _check_common(p, generator)
     _check_rank(x, (3, 4), "flip")
     if dim not in (-1, -2) or (dim == -2 and x.ndim != 4):
         raise ValueError(f"flip dim must be -1, or -2 for images; got {dim}")
@@ -79,7 +80,7 @@ def translate(x: torch.Tensor, offsets: list[torch.Tensor], mode: str = "zeros")
 def shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 4, p: float = 1.0, mode: str = "zeros") -> torch.Tensor:
     """Translate each chosen sample by ``k ~ U{−max_shift..max_shift}`` along every spatial
     axis (circular: indices mod size; zeros: 0 where nothing moved in)."""
-    _check_p(p)
+    _check_common(p, generator)
     _check_rank(x, (3, 4), "shift")
     check_int("max_shift", max_shift, low=0)
     check_choice("mode", mode, ("circular", "zeros"))
@@ -98,7 +99,7 @@ def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 def rotate(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0, p: float = 1.0) -> torch.Tensor:
     """Rotate each chosen image by an angle ``~ U[−degrees, degrees]`` about its center."""
-    _check_p(p)
+    _check_common(p, generator)
     _check_rank(x, (4,), "rotate")
     check_float("degrees", degrees, low=0, high=180)
     angle = _uniform(len(x), -degrees, degrees, generator, x.device) * math.pi / 180
@@ -109,7 +110,7 @@ def rotate(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0, p
 
 def scale(x: torch.Tensor, generator: torch.Generator, low: float = 0.9, high: float = 1.1, p: float = 1.0) -> torch.Tensor:
     """Zoom each chosen sample by ``s ~ U[low, high]`` about its center (``s > 1`` enlarges)."""
-    _check_p(p)
+    _check_common(p, generator)
     _check_rank(x, (3, 4), "scale")
     check_float("low", low, low=0, low_open=True)
     check_float("high", high, low=low)

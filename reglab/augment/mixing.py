@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reglab._checks import check_choice, check_float, check_int
+from reglab._checks import check_choice, check_float, check_generator, check_int
 from reglab.augment.targets import one_hot
 
 
@@ -28,9 +28,10 @@ def sample_beta(alpha: float, n: int, generator: torch.Generator) -> np.ndarray:
     return np.random.default_rng(seed).beta(alpha, alpha, size=n)
 
 
-def _check(alpha: float, mode: str) -> None:
+def _check(alpha: float, mode: str, generator: torch.Generator) -> None:
     check_float("alpha", alpha, low=0, low_open=True)
     check_choice("mode", mode, ("batch", "elem"))
+    check_generator(generator)
 
 
 def _partners(n: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -39,7 +40,7 @@ def _partners(n: int, generator: torch.Generator, device) -> torch.Tensor:
 
 def mixup(x, y, generator, *, alpha: float = 0.2, num_classes: int, mode: str = "batch"):
     """Mixup of a batch; returns mixed inputs and soft targets."""
-    _check(alpha, mode)
+    _check(alpha, mode, generator)
     n = len(x)
     lam = sample_beta(alpha, 1 if mode == "batch" else n, generator)
     j = _partners(n, generator, x.device)
@@ -74,7 +75,7 @@ def box_mask(shape: tuple[int, ...], lam: np.ndarray, generator: torch.Generator
 def cutmix(x, y, generator, *, alpha: float = 1.0, num_classes: int, mode: str = "batch"):
     """CutMix of a batch of signals ``(N, C, L)`` or images ``(N, C, H, W)``; label weights are
     the measured kept areas."""
-    _check(alpha, mode)
+    _check(alpha, mode, generator)
     if x.ndim not in (3, 4):
         raise ValueError(f"cutmix needs inputs (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
     n = len(x)
@@ -110,6 +111,7 @@ class Mixing:
         self.mode = check_choice("mode", mode, ("batch", "elem"))
 
     def __call__(self, x, y, generator):
+        check_generator(generator)
         u = torch.rand(2, generator=generator, device=generator.device).tolist()
         if u[0] >= self.prob:
             return x, one_hot(y, self.num_classes).to(x.dtype)

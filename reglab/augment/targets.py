@@ -22,11 +22,14 @@ def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:
     """Label smoothing: ``y = (1 − ε) onehot + ε / K`` (soft targets are smoothed the same way)."""
+    check_float("epsilon", epsilon, low=0, high=1, high_open=True)
     return one_hot(y, num_classes) * (1 - epsilon) + epsilon / num_classes
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean ``−Σ_k y_k log softmax(z)_k`` over the batch; ``target`` may be class indices."""
+    if target.ndim != 1 and target.shape != logits.shape:
+        raise ValueError(f"soft targets must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
     return F.cross_entropy(logits, target)
 
 

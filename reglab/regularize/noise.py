@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from reglab._checks import check_float
+from reglab._checks import check_float, check_generator
 
 if TYPE_CHECKING:
     from reglab.train.loop import Trainer
@@ -16,6 +16,7 @@ def gaussian_noise(x: torch.Tensor, generator: torch.Generator, sigma: float = 0
     """``x + σ ε``, ``ε ~ N(0, 1)`` elementwise, for each sample chosen with probability ``p``."""
     check_float("sigma", sigma, low=0)
     check_float("p", p, low=0, high=1)
+    check_generator(generator)
     eps = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
     if p < 1:
         chosen = torch.rand(len(x), generator=generator, device=generator.device).to(x.device) < p

@@ -174,6 +174,14 @@ def test_erase_area_and_value():
         (lambda: erase(IMAGES, gen(), area=(0.3, 1.5)), "area[1]"),
         (lambda: scale(IMAGES, gen(), 0.0, 1.0), "low"),
         (lambda: cutout(IMAGES, gen(), 0), "size"),
+        (lambda: cutout(IMAGES, gen(), 3, value=float("nan")), "value"),
+        (lambda: erase(IMAGES, gen(), value=float("inf")), "value"),
+        (lambda: flip(IMAGES, None), "generator must be a torch.Generator"),
+        (lambda: shift(SIGNALS, 3), "generator must be a torch.Generator"),
+        (lambda: rotate(IMAGES, 0), "generator must be a torch.Generator"),
+        (lambda: scale(IMAGES, None), "generator must be a torch.Generator"),
+        (lambda: cutout(IMAGES, None), "generator must be a torch.Generator"),
+        (lambda: erase(IMAGES, None), "generator must be a torch.Generator"),
     ],
 )
 def test_bad_options(call, word):

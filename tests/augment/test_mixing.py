@@ -119,6 +119,11 @@ def test_mixing_policy_switches_and_respects_prob():
         (lambda: Mixing(3, mixup_alpha=1.0, prob=2.0), "prob"),
         (lambda: Mixing(3, mixup_alpha=1.0, mode="pair"), "mode"),
         (lambda: LabelSmoothing(3, 1.0), "label_smoothing"),
+        (lambda: smooth_labels(torch.zeros(2, dtype=torch.long), 3, 1.0), "epsilon"),
+        (lambda: soft_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 2)), "logits' shape (2, 3)"),
+        (lambda: mixup(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), None, num_classes=2), "generator"),
+        (lambda: cutmix(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 7, num_classes=2), "generator"),
+        (lambda: Mixing(3, mixup_alpha=1.0)(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), None), "generator"),
     ],
 )
 def test_bad_options(call, word):

@@ -20,6 +20,8 @@ def test_gaussian_noise_statistics_and_seed():
     assert xn.shape == (3, 1, 50) and torch.equal(y, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="sigma"):
         gaussian_noise(x, g, sigma=-1.0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        gaussian_noise(x, None, sigma=0.1)
     for cls in (InputNoise, WeightNoise):
         with pytest.raises(ValueError, match=f"{cls.__name__} sigma must be >= 0, got -0.1"):
             cls(-0.1)
