@@ -133,6 +133,8 @@ def make_plan(
         if n in overrides:
             description, changes = ("user arm" if n not in ARMS else f"{ARMS[n][0]} (strength set by the study file)"), dict(overrides[n])
         built.append(_arm(n, description, changes, base))
+    for n in sorted(set(overrides) - set(names)):  # defined but not run now: checked all the same, so a typo fails today
+        _arm(n, "", overrides[n], base)
     combination = COMBINATION in names
     if combination and "baseline" not in names:
         raise ValueError("the combination arm needs the baseline arm to compare with")

@@ -34,6 +34,7 @@ def test_plan_round_trips_through_its_dict():
         ({"seeds": [1, 1]}, "distinct"),
         ({"overrides": {"dropout": {"model.dropout": 1.5}}, "arms": ["dropout"]}, "arm 'dropout': model.dropout"),
         ({"overrides": {"mine": {"model.widht": 3}}, "arms": ["mine"]}, "arm 'mine'"),
+        ({"overrides": {"dropout": {"model.dropout": 1.5}}, "arms": ["baseline"]}, "arm 'dropout': model.dropout"),
     ],
 )
 def test_bad_plans_fail_naming_the_problem(kwargs, match):
