@@ -253,6 +253,11 @@ class Optimizer(torch.optim.Optimizer):
     flat buffers but runs the update uncompiled.
     """
 
+    sparse_grads = False  # takes sparse gradients (torch.optim's SGD and Adagrad do)
+    # torch.optim's names -> ours, for loading a torch.optim checkpoint of the same optimizer
+    torch_state_names: dict[str, str] = {}  # per-parameter state (exp_avg -> mu, ...)
+    torch_group_names: dict[str, str] = {}  # group options (decoupled_weight_decay -> decoupled)
+
     def __init__(
         self,
         params: Iterable,
@@ -354,8 +359,6 @@ class Optimizer(torch.optim.Optimizer):
                     else:
                         p.grad.detach_().requires_grad_(False).zero_()
 
-    sparse_grads = False  # takes sparse gradients (torch.optim's SGD and Adagrad do)
-
     def densify(self, grads: list[Tensor]) -> list[Tensor]:
         """Sparse gradients (``nn.Embedding(sparse=True)``) as dense ones, where the optimizer
         takes them: for SGD and Adagrad the chain then makes torch.optim's sparse update (a row
@@ -363,10 +366,6 @@ class Optimizer(torch.optim.Optimizer):
         if not self.sparse_grads:
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients, as in torch.optim (SGD and Adagrad do)")
         return [g.to_dense() if g.is_sparse else g for g in grads]
-
-    # torch.optim's names -> ours, for loading a torch.optim checkpoint of the same optimizer
-    torch_state_names: dict[str, str] = {}  # per-parameter state (exp_avg -> mu, ...)
-    torch_group_names: dict[str, str] = {}  # group options (decoupled_weight_decay -> decoupled)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As torch.optim's, and it also takes the ``state_dict`` of the torch.optim optimizer
