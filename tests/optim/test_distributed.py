@@ -1,9 +1,14 @@
 """reglab optimizers under torch.distributed: DistributedDataParallel averages the gradients
 of two processes (gloo, on CPU) into ``.grad``, and the optimizer steps as in one process
 training on the whole batch, in the readable mode and in the fast mode (whose gradients are
-views of one flat buffer, which DDP must write into, not replace unseen)."""
+views of one flat buffer, which DDP must write into, not replace unseen).
+
+The two processes are forked from a fresh interpreter running this file: forked from the
+test process, whose OpenMP threads have already run, they can hang."""
 
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,8 +17,6 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import reglab.optim as ro
-
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo")
 
 WORLD = 2
 
@@ -42,6 +45,7 @@ def _train(model, opt, rank=0, world=1):
 
 
 def _worker(rank, port, out):
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         for fused in (False, True):
@@ -59,11 +63,17 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo")
 def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(tmp_path):
     out = str(tmp_path / "params")
-    mp.start_processes(_worker, args=(_free_port(), out), nprocs=WORLD, start_method="fork")
+    run = subprocess.run([sys.executable, __file__, out], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
     for fused in (False, True):
         model = _model()
         _train(model, _optimizer(model, fused))
         for p, q in zip(torch.load(f"{out}-{int(fused)}.pt", weights_only=True), model.parameters()):
             torch.testing.assert_close(p, q.detach(), rtol=1e-12, atol=1e-14)
+
+
+if __name__ == "__main__":  # a fresh interpreter: no OpenMP thread has run yet, so forking is safe
+    mp.start_processes(_worker, args=(_free_port(), sys.argv[1]), nprocs=WORLD, start_method="fork")
