@@ -24,6 +24,7 @@ from reglab.recipe import (
     ACTIVATIONS,
     DATASETS,
     INITS,
+    LOSSES,
     MODEL_KINDS,
     NORMS,
     Recipe,
@@ -62,6 +63,8 @@ _RECIPE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--epochs": ("training.epochs", {"type": int}),
     "--seed": ("training.seed", {"type": int}),
     "--device": ("training.device", {"help": "cpu, cuda, cuda:N or auto"}),
+    "--sharpness": ("training.sharpness", {"type": float, "metavar": "EPS", "help": "measure Keskar's sharpness of the final weights in a box of radius EPS (e.g. 1e-3)"}),
+    "--loss": ("training.loss", {"choices": LOSSES, "help": "cross_entropy (classes), mse or mae (regression; default for diabetes: mse)"}),
     "--patience": ("early_stopping.patience", {"type": int, "help": "early-stopping patience (epochs)"}),
     "--l1": ("regularization.l1", {"type": float, "help": "L1 penalty α‖W‖₁ in the loss"}),
     "--l2": ("regularization.l2", {"type": float, "help": "L2 penalty (α/2)‖W‖² in the loss"}),
@@ -89,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(flag, dest=key, default=None, **options)
     train.add_argument("--decoupled", action="store_true", help="decoupled weight decay (AdamW-style) for any optimizer")
     train.add_argument("--early-stopping", action="store_true", help="stop when validation loss stops improving")
+    train.add_argument("--grad-norms", action="store_true", help="record each layer's gradient norm per epoch (vanishing/exploding)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe field, e.g. model.dropout=0.2")
     train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -128,9 +132,19 @@ def _arm_names() -> list[str]:
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
     changes = _changes(args)
+    _implied(recipe, changes)
+    return recipe.updated(changes) if changes else recipe
+
+
+def _implied(recipe: Recipe, changes: dict[str, Any]) -> None:
+    """Follow-on changes a user expects: a new model kind gets its default width, a regression
+    data set a regression loss (mse) unless a loss was chosen."""
+    from reglab.data import REGRESSION_SETS
+
     if "model.kind" in changes and changes["model.kind"] != recipe.model.kind and "model.width" not in changes:
         changes["model.width"] = 0  # the new kind's default width
-    return recipe.updated(changes) if changes else recipe
+    if changes.get("data.name") in REGRESSION_SETS and "training.loss" not in changes and not recipe.training.regression:
+        changes["training.loss"] = "mse"
 
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -145,6 +159,8 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["data.path"] = args.data_dir
     if getattr(args, "early_stopping", False):
         changes["early_stopping.enabled"] = True
+    if getattr(args, "grad_norms", False):
+        changes["training.grad_norms"] = True
     if getattr(args, "decoupled", False):
         changes["optimizer.options.decoupled"] = True
     for item in args.set:
@@ -190,8 +206,9 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         ("stopped", f"epoch {summary['stopped_epoch']}: {summary['stop_reason']}"),
         ("gap at best / end", f"{d['gap_at_best']:.4f} / {d['gap_at_end']:.4f}"),
         ("overfitting onset", "-" if d["overfit_onset"] is None else f"epoch {d['overfit_onset']}"),
-        ("test accuracy", f"{summary['test_acc']:.4f}"),
+        *([("test accuracy", f"{summary['test_acc']:.4f}")] if "test_acc" in summary else []),
         ("test loss", f"{summary['test_loss']:.4f}"),
+        *([("sharpness", f"{summary['sharpness']:.4g} (ε = {summary['recipe']['training']['sharpness']:g})")] if "sharpness" in summary else []),
     ]
     for row in rows:
         table.add_row(*row)
@@ -208,8 +225,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     base = Recipe.load(args.recipe) if args.recipe else options.pop("base", Recipe())
     options.pop("base", None)
     changes = _changes(args)
-    if "model.kind" in changes and changes["model.kind"] != base.model.kind and "model.width" not in changes:
-        changes["model.width"] = 0
+    _implied(base, changes)
     options["base"] = base.updated(changes) if changes else base
     if args.arms:
         options["arms"] = [a.strip() for a in args.arms.split(",") if a.strip()]

@@ -8,10 +8,16 @@ gathers, not a DataLoader. Inputs keep a channel axis: signals are ``(N, 1, L)``
   ``mnist1d`` package with its standard arguments and cached under ``$REGLAB_CACHE``
   (default ``~/.cache/reglab``); never downloaded.
 - ``digits``: scikit-learn's 8x8 digits (1,797 images, scaled to [0, 1]).
+- ``diabetes``: scikit-learn's diabetes regression set (442 patients, 10 features, disease
+  progression after one year); features and target standardized to mean 0, variance 1.
 - ``fashion-mnist``: IDX files, by default where Debian's ``dataset-fashion-mnist`` puts them.
 - ``npz`` (arrays ``x``, ``y`` and optionally ``x_test``, ``y_test``) and ``csv`` (a header
   row, numeric feature columns and a label column) for your own data. Labels are integers
   0..K-1, or class names, numbered in sorted order and kept as ``Data.classes``.
+
+Classification data have labels ``(N,)`` int64. Regression data (``load_data(...,
+regression=True)``, a recipe whose ``training.loss`` is ``mse`` or ``mae``) have targets
+``(N, D)`` float32: a 1-D target array becomes ``(N, 1)``, so that it matches the model's output.
 
 The validation set is carved from the training set by the run's seed; data without a test
 split get one carved with a fixed seed, so the test set is the same for every seed.
@@ -36,11 +42,14 @@ if TYPE_CHECKING:
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _TEST_SPLIT_SEED = 0  # fixed: the held-out test set must not change with the run's seed
+REGRESSION_SETS = ("diabetes",)  # built-in sets with real-valued targets; npz and csv can be either
+_TASK_HINT = "training.loss is cross_entropy for class labels, mse or mae for real-valued targets"
 
 
 @dataclass(frozen=True)
 class Data:
-    """Train / validation / test tensors of one data set (inputs float32, labels int64)."""
+    """Train / validation / test tensors of one data set (inputs float32; labels int64, or
+    regression targets float32 ``(N, D)``)."""
 
     name: str
     x_train: torch.Tensor
@@ -49,21 +58,37 @@ class Data:
     y_valid: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-    num_classes: int
+    num_classes: int  # K; 0 for regression data
     classes: tuple[str, ...] = ()  # the class names, when the data named them (label i is classes[i])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def regression(self) -> bool:
+        return self.y_train.is_floating_point()
+
+    @property
+    def num_outputs(self) -> int:
+        """The model's output size: K logits, or the D regression targets."""
+        return self.y_train.shape[1] if self.regression else self.num_classes
+
     def to(self, device: torch.device | str) -> Data:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
         return Data(name=self.name, num_classes=self.num_classes, classes=self.classes, **moved)
 
 
-def load_data(config: DataConfig, seed: int) -> Data:
-    """Load the data set ``config.name``, check it, and split it by ``seed``."""
-    x, y, x_test, y_test, *named = _LOADERS[config.name](config)
+def load_data(config: DataConfig, seed: int, regression: bool = False) -> Data:
+    """Load the data set ``config.name``, check it, and split it by ``seed``.
+
+    ``regression=True`` reads real-valued targets (``diabetes``, or a ``.npz``/``.csv`` whose
+    label column holds numbers) instead of class labels.
+    """
+    if regression != (config.name in REGRESSION_SETS) and config.name not in ("npz", "csv"):
+        kind = "a regression" if config.name in REGRESSION_SETS else "a classification"
+        raise ValueError(f"data.name = {config.name!r} is {kind} data set; " + _TASK_HINT)
+    x, y, x_test, y_test, *named = _LOADERS[config.name](config, regression)
     classes = tuple(named[0]) if named else ()
     check_arrays(x, y, "training data")
     if x_test is None:
@@ -71,9 +96,14 @@ def load_data(config: DataConfig, seed: int) -> Data:
     check_arrays(x_test, y_test, "test data")
     if x_test.shape[1:] != x.shape[1:]:
         raise ValueError(f"test inputs have shape {tuple(x_test.shape[1:])} per sample, training inputs {tuple(x.shape[1:])}")
-    num_classes = len(classes) if classes else int(y.max()) + 1  # a named class may lie in the test split only
-    if int(y_test.max()) >= num_classes:
-        raise ValueError(f"test labels go up to {int(y_test.max())} but training labels only to {num_classes - 1}")
+    if regression:
+        num_classes = 0
+        if y_test.shape[1:] != y.shape[1:]:
+            raise ValueError(f"test targets have {y_test.shape[1]} columns, training targets {y.shape[1]}")
+    else:
+        num_classes = len(classes) if classes else int(y.max()) + 1  # a named class may lie in the test split only
+        if int(y_test.max()) >= num_classes:
+            raise ValueError(f"test labels go up to {int(y_test.max())} but training labels only to {num_classes - 1}")
     x_train, y_train, x_valid, y_valid = _carve(x, y, config.valid_fraction, seed)
     for part, xs in (("training", x_train), ("validation", x_valid)):
         if len(xs) == 0:
@@ -82,10 +112,17 @@ def load_data(config: DataConfig, seed: int) -> Data:
 
 
 def check_arrays(x: torch.Tensor, y: torch.Tensor, where: str) -> None:
-    """Raise ``ValueError`` for data that would break or silently spoil training."""
+    """Raise ``ValueError`` for data that would break or silently spoil training: class
+    labels ``(N,)`` (integers) or regression targets ``(N, D)`` (floating point)."""
     if x.ndim < 2:
         raise ValueError(f"{where}: inputs must have shape (N, ...) with at least one feature axis, got {tuple(x.shape)}")
-    if y.ndim != 1:
+    regression = torch.is_floating_point(y)
+    if regression and y.ndim != 2:
+        raise ValueError(
+            f"{where}: labels must be integers 0..K-1 of shape (N,), or regression targets of shape (N, D); "
+            f"got {y.dtype} of shape {tuple(y.shape)}"
+        )
+    if not regression and y.ndim != 1:
         raise ValueError(f"{where}: labels must have shape (N,), got {tuple(y.shape)}")
     if len(x) != len(y):
         raise ValueError(f"{where}: {len(x)} inputs but {len(y)} labels")
@@ -97,7 +134,12 @@ def check_arrays(x: torch.Tensor, y: torch.Tensor, where: str) -> None:
     if bad.any():
         row = int(bad.reshape(len(x), -1).any(1).nonzero()[0])
         raise ValueError(f"{where}: {int(bad.sum())} NaN/Inf input values (first in sample {row})")
-    if torch.is_floating_point(y) or y.dtype == torch.bool:
+    if regression:
+        bad = ~torch.isfinite(y)
+        if bad.any():
+            raise ValueError(f"{where}: {int(bad.sum())} NaN/Inf targets (first in sample {int(bad.any(1).nonzero()[0])})")
+        return
+    if y.dtype == torch.bool:
         raise ValueError(f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}")
     if int(y.min()) < 0:
         raise ValueError(f"{where}: labels must be in 0..K-1, found {int(y.min())}")
@@ -111,11 +153,15 @@ def _carve(x, y, fraction: float, seed: int):
     return x[rest], y[rest], x[part], y[part]
 
 
-def _tensors(x: np.ndarray, y: np.ndarray):
+def _tensors(x: np.ndarray, y: np.ndarray, regression: bool = False):
+    """float32 inputs; int64 labels, or float32 targets as (N, D)."""
+    if regression:
+        y = np.array(y, dtype=np.float32)
+        return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(y.reshape(-1, 1) if y.ndim == 1 else y)
     return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=np.int64))
 
 
-# -- loaders: each returns (x, y, x_test, y_test[, classes]), test None when the set has no test split
+# -- loaders: (config, regression) -> (x, y, x_test, y_test[, classes]), test None when the set has no test split
 
 
 def cache_dir() -> Path:
@@ -123,7 +169,7 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def _mnist1d(config: DataConfig):
+def _mnist1d(config: DataConfig, regression: bool):
     # Keyed by the package's version, which fixes its standard arguments and its generator, so
     # that a cached set is read without importing the package (~1.6 s: it imports requests,
     # scipy.interpolate and matplotlib.pyplot).
@@ -142,7 +188,7 @@ def _mnist1d(config: DataConfig):
     return x[:, None], y, x_test[:, None], y_test
 
 
-def _digits(config: DataConfig):
+def _digits(config: DataConfig, regression: bool):
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -150,7 +196,16 @@ def _digits(config: DataConfig):
     return x[:, None], y, None, None
 
 
-def _fashion_mnist(config: DataConfig):
+def _diabetes(config: DataConfig, regression: bool):
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True, scaled=False)
+    # z-scores over the whole set (fixed, seed-free): the MLP's default init and lr then fit
+    x, y = (x - x.mean(0)) / x.std(0), (y - y.mean()) / y.std()
+    return *_tensors(x, y, regression=True), None, None
+
+
+def _fashion_mnist(config: DataConfig, regression: bool):
     folder = Path(config.path) if config.path else FASHION_MNIST_DIR
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     files = []
@@ -194,7 +249,7 @@ def _user_file(config: DataConfig, suffix: str) -> Path:
     return path
 
 
-def _npz(config: DataConfig):
+def _npz(config: DataConfig, regression: bool):
     path = _user_file(config, ".npz")
     with np.load(path, allow_pickle=False) as d:
         for key in ("x", "y"):
@@ -202,16 +257,23 @@ def _npz(config: DataConfig):
                 raise ValueError(f"{path} has no array {key!r} (found {', '.join(d.files)}); expected x, y [, x_test, y_test]")
         if ("x_test" in d) != ("y_test" in d):
             raise ValueError(f"{path}: x_test and y_test must be given together")
-        y, y_test, classes = _labels(d["y"], d["y_test"] if "y_test" in d else None, path)
-        x, y = _tensors(d["x"], y)
+        y, y_test = d["y"], d["y_test"] if "y_test" in d else None
+        if regression:
+            for targets in (y, y_test):
+                if targets is not None and not np.issubdtype(targets.dtype, np.number):
+                    raise ValueError(f"{path}: regression targets must be numbers, got dtype {targets.dtype}")
+            classes = []
+        else:
+            y, y_test, classes = _labels(y, y_test, path)
+        x, y = _tensors(d["x"], y, regression)
         if y_test is None:
             return x, y, None, None, classes
-        return x, y, *_tensors(d["x_test"], y_test), classes
+        return x, y, *_tensors(d["x_test"], y_test, regression), classes
 
 
-def _csv(config: DataConfig):
+def _csv(config: DataConfig, regression: bool):
     """A header row, then one sample per line: numeric features (empty = missing, refused
-    later as NaN) and the label column ``config.label_column``."""
+    later as NaN) and the label column ``config.label_column`` (the target, for regression)."""
     path = _user_file(config, ".csv")
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = [(i, row) for i, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)]
@@ -241,9 +303,22 @@ def _csv(config: DataConfig):
     try:
         y = names.astype(np.float64)
     except ValueError:
+        if regression:
+            line, bad = next((line, row[label].strip()) for line, row in rows[1:] if not _is_number(row[label]))
+            raise ValueError(f"{path}: line {line}: regression target {bad!r} in column {config.label_column!r} is not a number") from None
         y = names  # class names
+    if regression:
+        return *_tensors(x, y, regression=True), None, None
     y, _, classes = _labels(y, None, path)
     return *_tensors(x, y), None, None, classes
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _labels(y: np.ndarray, y_test: np.ndarray | None, path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
@@ -273,6 +348,7 @@ def _check_integral(y: np.ndarray, path) -> None:
 _LOADERS = {
     "mnist1d": _mnist1d,
     "digits": _digits,
+    "diabetes": _diabetes,
     "fashion-mnist": _fashion_mnist,
     "npz": _npz,
     "csv": _csv,

@@ -161,11 +161,15 @@ def initialize(model: nn.Module, init: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)  # the layers whose weights init, penalties and gradient norms concern
+
+
 @torch.no_grad()
 def layer_grad_norms(model: nn.Module) -> dict[str, float]:
-    """L2 norm of the gradient of each Linear/Conv weight: shows vanishing/exploding gradients."""
+    """L2 norm of the gradient of each Linear/Conv weight: shows vanishing/exploding gradients
+    (per epoch in a run: ``training.grad_norms``, the ``GradNorms`` callback)."""
     return {
         name: float(m.weight.grad.norm())
         for name, m in model.named_modules()
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and m.weight.grad is not None
+        if isinstance(m, WEIGHT_LAYERS) and m.weight.grad is not None
     }

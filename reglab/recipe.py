@@ -29,7 +29,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DATASETS = ("mnist1d", "digits", "fashion-mnist", "npz", "csv")
+DATASETS = ("mnist1d", "digits", "fashion-mnist", "diabetes", "npz", "csv")
+LOSSES = ("cross_entropy", "mse", "mae")  # classification; regression L2 and L1 (TECHNIQUES.md section 12)
 MODEL_KINDS = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 NORMS = ("none", "batch", "layer", "group", "instance")
@@ -49,7 +50,7 @@ class DataConfig:
     valid_fraction: float = 0.2  # carved from the training set, by seed
     test_fraction: float = 0.2  # only for data without its own test split (digits, npz, csv)
     batch_size: int = 100  # >= the training-set size gives full-batch gradient descent
-    label_column: str = "label"  # csv only: the column holding the labels (integers 0..K-1 or class names)
+    label_column: str = "label"  # csv only: the column holding the labels (integers 0..K-1 or class names) or the target
 
     def __post_init__(self) -> None:
         check_choice("data.name", self.name, DATASETS)
@@ -221,6 +222,13 @@ class TrainingConfig:
     epochs: int = 100
     seed: int = 0  # seeds the split, the initialization, the shuffling and dropout
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (cuda when available)
+    loss: str = "cross_entropy"  # classification; mse (outlier-sensitive) or mae (robust) for regression
+    grad_norms: bool = False  # record each layer's mean gradient norm per epoch (grad_norm_1 = input layer)
+    sharpness: float = 0.0  # ε of Keskar's sharpness of the final weights on the training loss (0: not measured; paper: 1e-3)
+
+    @property
+    def regression(self) -> bool:
+        return self.loss != "cross_entropy"
 
     def __post_init__(self) -> None:
         check_int("training.epochs", self.epochs, low=1)
@@ -228,6 +236,9 @@ class TrainingConfig:
         check_str("training.device", self.device)
         if not (self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ValueError(f"training.device must be cpu, cuda, cuda:N or auto; got {self.device!r}")
+        check_choice("training.loss", self.loss, LOSSES)
+        check_bool("training.grad_norms", self.grad_norms)
+        _fix(self, "sharpness", check_float("training.sharpness", self.sharpness, low=0))
 
 
 @dataclass(frozen=True)
@@ -271,6 +282,27 @@ class Recipe:
                 "data.batch_size = 1 with model.norm = 'batch': the batch variance is 0 and batch norm "
                 "cannot normalize; use a batch size >= 2 or another norm (layer, group)"
             )
+        self._check_task()
+
+    def _check_task(self) -> None:
+        """A regression loss needs real-valued targets and no label-side technique; cross-entropy
+        needs class labels."""
+        from reglab.data import REGRESSION_SETS
+
+        loss, name = self.training.loss, self.data.name
+        if not self.training.regression:
+            if name in REGRESSION_SETS:
+                raise ValueError(f"data.name = {name!r} has real-valued targets: set training.loss to 'mse' or 'mae'")
+            return
+        if name not in REGRESSION_SETS + ("npz", "csv"):
+            raise ValueError(f"training.loss = {loss!r} is a regression loss, but data.name = {name!r} has class labels; use cross_entropy")
+        m = self.mixing
+        for field_name in ("label_smoothing", "mixup_alpha", "cutmix_alpha"):
+            if getattr(m, field_name):
+                raise ValueError(f"mixing.{field_name} = {getattr(m, field_name)} needs class labels; training.loss = {loss!r} is a regression loss")
+        for where, monitor in (("early_stopping", self.early_stopping.monitor), ("schedule", self.schedule.monitor)):
+            if monitor.endswith("_acc"):
+                raise ValueError(f"{where}.monitor = {monitor!r}: a regression run has no accuracy; monitor valid_loss or train_loss")
 
     # -- dict / TOML -----------------------------------------------------------------------
     @classmethod

@@ -125,3 +125,52 @@ def test_augmenting_tabular_data_is_refused_before_training(tmp_path, capsys):
     assert main(["train", "--dataset", str(tmp_path / "t.npz"), "--shift", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "augmentations need signals" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_train_a_regression(tmp_path, capsys):
+    out = tmp_path / "reg"
+    assert main(["train", "--dataset", "diabetes", "--width", "32", "--epochs", "5", "--batch-size", "32",
+                 "--early-stopping", "--out", str(out), "--quiet"]) == 0  # diabetes implies --loss mse
+    recipe = Recipe.load(out / "recipe.toml")
+    assert (recipe.data.name, recipe.training.loss) == ("diabetes", "mse")
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 5 and "train_acc" not in history[0] and "valid_acc" not in history[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert "test_acc" not in summary and summary["test_loss"] > 0
+    assert summary["chance_loss"] == pytest.approx(1.0, abs=0.15)  # standardized targets: variance ~1
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "test loss" in printed and "test accuracy" not in printed
+    assert main(["train", "--dataset", "diabetes", "--loss", "mae", "--width", "8", "--epochs", "1",
+                 "--out", str(tmp_path / "mae"), "--quiet"]) == 0
+    assert Recipe.load(tmp_path / "mae" / "recipe.toml").training.loss == "mae"
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "--loss", "mse"], ["'mnist1d' has class labels"]),
+        (["train", "--dataset", "diabetes", "--mixup", "0.2"], ["mixing.mixup_alpha", "class labels"]),
+        (["study", "--dataset", "diabetes", "--arms", "baseline"], ["studies compare classifiers", "reglab train"]),
+    ],
+)
+def test_regression_mistakes_are_one_line(tmp_path, capsys, argv, words):
+    assert main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), lines
+    assert not (tmp_path / "o").exists()
+
+
+def test_grad_norms_and_sharpness_flags(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["train", "--dataset", "digits", "--width", "16", "--epochs", "2", "--sharpness", "1e-3", "--grad-norms",
+                 "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    recipe = Recipe.load(out / "recipe.toml")
+    assert recipe.training.sharpness == 1e-3 and recipe.training.grad_norms
+    history = json.loads((out / "history.json").read_text())
+    assert [k for k in history[-1] if k.startswith("grad_norm_")] == ["grad_norm_1", "grad_norm_2", "grad_norm_3"]
+    assert all(r["grad_norm_1"] > 0 for r in history) and (out / "curves.png").exists()
+    assert summary["sharpness"] > 0 and "sharpness" in capsys.readouterr().out
+    assert main(["train", "--sharpness", "-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "training.sharpness" in capsys.readouterr().err

@@ -179,3 +179,55 @@ def test_check_arrays_inf_and_label_dtype():
         check_arrays(torch.tensor([[0.0], [1.0], [float("inf")]]), torch.zeros(3, dtype=torch.long), "x")
     with pytest.raises(ValueError, match="labels must be integers"):
         check_arrays(torch.zeros(3, 1), torch.zeros(3), "x")
+
+
+def test_diabetes_regression_set():
+    d = load_data(DataConfig(name="diabetes"), 0, regression=True)
+    assert d.regression and d.num_classes == 0 and d.num_outputs == 1 and d.input_shape == (10,)
+    assert d.y_train.dtype == torch.float32 and d.y_train.shape == (len(d.x_train), 1)
+    assert len(d.x_train) + len(d.x_valid) + len(d.x_test) == 442
+    everything = torch.cat([d.y_train, d.y_valid, d.y_test]).double()
+    assert abs(float(everything.mean())) < 1e-6 and float(everything.std(unbiased=False)) == pytest.approx(1, abs=1e-6)
+    with pytest.raises(ValueError, match="'diabetes' is a regression data set"):
+        load_data(DataConfig(name="diabetes"), 0)
+    with pytest.raises(ValueError, match="'digits' is a classification data set.*mse or mae"):
+        load_data(DataConfig(name="digits"), 0, regression=True)
+
+
+def test_regression_targets_from_npz_and_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    np.savez(tmp_path / "one.npz", x=x, y=x.sum(1))
+    np.savez(tmp_path / "two.npz", x=x, y=np.stack([x[:, 0], -x[:, 1]], 1), x_test=x[:5], y_test=np.zeros((5, 2)))
+    one = load_data(DataConfig(name="npz", path=str(tmp_path / "one.npz")), 0, regression=True)
+    assert one.num_outputs == 1 and one.y_train.shape == (len(one.x_train), 1)
+    assert torch.allclose(one.y_train[:, 0], one.x_train.sum(1), atol=1e-5)  # targets stay with their inputs
+    two = load_data(DataConfig(name="npz", path=str(tmp_path / "two.npz")), 0, regression=True)
+    assert two.num_outputs == 2 and two.y_test.shape == (5, 2)
+    lines = ["a,b,price"] + [f"{i},{2 * i},{i * 0.5 + 0.25}" for i in range(20)]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    d = load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="price"), 0, regression=True)
+    assert d.y_train.dtype == torch.float32 and torch.allclose(d.y_train[:, 0], d.x_train[:, 0] * 0.5 + 0.25)
+    # the same csv as classification data: 0.25, 0.75, ... are not class labels
+    with pytest.raises(ValueError, match="labels must be integers"):
+        load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="price"), 0)
+
+
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        (np.where(np.arange(10) == 3, np.nan, 1.0), "1 NaN/Inf targets .*sample"),
+        (np.array(["a", "b"] * 5), "regression targets must be numbers"),
+        (np.ones((10, 2, 2)), r"targets of shape \(N, D\)"),
+    ],
+)
+def test_bad_regression_targets(tmp_path, y, match):
+    np.savez(tmp_path / "bad.npz", x=np.ones((10, 3)), y=y)
+    with pytest.raises(ValueError, match=match):
+        load_data(DataConfig(name="npz", path=str(tmp_path / "bad.npz"), test_fraction=0.3), 0, regression=True)
+
+
+def test_csv_regression_target_must_be_a_number(tmp_path):
+    (tmp_path / "r.csv").write_text("a,y\n1,2.5\n2,high\n3,1\n")
+    with pytest.raises(ValueError, match="line 3: regression target 'high' in column 'y' is not a number"):
+        load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="y"), 0, regression=True)

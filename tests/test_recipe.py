@@ -81,6 +81,17 @@ def test_updated_revalidates_and_is_new():
         ({"mixing": {"label_smoothing": 1.0}}, ValueError, ["mixing.label_smoothing"]),
         ({"mixing": {"mixup_alpha": -0.2}}, ValueError, ["mixing.mixup_alpha"]),
         ({"mixing": {"mode": "pairs"}}, ValueError, ["mixing.mode", "batch, elem"]),
+        ({"training": {"loss": "l2"}}, ValueError, ["training.loss", "l2", "cross_entropy, mae, mse"]),
+        ({"training": {"loss": "mse"}}, ValueError, ["regression loss", "'mnist1d' has class labels"]),
+        ({"data": {"name": "diabetes"}}, ValueError, ["'diabetes' has real-valued targets", "mse"]),
+        ({"data": {"name": "diabetes"}, "training": {"loss": "mae"}, "mixing": {"mixup_alpha": 0.2}}, ValueError,
+         ["mixing.mixup_alpha", "class labels"]),
+        ({"data": {"name": "diabetes"}, "training": {"loss": "mse"}, "mixing": {"label_smoothing": 0.1}}, ValueError,
+         ["mixing.label_smoothing"]),
+        ({"data": {"name": "diabetes"}, "training": {"loss": "mse"}, "early_stopping": {"monitor": "valid_acc"}}, ValueError,
+         ["early_stopping.monitor", "no accuracy"]),
+        ({"data": {"name": "diabetes"}, "training": {"loss": "mse"}, "schedule": {"name": "plateau", "monitor": "train_acc"}},
+         ValueError, ["schedule.monitor", "no accuracy"]),
     ],
 )
 def test_bad_values_name_field_and_value(change, error, words):

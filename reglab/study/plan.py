@@ -113,6 +113,11 @@ def make_plan(
 ) -> Plan:
     """Build and validate a Plan: every arm's recipe is built here, so a bad arm fails now."""
     base = base or Recipe()
+    if base.training.regression:  # the leaderboard, the figures and half the arms are about class labels
+        raise ValueError(
+            f"studies compare classifiers; the base recipe's training.loss is {base.training.loss!r} (regression): "
+            "train regression recipes with reglab train"
+        )
     overrides = dict(overrides or {})
     known = {**ARMS, **{k: ("user arm", {}) for k in overrides if k not in ARMS}}
     names = list(arms) if arms is not None else list(ARMS)

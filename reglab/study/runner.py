@@ -44,12 +44,21 @@ def attach(plan: Plan, url: str) -> StudyStore:
     stored = store.attrs().get("plan")
     if stored is None:
         store.set_attr("plan", plan.to_dict())
-    elif stored != json.loads(json.dumps(plan.to_dict())):
+    elif _normalized(stored) != json.loads(json.dumps(plan.to_dict())):
         raise StorageError(
             f"the study {plan.name!r} in this storage was started with another plan (arms, seeds or base recipe); "
             "resume it with the same options, or give a new --name or --out"
         )
     return store
+
+
+def _normalized(stored: dict[str, Any]) -> Any:
+    """A stored plan as this version writes it: recipe fields added since it was stored take
+    their defaults (which are what the stored trials ran), so a study resumes across versions."""
+    try:
+        return json.loads(json.dumps(Plan.from_dict(stored).to_dict()))
+    except (KeyError, TypeError, ValueError):  # a field this version no longer knows, or a bad value
+        return stored
 
 
 def grid(plan: Plan, store: StudyStore, done: dict[tuple[str, int], Any]) -> list[tuple[str, int]]:

@@ -1,9 +1,10 @@
 """Training: the epoch loop, callbacks, checkpoints and the overfitting diagnosis."""
 
-from reglab.train.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
+from reglab.train.callbacks import Callback, EarlyStopping, GradNorms, LRScheduler, ProgressBar
 from reglab.train.checkpoint import Checkpointer
 from reglab.train.diagnose import Diagnosis, diagnose
 from reglab.train.loop import History, Trainer, fit
+from reglab.train.losses import LOSSES, chance_loss
 from reglab.train.run import Result, build, run_recipe, train_recipe
 
 __all__ = [
@@ -11,12 +12,15 @@ __all__ = [
     "Checkpointer",
     "Diagnosis",
     "EarlyStopping",
+    "GradNorms",
     "History",
+    "LOSSES",
     "LRScheduler",
     "ProgressBar",
     "Result",
     "Trainer",
     "build",
+    "chance_loss",
     "diagnose",
     "fit",
     "run_recipe",

@@ -188,3 +188,34 @@ class WeightStats(Callback):
         from reglab.regularize.penalties import weight_stats
 
         record.update(weight_stats(trainer.model))
+
+
+class GradNorms(Callback):
+    """Adds per-layer gradient norms to every epoch's record: ``grad_norm_1`` ... ``grad_norm_L``,
+    the L2 norm ``‖∂L/∂W_l‖₂`` of the weight gradient of the l-th Linear/Conv layer (1 = the
+    input side), averaged over the epoch's steps and taken before the optimizer's clipping.
+
+    Vanishing gradients show as norms that shrink toward the input layer (sigmoid and tanh
+    saturate), exploding ones as norms that grow without bound (TECHNIQUES.md section 10).
+    The norms of a step are added up on the device; one read per epoch.
+    """
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        from reglab.models import WEIGHT_LAYERS
+
+        self.weights = [m.weight for m in trainer.model.modules() if isinstance(m, WEIGHT_LAYERS)]
+        self._reset()
+
+    def _reset(self) -> None:
+        self.total: torch.Tensor | None = None  # sum over the epoch's steps, one entry per layer
+        self.steps = 0
+
+    def on_after_backward(self, trainer: Trainer) -> None:
+        norms = torch.stack([w.grad.norm() if w.grad is not None else w.new_zeros(()) for w in self.weights])
+        self.total = norms if self.total is None else self.total + norms
+        self.steps += 1
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if self.total is not None:
+            record.update({f"grad_norm_{i}": v for i, v in enumerate((self.total / self.steps).tolist(), start=1)})
+        self._reset()

@@ -8,8 +8,9 @@
   smoothed validation curve, reported only if the smoothed validation loss then rises by more than
   ``rise_tolerance`` (relative) while the smoothed training loss falls;
 - verdict: ``underfitting`` when the final training loss stays above ``underfit_fraction`` of
-  the chance-level loss ``ln K`` (both losses high: high bias), else ``overfitting`` when an
-  onset exists, else ``good fit``.
+  the chance-level loss (both losses high: high bias), else ``overfitting`` when an onset
+  exists, else ``good fit``. The chance level is ``ln K`` for K classes (uniform logits); for
+  regression, pass the loss of predicting a constant (``reglab.train.losses.chance_loss``).
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ class Diagnosis:
 
 def diagnose(
     history: Sequence[dict[str, Any]],
-    num_classes: int,
+    num_classes: int = 0,
     *,
+    chance: float | None = None,
     smooth: int = 5,
     rise_tolerance: float = 0.1,
     underfit_fraction: float = 0.5,
 ) -> Diagnosis:
-    """Diagnose over/underfitting from per-epoch ``train_loss`` and ``valid_loss``."""
+    """Diagnose over/underfitting from per-epoch ``train_loss`` and ``valid_loss``; the chance
+    level is ``chance`` if given, else ``ln num_classes``."""
+    if chance is None and num_classes < 2:
+        raise ValueError(f"diagnose needs num_classes >= 2 (chance level ln K) or a chance loss, got num_classes={num_classes}")
     if not history:
         raise ValueError("cannot diagnose an empty history: no epoch was run")
     train = np.array([r["train_loss"] for r in history], dtype=float)
@@ -61,7 +66,8 @@ def diagnose(
     rise = (valid[-1] - valid[best]) / abs(valid[best]) if valid[best] else math.inf
 
     onset = _onset(train, valid, smooth, rise_tolerance)
-    chance = math.log(num_classes)
+    chance_name = "chance-level ln K" if chance is None else "the loss of a constant prediction"
+    chance = math.log(num_classes) if chance is None else chance
     summary = (
         f"validation loss is lowest ({valid[best]:.4g}) at epoch {epochs[best]} and ends at {valid[-1]:.4g} "
         f"({rise:+.0%}); training loss ends at {train[-1]:.4g}; gap valid-train {gap_best:.4g} at the best "
@@ -69,7 +75,7 @@ def diagnose(
     )
     if train[-1] > underfit_fraction * chance:
         verdict = "underfitting"
-        why = f"training loss stays high ({train[-1]:.4g} > {underfit_fraction:g} x chance-level ln K = {chance:.4g})"
+        why = f"training loss stays high ({train[-1]:.4g} > {underfit_fraction:g} x {chance_name} = {chance:.4g})"
     elif onset is not None:
         verdict = "overfitting"
         why = f"from epoch {epochs[onset]} validation loss rises while training loss keeps falling"

@@ -10,6 +10,8 @@ The loop knows no technique by name. Techniques plug in as
 Per epoch the History records the mean training loss/accuracy over the epoch's batches (data
 loss only, so that the gap to the validation loss compares like with like), the validation
 loss/accuracy in ``eval()`` mode under ``no_grad``, the learning rate used and the time taken.
+Regression data (float targets, e.g. with ``loss_fn=F.mse_loss``) have no accuracy: their
+records hold the losses only.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Trainer:
     ``state_dict()`` captures model, optimizer, shuffling and dropout RNG states, the
     completed epochs, the History, the stop reason and every callback's state, so that
     ``load_state_dict`` + ``fit()`` continues exactly where the run was interrupted.
+    ``loss_fn(output, target)`` defaults to cross-entropy for class labels and to the mean
+    squared error for regression targets (``reglab.train.losses.LOSSES`` has ``mae`` too).
     """
 
     def __init__(
@@ -55,7 +59,7 @@ class Trainer:
         *,
         epochs: int,
         batch_size: int,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         callbacks: Sequence[Callback] = (),
         batch_transforms: Sequence[BatchTransform] = (),
         loss_terms: Sequence[LossTerm] = (),
@@ -63,12 +67,13 @@ class Trainer:
     ) -> None:
         self.model, self.data, self.optimizer = model, data, optimizer
         self.epochs, self.batch_size = epochs, batch_size
-        self.loss_fn = loss_fn
+        self.loss_fn = loss_fn or (F.mse_loss if data.regression else F.cross_entropy)  # the task's usual loss
         self.callbacks = list(callbacks)
         self.batch_transforms = list(batch_transforms)
         self.loss_terms = list(loss_terms)
         self.device = data.x_train.device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # shuffling, augmentation
+        self.classify = not data.regression  # accuracy is recorded for class labels only
         self.history = History()
         self.epoch = 0  # epochs completed
         self.stop_reason: str | None = None
@@ -89,9 +94,9 @@ class Trainer:
             record = {
                 "epoch": self.epoch,
                 "train_loss": train_loss,
-                "train_acc": train_acc,
+                **({"train_acc": train_acc} if self.classify else {}),
                 "valid_loss": valid_loss,
-                "valid_acc": valid_acc,
+                **({"valid_acc": valid_acc} if self.classify else {}),
                 "lr": lr,
                 "time": time.perf_counter() - start,
             }
@@ -109,7 +114,8 @@ class Trainer:
         if self.stop_reason is None:
             self.stop_reason = reason
 
-    def train_epoch(self) -> tuple[float, float]:
+    def train_epoch(self) -> tuple[float, float | None]:
+        """One pass over the shuffled training set: mean data loss and accuracy (None for regression)."""
         if not hasattr(self, "_batch_begin"):  # called outside fit()
             self._batch_begin, self._after_backward = [], []
         model, opt, x, y = self.model, self.optimizer, self.data.x_train, self.data.y_train
@@ -118,14 +124,15 @@ class Trainer:
         perm = torch.randperm(n, generator=self.generator, device=self.device)
         # Per-step bookkeeping is two writes into buffers, reduced once per epoch.
         losses = torch.empty((n + bs - 1) // bs, device=self.device)
-        preds = torch.empty(n, dtype=torch.long, device=self.device)
-        labels = torch.empty_like(preds) if self.batch_transforms else y[perm]
+        classify = self.classify
+        preds = torch.empty(n if classify else 0, dtype=torch.long, device=self.device)
+        labels = torch.empty_like(preds) if self.batch_transforms or not classify else y[perm]
         for k, i in enumerate(range(0, n, bs)):
             idx = perm[i : i + bs]
             xb, yb = x[idx], y[idx]
             for transform in self.batch_transforms:
                 xb, yb = transform(xb, yb, self.generator)
-            if self.batch_transforms:
+            if self.batch_transforms and classify:
                 labels[i : i + bs] = _hard(yb)
             for cb in self._batch_begin:
                 cb.on_batch_begin(self)
@@ -140,14 +147,16 @@ class Trainer:
                 cb.on_after_backward(self)
             opt.step()
             losses[k] = data_loss.detach()
-            torch.argmax(out.detach(), 1, out=preds[i : i + bs])
+            if classify:
+                torch.argmax(out.detach(), 1, out=preds[i : i + bs])
         sizes = torch.full_like(losses, bs)
         sizes[-1] = n - bs * (len(losses) - 1)
-        return float((losses * sizes).sum()) / n, float((preds == labels).sum()) / n
+        return float((losses * sizes).sum()) / n, float((preds == labels).sum()) / n if classify else None
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """Mean loss and accuracy of the model in ``eval()`` mode (mode restored after)."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None]:
+        """Mean loss and accuracy (None for regression) of the model in ``eval()`` mode (mode
+        restored after)."""
         was_training = self.model.training
         self.model.eval()
         total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -156,9 +165,10 @@ class Trainer:
             xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
             out = self.model(xb)
             total_loss += self.loss_fn(out, yb).double() * len(xb)
-            correct += (out.argmax(1) == _hard(yb)).sum()
+            if self.classify:
+                correct += (out.argmax(1) == _hard(yb)).sum()
         self.model.train(was_training)
-        return total_loss.item() / len(x), correct.item() / len(x)
+        return total_loss.item() / len(x), correct.item() / len(x) if self.classify else None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -6,10 +6,13 @@
 - ``recipe.toml``: the recipe as run, with the versions of Python, torch and reglab on top;
 - ``history.json``: one object per epoch (``epoch, train_loss, train_acc, valid_loss,
   valid_acc, lr, time``, and weight statistics ``zero_frac, tiny_frac, weight_l1,
-  weight_l2, first_zero_frac, first_tiny_frac``);
-- ``summary.json``: best and stopped epoch, stop reason, test loss/accuracy, the diagnosis, the
-  recipe and the versions (and the class names, when the data named its classes);
-- ``curves.png``: train vs validation loss and accuracy, best epoch marked;
+  weight_l2, first_zero_frac, first_tiny_frac``; no accuracies for a regression loss;
+  ``grad_norm_1..L`` per layer with ``training.grad_norms``);
+- ``summary.json``: best and stopped epoch, stop reason, test loss/accuracy, the chance-level
+  loss, the diagnosis, the recipe and the versions (and the class names, when the data named
+  its classes; Keskar's ``sharpness`` of the final weights, when ``training.sharpness`` is set);
+- ``curves.png``: train vs validation loss and accuracy (loss only for regression), best epoch
+  marked, and the per-layer gradient norms when recorded;
 - ``checkpoint.pt``: everything needed to resume (``resume=True``) to the same final weights
   and history as an uninterrupted run.
 """
@@ -33,10 +36,11 @@ from reglab.optim import build_optimizer
 from reglab.optim.schedules import build_scheduler
 from reglab.recipe import Recipe
 from reglab.regularize import InputNoise, Penalty, WeightNoise
-from reglab.train.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar, WeightStats
+from reglab.train.callbacks import Callback, EarlyStopping, GradNorms, LRScheduler, ProgressBar, WeightStats
 from reglab.train.checkpoint import Checkpointer, load, save
 from reglab.train.diagnose import Diagnosis, diagnose
 from reglab.train.loop import History, Trainer
+from reglab.train.losses import LOSSES, chance_loss
 
 
 class RunExistsError(FileExistsError):
@@ -72,9 +76,11 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
     """Build data, model, optimizer and callbacks of ``recipe`` into a Trainer, seeded."""
     device = resolve_device(recipe.training.device)
     seed = recipe.training.seed
-    data = (data or load_data(recipe.data, seed)).to(device)
+    data = (data or load_data(recipe.data, seed, regression=recipe.training.regression)).to(device)
+    if data.regression != recipe.training.regression:
+        raise ValueError(f"training.loss = {recipe.training.loss!r} does not fit the data given ({'regression targets' if data.regression else 'class labels'})")
     torch.manual_seed(seed)
-    model = build_model(recipe.model, data.input_shape, data.num_classes).to(device)
+    model = build_model(recipe.model, data.input_shape, data.num_outputs).to(device)
     o = recipe.optimizer
     optimizer = build_optimizer(o.name, o.lr, o.options, model, decay_all=o.decay_all)
     cbs: list[Callback] = []
@@ -88,12 +94,15 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
     if reg.weight_noise:
         cbs.append(WeightNoise(reg.weight_noise))
     cbs.append(WeightStats())
+    if recipe.training.grad_norms:
+        cbs.append(GradNorms())
     return Trainer(
         model,
         data,
         optimizer,
         epochs=recipe.training.epochs,
         batch_size=recipe.data.batch_size,
+        loss_fn=LOSSES[recipe.training.loss],
         callbacks=cbs + list(callbacks),
         batch_transforms=batch_transforms(recipe, data),
         loss_terms=[Penalty(reg.l1, reg.l2)] if reg.l1 or reg.l2 else [],
@@ -170,7 +179,7 @@ def run_recipe(
     if plots:
         from reglab.train.plots import plot_curves
 
-        plot_curves(result.history, out / "curves.png", best_epoch=result.diagnosis.best_epoch, title=out.name)
+        plot_curves(result.history, out / "curves.png", best_epoch=result.diagnosis.best_epoch, title=out.name, loss=recipe.training.loss)
     return result
 
 
@@ -178,15 +187,25 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
     """Evaluate on the test set, once, and summarize."""
     data = trainer.data
     test_loss, test_acc = trainer.evaluate(data.x_test, data.y_test)
-    diagnosis = diagnose(trainer.history, data.num_classes)
+    chance = chance_loss(recipe.training.loss, data.y_train, data.num_classes)
+    diagnosis = diagnose(trainer.history, chance=chance)
     stopper = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
+    extra = {}
+    if recipe.training.sharpness:
+        from reglab.train.sharpness import sharpness  # imports scipy.optimize: only when asked
+
+        extra["sharpness"] = sharpness(
+            trainer.model, data.x_train, data.y_train, trainer.loss_fn, recipe.training.sharpness, seed=recipe.training.seed
+        )
     summary = {
         "best_epoch": diagnosis.best_epoch,
         "stopped_epoch": trainer.epoch,
         "stop_reason": trainer.stop_reason,
         "restored_epoch": stopper.best_epoch if stopper and stopper.restore_best else None,
         "test_loss": test_loss,
-        "test_acc": test_acc,
+        **({"test_acc": test_acc} if test_acc is not None else {}),  # classification only
+        "chance_loss": chance,  # the diagnosis's reference: ln K, or a constant prediction's loss
+        **extra,  # Keskar's sharpness of the final weights, when asked
         "diagnosis": diagnosis.to_dict(),
         "train_seconds": sum(r["time"] for r in trainer.history),
         "threads": torch.get_num_threads(),  # intra-op threads change summation order: part of reproducing a run

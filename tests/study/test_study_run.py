@@ -155,3 +155,23 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited
+
+
+def test_a_study_stored_by_an_older_version_attaches_and_a_changed_one_does_not(signals, tmp_path):
+    from reglab.study.runner import attach
+    from reglab.study.storage import StorageError
+
+    plan = make_plan(tiny_base(signals), arms=["baseline", "dropout"], seeds=2)
+    url = sqlite_url(tmp_path)
+    old = plan.to_dict()
+    for field in ("loss", "grad_norms", "sharpness"):  # recipe fields added after the study was stored
+        del old["base"]["training"][field]
+    StudyStore(url, plan.name).set_attr("plan", old)
+    attach(plan, url)  # their defaults are what the stored trials ran: the same plan
+    changed = make_plan(tiny_base(signals).updated({"training.epochs": 9}), arms=["baseline", "dropout"], seeds=2)
+    with pytest.raises(StorageError, match="started with another plan"):
+        attach(changed, url)
+    unknown = dict(old, base={**old["base"], "training": {**old["base"]["training"], "warp": 1}})
+    StudyStore(url, "other").set_attr("plan", unknown)
+    with pytest.raises(StorageError, match="started with another plan"):
+        attach(make_plan(tiny_base(signals), arms=["baseline", "dropout"], seeds=2, name="other"), url)

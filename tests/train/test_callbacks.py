@@ -112,3 +112,53 @@ def test_state_round_trip_resumes_counting():
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
         EarlyStopping(**kwargs)
+
+
+def test_grad_norms_are_each_layers_mean_gradient_norm_over_the_epoch():
+    import torch
+
+    from conftest import make_data
+    from reglab.models import layer_grad_norms, mlp
+    from reglab.train import GradNorms, fit
+
+    class Witness:  # an independent record: layer_grad_norms at every step
+        def on_train_begin(self, trainer):
+            self.steps = []
+
+        def on_after_backward(self, trainer):
+            self.steps.append(layer_grad_norms(trainer.model))
+
+        def on_epoch_end(self, trainer, record):
+            names = list(self.steps[0])
+            record["witness"] = [sum(s[n] for s in self.steps) / len(self.steps) for n in names]
+            self.steps = []
+
+    torch.manual_seed(0)
+    model = mlp(8, 3, width=16, depth=2)
+    history = fit(model, make_data(), torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=40,
+                  callbacks=[GradNorms(), Witness()])
+    for record in history:
+        ours = [record[f"grad_norm_{i}"] for i in (1, 2, 3)]
+        assert "grad_norm_4" not in record
+        assert ours == pytest.approx(record["witness"], rel=1e-6)
+
+
+def test_grad_norms_show_vanishing_gradients_of_a_deep_sigmoid_net():
+    import torch
+
+    from conftest import make_data
+    from reglab.models import mlp
+    from reglab.train import GradNorms, fit
+
+    norms = {}
+    for activation in ("sigmoid", "relu"):
+        torch.manual_seed(0)
+        model = mlp(8, 3, width=32, depth=8, activation=activation)  # Xavier for sigmoid, He for relu
+        record = fit(model, make_data(), torch.optim.SGD(model.parameters(), lr=0.01), epochs=1, batch_size=32,
+                     callbacks=[GradNorms()])[-1]
+        norms[activation] = [record[f"grad_norm_{i}"] for i in range(1, 10)]  # input layer ... output layer
+    sigmoid, relu = norms["sigmoid"], norms["relu"]
+    # sigmoid' <= 1/4: the gradient shrinks by a factor at every layer on its way to the input
+    assert all(a < b / 3 for a, b in zip(sigmoid, sigmoid[1:])), sigmoid
+    assert not all(a < b / 3 for a, b in zip(relu, relu[1:])), relu
+    assert sigmoid[0] / sigmoid[-1] < 1e-3 * relu[0] / relu[-1]
