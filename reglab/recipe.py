@@ -48,7 +48,7 @@ class DataConfig:
     name: str = "mnist1d"  # MNIST-1D: small, hard enough for an MLP to overfit within seconds
     path: str = ""  # file (.npz/.csv) or folder (fashion-mnist IDX files); "" = the default place
     valid_fraction: float = 0.2  # carved from the training set, by seed
-    test_fraction: float = 0.2  # only for data without its own test split (digits, npz, csv)
+    test_fraction: float = 0.2  # only for data without its own test split (digits, diabetes, npz, csv)
     batch_size: int = 100  # >= the training-set size gives full-batch gradient descent
     label_column: str = "label"  # csv only: the column holding the labels (integers 0..K-1 or class names) or the target
 
