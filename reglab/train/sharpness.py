@@ -27,8 +27,7 @@ from scipy.optimize import Bounds, minimize
 from torch import nn
 
 from reglab._checks import check_float, check_int
-
-EVAL_BATCH = 1000  # the loss is summed over batches of this size: bounds memory, not the result
+from reglab.train.loop import EVAL_BATCH  # the loss is summed over batches of this size
 
 
 def sharpness(
