@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = sub.add_parser("study", help="ablation of regularization techniques over seeds, with a report")
     study.add_argument("--config", type=Path, help="study TOML file: name, seeds, arms, base recipe, arm strengths")
-    study.add_argument("--arms", help="comma-separated arms (default: all); known: " + ", ".join(_arm_names()))
+    study.add_argument("--arms", help="comma-separated arms (default: every arm that fits the data and loss); known: " + ", ".join(_arm_names()))
     study.add_argument("--seeds", type=int, help="seeds per arm (default 3)")
     study.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     study.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores // workers)")
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--recipe", type=Path, help="base recipe TOML file (default: the built-in recipe)")
     study.add_argument("--dataset", help="data set name or a .npz/.csv file")
     study.add_argument("--data-dir", help="folder holding the data set's files")
-    for flag in ("--epochs", "--batch-size", "--model", "--width", "--depth", "--optimizer", "--lr"):
+    for flag in ("--epochs", "--batch-size", "--model", "--width", "--depth", "--optimizer", "--lr", "--loss"):
         key, options = _RECIPE_FLAGS[flag]
         study.add_argument(flag, dest=key, default=None, **options)
     study.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any base-recipe field")
@@ -234,6 +234,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.name:
         options["name"] = args.name
     plan = make_plan(**options)
+    for arm, why in plan.left_out.items():
+        print(f"arm {arm} left out: it {why}")
     board = run_study(plan, args.out, storage=args.storage, workers=args.workers, threads=args.threads, progress=not args.quiet)
     if not args.quiet:
         print_leaderboard(board, f"reglab study {plan.name}: {args.out}")

@@ -151,7 +151,8 @@ def test_train_a_regression(tmp_path, capsys):
     [
         (["train", "--loss", "mse"], ["'mnist1d' has class labels"]),
         (["train", "--dataset", "diabetes", "--mixup", "0.2"], ["mixing.mixup_alpha", "class labels"]),
-        (["study", "--dataset", "diabetes", "--arms", "baseline"], ["studies compare classifiers", "reglab train"]),
+        (["study", "--dataset", "diabetes", "--arms", "baseline,label-smoothing"], ["arm 'label-smoothing'", "needs class labels"]),
+        (["study", "--loss", "mae"], ["'mnist1d' has class labels"]),
     ],
 )
 def test_regression_mistakes_are_one_line(tmp_path, capsys, argv, words):

@@ -39,7 +39,7 @@ def preflight(plan: Plan) -> None:
         recipe = plan.recipe(arm.name, plan.seeds[0])
         key = (recipe.data, plan.seeds[0])
         if key not in loaded:
-            loaded[key] = load_data(recipe.data, plan.seeds[0])
+            loaded[key] = load_data(recipe.data, plan.seeds[0], regression=recipe.training.regression)
         try:
             build(recipe, data=loaded[key])
         except (TypeError, ValueError) as e:

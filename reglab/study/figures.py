@@ -37,7 +37,7 @@ def mean_curve(histories: Sequence[Sequence[dict[str, Any]]], key: str) -> np.nd
     return out
 
 
-def learning_curves(curves: dict[str, list], order: Sequence[str]) -> bytes:
+def learning_curves(curves: dict[str, list], order: Sequence[str], loss: str = "cross-entropy loss") -> bytes:
     """Small multiples: mean train vs validation loss per arm, the best epoch marked."""
     plt = _plt()
     n = len(order)
@@ -59,7 +59,7 @@ def learning_curves(curves: dict[str, list], order: Sequence[str]) -> bytes:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.supxlabel("epoch")
-    fig.supylabel("cross-entropy loss (mean over seeds)")
+    fig.supylabel(f"{loss} (mean over seeds)")
     return _png(fig)
 
 
@@ -100,20 +100,22 @@ def weight_histograms(weights: dict[str, dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def accuracy_bars(board: Sequence[dict[str, Any]]) -> bytes:
-    """Test accuracy per arm, mean ± std over seeds, baseline as a line."""
+def metric_bars(board: Sequence[dict[str, Any]], metric: str = "test_acc", label: str = "test accuracy") -> bytes:
+    """``metric`` per arm (``test_acc``, or ``test_loss`` for a regression study), mean ± std
+    over seeds, baseline as a line."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.65 * len(board)), 4), constrained_layout=True)
     names = [e["arm"] for e in board]
     colors = ["black" if e["arm"] == "baseline" else ("tab:green" if e["verdict"] == "better" else "tab:gray") for e in board]
-    ax.bar(names, [e["test_acc"] for e in board], yerr=[e["test_acc_std"] for e in board], color=colors, capsize=3)
-    base = next((e["test_acc"] for e in board if e["arm"] == "baseline"), None)
+    mean, std = np.array([e[metric] for e in board]), np.array([e[f"{metric}_std"] for e in board])
+    ax.bar(names, mean, yerr=std, color=colors, capsize=3)
+    base = next((e[metric] for e in board if e["arm"] == "baseline"), None)
     if base is not None:
         ax.axhline(base, color="black", linestyle="--", linewidth=1, label="baseline")
         ax.legend()
-    low = min(e["test_acc"] - e["test_acc_std"] for e in board)
-    ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(e["test_acc"] + e["test_acc_std"] for e in board) + 0.03))
-    ax.set_ylabel("test accuracy (mean ± std)")
+    if metric == "test_acc":  # a zoom on the accuracies' range, within [0, 1]
+        ax.set_ylim(max(0.0, (mean - std).min() - 0.05), min(1.0, (mean + std).max() + 0.03))
+    ax.set_ylabel(f"{label} (mean ± std)")
     ax.tick_params(axis="x", rotation=45)
     ax.grid(alpha=0.3, axis="y")
     return _png(fig)

@@ -21,6 +21,12 @@ epochs = 50
 "model.dropout" = 0.3
 ```
 
+Without a list of arms, a study runs the built-in arms that fit its data (``unfit_arms``): a
+regression base recipe (``training.loss`` = ``mse`` or ``mae``, e.g. ``--dataset diabetes``)
+leaves out the arms that treat targets as class labels (label smoothing, Mixup, CutMix), and
+tabular data (samples of shape ``(D,)``) those that move or cut along a signal's or an image's
+axes (shift, CutMix). Named explicitly, such an arm is refused with the reason.
+
 The ``combination`` arm is not fixed in advance: it merges the best arms (one per family) found
 to beat the baseline on validation loss (``reglab.study.stats.combination_changes``), so it
 runs once the other arms are finished.
@@ -29,7 +35,7 @@ runs once the other arms are finished.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,8 @@ ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     COMBINATION: ("the best arm of each family that beat the baseline on validation loss (at most 3), together", {}),
 }
 DEFAULT_SEEDS = 3
+LABEL_ARMS = ("label-smoothing", "mixup", "cutmix")  # soft targets over classes: classification only
+AXIS_ARMS = ("shift", "cutmix")  # along the axes of signals (C, L) or images (C, H, W), not of a feature vector
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class Plan:
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
     combination: bool = False  # run the combination arm after the others
+    left_out: dict[str, str] = field(default_factory=dict, compare=False)  # built-in arms that do not fit the data -> why (not stored)
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -111,16 +120,21 @@ def make_plan(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     name: str = "default",
 ) -> Plan:
-    """Build and validate a Plan: every arm's recipe is built here, so a bad arm fails now."""
+    """Build and validate a Plan: every arm's recipe is built here, so a bad arm fails now.
+
+    Without ``arms`` the study runs every built-in arm that fits the base recipe's data and loss
+    (``unfit_arms``; the data set is loaded to see its samples' shape), then the new arms of
+    ``overrides``, then the combination; ``Plan.left_out`` says which arms were left out and why.
+    """
     base = base or Recipe()
-    if base.training.regression:  # the leaderboard, the figures and half the arms are about class labels
-        raise ValueError(
-            f"studies compare classifiers; the base recipe's training.loss is {base.training.loss!r} (regression): "
-            "train regression recipes with reglab train"
-        )
     overrides = dict(overrides or {})
     known = {**ARMS, **{k: ("user arm", {}) for k in overrides if k not in ARMS}}
-    names = list(arms) if arms is not None else list(ARMS)
+    left_out = {}
+    if arms is None:
+        left_out = unfit_arms(base, input_shape(base))
+        names = [*[a for a in ARMS if a != COMBINATION and a not in left_out], *[n for n in overrides if n not in ARMS], COMBINATION]
+    else:
+        names = list(arms)
     if not names:
         raise ValueError("the study has no arms; name at least one (known: " + ", ".join(known) + ")")
     unknown = [n for n in names if n not in known]
@@ -143,7 +157,25 @@ def make_plan(
     combination = COMBINATION in names
     if combination and "baseline" not in names:
         raise ValueError("the combination arm needs the baseline arm to compare with")
-    return Plan(check_str("name", name), base, tuple(built), _seeds(seeds), combination)
+    return Plan(check_str("name", name), base, tuple(built), _seeds(seeds), combination, left_out)
+
+
+def unfit_arms(base: Recipe, input_shape: Sequence[int]) -> dict[str, str]:
+    """Built-in arms that do not fit the base recipe's task or samples of ``input_shape``,
+    each with the reason."""
+    out = {}
+    if len(input_shape) < 2:
+        out.update({a: f"needs signals or images; samples here have shape {tuple(input_shape)}" for a in AXIS_ARMS})
+    if base.training.regression:
+        out.update({a: f"needs class labels; training.loss = {base.training.loss!r} is a regression loss" for a in LABEL_ARMS})
+    return {a: out[a] for a in ARMS if a in out}
+
+
+def input_shape(base: Recipe) -> tuple[int, ...]:
+    """The shape of one input sample of the base recipe's data set (loaded for its seed)."""
+    from reglab.data import load_data
+
+    return load_data(base.data, base.training.seed, regression=base.training.regression).input_shape
 
 
 def _arm(name: str, description: str, changes: Mapping[str, Any], base: Recipe) -> Arm:
@@ -190,11 +222,9 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         if not isinstance(d["arms"], list):
             raise TypeError(f"study file {path}: arms must be a list of arm names, got {d['arms']!r}")
         out["arms"] = [check_str("arms[]", a) for a in d["arms"]]
-    if "arm" in d:  # [arm.NAME] tables: strengths of built-in arms, or new arms
+    if "arm" in d:  # [arm.NAME] tables: strengths of built-in arms, or new arms (which join the default list)
         tables = _table(d["arm"], "arm")
         out["overrides"] = {name: _flatten(table, f"arm.{name}") for name, table in tables.items()}
-        if "arms" not in out:  # new arms join the default list
-            out["arms"] = [*[a for a in ARMS if a != COMBINATION], *[n for n in tables if n not in ARMS], COMBINATION]
     return out
 
 

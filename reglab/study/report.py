@@ -18,6 +18,7 @@ from reglab.study import figures
 from reglab.study.plan import ARMS, COMBINATION, Plan
 from reglab.study.stats import ALPHA, BASELINE, by_arm, leaderboard
 from reglab.study.storage import StudyStore
+from reglab.train.plots import LOSS_LABELS
 
 CSV_FIELDS = [
     "arm", "seed", "trial", "test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
@@ -37,7 +38,8 @@ def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, An
         s = t.user_attrs["summary"]
         rows.append({
             "arm": arm, "seed": seed, "trial": t.number,
-            **{k: s[k] for k in ("test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
+            "test_acc": s.get("test_acc"),  # absent for a regression loss
+            **{k: s[k] for k in ("test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
                                  "zero_frac", "first_zero_frac", "train_seconds", "diagnosis", "recipe")},
             "threads": s.get("threads"),  # absent from trials stored by earlier versions
             "history": t.user_attrs["history"], "weights": t.user_attrs["weights"],
@@ -85,6 +87,11 @@ def baseline_words(rows: Sequence[dict[str, Any]]) -> str:
     return f"The baseline is diagnosed as {verdict} in {count} of {len(base)} seeds. Seed {base[0]['seed']}: {base[0]['diagnosis']['explanation']}"
 
 
+def has_accuracy(board: Sequence[dict[str, Any]]) -> bool:
+    """Whether the study measured accuracy (classification); a regression study has losses only."""
+    return any(not math.isnan(e["test_acc"]) for e in board)
+
+
 def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> str:
     if not any(e["arm"] == BASELINE for e in board):
         return "Without a baseline arm there is nothing to compare with."
@@ -94,7 +101,8 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
     if helped:
         listed = ", ".join(f"{e['arm']} ({e['change']:+.0%})" for e in helped)
         parts.append(f"On this data {len(helped)} of {len(singles)} techniques beat the baseline on test loss: {listed}.")
-        parts.append(f"The best single technique is {helped[0]['arm']} (test loss {helped[0]['test_loss']:.3f}, accuracy {helped[0]['test_acc']:.1%}).")
+        accuracy = f", accuracy {helped[0]['test_acc']:.1%}" if has_accuracy(board) else ""
+        parts.append(f"The best single technique is {helped[0]['arm']} (test loss {helped[0]['test_loss']:.3f}{accuracy}).")
     else:
         parts.append(f"None of the {len(singles)} techniques beat the baseline on test loss by the rule below.")
     worse = [e["arm"] for e in singles if e["verdict"] == "worse"]
@@ -137,8 +145,9 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
     order = [e["arm"] for e in board]
     body = [f"<h1>reglab study: {esc(plan.name)}</h1>"]
     b = plan.base
+    loss = LOSS_LABELS[b.training.loss]
     body.append(
-        f"<p class=meta>{len(rows)} of {total} trials finished · data <b>{esc(b.data.name)}</b> · model {esc(b.model.kind)} "
+        f"<p class=meta>{len(rows)} of {total} trials finished · data <b>{esc(b.data.name)}</b> · {loss} · model {esc(b.model.kind)} "
         f"{b.model.depth}×{b.model.resolved_width} {esc(b.model.activation)} · {esc(b.optimizer.name)} lr {b.optimizer.lr:g} · "
         f"{b.training.epochs} epochs · batch {b.data.batch_size} · seeds {', '.join(map(str, plan.seeds))}</p>"
     )
@@ -150,12 +159,15 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
         ]
     body += ["<h2>Leaderboard</h2>", _table(board), f"<p class=rule>{RULE}</p>"]
     if rows:
-        body += ["<h2>Learning curves</h2>", _img(figures.learning_curves(curves, order), "train vs validation loss per arm")]
+        body += ["<h2>Learning curves</h2>", _img(figures.learning_curves(curves, order, loss), "train vs validation loss per arm")]
         body += ["<h2>Validation loss, all arms</h2>", _img(figures.validation_overlay(curves, order), "validation loss of all arms")]
         hist = {arm: by_arm(rows)[arm][0]["weights"] for arm in ("baseline", "l1-proximal", "l2") if arm in curves}
         if hist:
             body += ["<h2>First-layer weights</h2>", _img(figures.weight_histograms(hist), "first-layer weight histograms")]
-        body += ["<h2>Test accuracy</h2>", _img(figures.accuracy_bars(board), "test accuracy per arm")]
+        if has_accuracy(board):
+            body += ["<h2>Test accuracy</h2>", _img(figures.metric_bars(board, "test_acc", "test accuracy"), "test accuracy per arm")]
+        else:  # regression: the test loss is the measure
+            body += ["<h2>Test loss</h2>", _img(figures.metric_bars(board, "test_loss", f"test {loss}"), "test loss per arm")]
     body += ["<h2>Arms</h2>", _arms_table(plan, combo)]
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
@@ -168,11 +180,12 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
 
 
 def _table(board: Sequence[dict[str, Any]]) -> str:
-    head = ["arm", "seeds", "test accuracy", "test loss", "vs baseline", "best epoch", "stopped epoch", "final gap", "zero weights", "p (Welch)", "verdict"]
+    acc = has_accuracy(board)
+    head = ["arm", "seeds", *(["test accuracy"] if acc else []), "test loss", "vs baseline", "best epoch", "stopped epoch", "final gap", "zero weights", "p (Welch)", "verdict"]
     lines = ["<table id=leaderboard><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for e in board:
         cells = [
-            e["arm"], str(e["seeds"]), f"{e['test_acc']:.3f} ± {e['test_acc_std']:.3f}", f"{e['test_loss']:.3f} ± {e['test_loss_std']:.3f}",
+            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f} ± {e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f} ± {e['test_loss_std']:.3f}",
             "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.1%"), f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
             f"{e['gap']:.3f}", f"{e['zero_frac']:.1%}", _fmt(e["p_value"], ".3g"), e["verdict"],
         ]  # fmt: skip
@@ -199,13 +212,14 @@ def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    acc = has_accuracy(board)
     table = Table(title=title)
-    for col in ("arm", "test acc", "test loss", "vs base", "best ep", "stop ep", "gap", "zeros", "p", "verdict"):
+    for col in ("arm", *(["test acc"] if acc else []), "test loss", "vs base", "best ep", "stop ep", "gap", "zeros", "p", "verdict"):
         table.add_column(col, justify="left" if col in ("arm", "verdict") else "right")
     for e in board:
         style = {"better": "green", "worse": "red", "baseline": "bold"}.get(e["verdict"])
         table.add_row(
-            e["arm"], f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}", f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
+            e["arm"], *([f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
             "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%"), f"{e['best_epoch']:.0f}", f"{e['stopped_epoch']:.0f}",
             f"{e['gap']:.3f}", f"{e['zero_frac']:.0%}", _fmt(e["p_value"], ".2g"), SHORT.get(e["verdict"], e["verdict"]), style=style,
         )  # fmt: skip

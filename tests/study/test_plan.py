@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 
 from reglab.recipe import Recipe
 from reglab.study.plan import ARMS, COMBINATION, Plan, load_study_file, make_plan
+from study_helpers import tiny_base
 
 
 def test_default_plan_has_every_arm_three_seeds_and_the_combination():
@@ -15,6 +17,21 @@ def test_default_plan_has_every_arm_three_seeds_and_the_combination():
         assert (recipe == base.updated({"training.seed": 2})) == (not changed), arm.name
     assert plan.arm("half-width").recipe.model.width == base.model.resolved_width // 2
     assert plan.arm("dropout").recipe.model.dropout == 0.3
+
+
+def test_default_arms_fit_the_data_and_the_loss(tmp_path, signals):
+    assert make_plan(tiny_base(signals)).left_out == {}, "signals (C, L) with class labels: every arm fits"
+    regression = make_plan(Recipe().updated({"data.name": "diabetes", "training.loss": "mse"}))
+    assert list(regression.left_out) == ["shift", "label-smoothing", "mixup", "cutmix"]
+    assert "shape (10,)" in regression.left_out["shift"] and "class labels" in regression.left_out["mixup"]
+    assert regression.arm_names == [a for a in ARMS if a not in regression.left_out]
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tab.npz", x=rng.normal(size=(60, 5)).astype(np.float32), y=np.arange(60) % 2)
+    tabular = make_plan(Recipe().updated({"data.name": "npz", "data.path": str(tmp_path / "tab.npz")}))
+    assert list(tabular.left_out) == ["shift", "cutmix"] and "mixup" in tabular.arm_names
+    with pytest.raises(ValueError, match="arm 'mixup': mixing.mixup_alpha .* needs class labels"):
+        make_plan(regression.base, arms=["baseline", "mixup"])  # named explicitly: refused with the reason
+    assert Plan.from_dict(regression.to_dict()) == regression, "what was left out is not part of the study's identity"
 
 
 def test_plan_round_trips_through_its_dict():

@@ -71,9 +71,11 @@ def chromium(tmp_path):
         proc.wait()
 
 
-def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tmp_path, chromium):
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tmp_path, chromium, task):
     arms = ["baseline", "early-stopping", "l1-proximal", "l2", "dropout", "combination"]
-    run_study(make_plan(tiny_base(signals), arms=arms, seeds=2), tmp_path / "study")
+    base = tiny_base(signals) if task == "classification" else tiny_base(signals).updated({"data.name": "diabetes", "training.loss": "mse"})
+    run_study(make_plan(base, arms=arms, seeds=2), tmp_path / "study")
     pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{chromium}/json/list").read())
     page = next(p for p in pages if p["type"] == "page")
     tools = DevTools(page["webSocketDebuggerUrl"])
@@ -96,7 +98,8 @@ def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tm
         if e.get("method") in ("Runtime.exceptionThrown", "Log.entryAdded") and (e["method"] == "Runtime.exceptionThrown" or e["params"]["entry"]["level"] == "error")
         or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
     ]  # fmt: skip
-    assert len(images) == 4, images  # curves, overlay, weight histograms, accuracy bars
+    figures = ["train vs validation loss per arm", "validation loss of all arms", "first-layer weight histograms"]
+    assert [alt for alt, *_ in images] == [*figures, "test accuracy per arm" if task == "classification" else "test loss per arm"]
     assert all(complete and w > 0 and h > 0 for _, complete, w, h in images), images
     assert sorted(listed) == sorted(arms)
     assert errors == []

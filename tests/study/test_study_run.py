@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import random
 import signal
 import subprocess
@@ -12,7 +13,8 @@ from collections import Counter
 import pytest
 from optuna.trial import TrialState
 
-from reglab.study import make_plan, rebuild_report, run_study
+from reglab.recipe import Recipe
+from reglab.study import make_plan, print_leaderboard, rebuild_report, run_study
 from reglab.study.runner import thread_share
 from reglab.study.storage import StudyStore, key_of, sqlite_url
 
@@ -44,6 +46,25 @@ def test_study_runs_every_point_once_writes_the_report_and_resumes_nothing(signa
     assert len(store.trials()) == trials_before
     (tmp_path / "report.html").unlink()
     assert rebuild_report(tmp_path) == board and (tmp_path / "report.html").exists()
+
+
+def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path, capsys):
+    base = Recipe().updated({"data.name": "diabetes", "training.loss": "mse", "data.batch_size": 32, "model.width": 32, "training.epochs": 30})
+    plan = make_plan(base, arms=["baseline", "early-stopping", "dropout", "combination"], seeds=2)
+    board = run_study(plan, tmp_path)
+    assert [e["arm"] for e in board] == sorted(plan.arm_names, key=lambda a: next(e["test_loss"] for e in board if e["arm"] == a))
+    assert all(math.isnan(e["test_acc"]) for e in board)
+    baseline = next(e for e in board if e["arm"] == "baseline")
+    assert baseline["test_loss"] < 0.8, "standardized targets: a constant prediction's MSE is ~1, the MLP must do better"
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert len(rows) == 8 and {r["test_acc"] for r in rows} == {""}
+    for e in board:  # the leaderboard's means are the trials' MSEs
+        assert e["test_loss"] == pytest.approx(sum(float(r["test_loss"]) for r in rows if r["arm"] == e["arm"]) / 2, rel=1e-12)
+    page = (tmp_path / "report.html").read_text()
+    assert "test accuracy" not in page and "<h2>Test loss</h2>" in page and "mean squared error" in page
+    print_leaderboard(board, "regression")
+    table = capsys.readouterr().out
+    assert "test loss" in table and "test acc" not in table and "nan" not in table
 
 
 def test_two_local_workers_complete_each_point_once(signals, tmp_path):
