@@ -37,6 +37,16 @@ def mean_curve(histories: Sequence[Sequence[dict[str, Any]]], key: str) -> np.nd
     return out
 
 
+def _common_top(valid: Sequence[np.ndarray]) -> float | None:
+    """A shared y-limit that shows every arm's validation curve (the training curves' first
+    epochs may be cut), in the loss's own units, unless one arm diverges far above the others:
+    the highest validation loss, capped at twice the arms' median highest."""
+    tops = [float(np.max(v[np.isfinite(v)])) for v in valid if np.isfinite(v).any()]
+    if not tops:
+        return None
+    return min(max(tops), 2 * float(np.median(tops))) * 1.05
+
+
 def learning_curves(curves: dict[str, list], order: Sequence[str], loss: str = "cross-entropy loss") -> bytes:
     """Small multiples: mean train vs validation loss per arm, the best epoch marked."""
     plt = _plt()
@@ -44,7 +54,7 @@ def learning_curves(curves: dict[str, list], order: Sequence[str], loss: str = "
     cols = min(4, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), sharey=True, squeeze=False, constrained_layout=True)
-    top = max(np.nanmax(np.r_[mean_curve(curves[a], "valid_loss"), mean_curve(curves[a], "train_loss")]) for a in order)
+    top = _common_top([mean_curve(curves[a], "valid_loss") for a in order])
     for ax, arm in zip(axes.flat, order):
         train, valid = mean_curve(curves[arm], "train_loss"), mean_curve(curves[arm], "valid_loss")
         epochs = np.arange(1, len(valid) + 1)
@@ -53,7 +63,8 @@ def learning_curves(curves: dict[str, list], order: Sequence[str], loss: str = "
         best = int(np.nanargmin(valid)) + 1
         ax.axvline(best, color="gray", linestyle="--", linewidth=1)
         ax.set_title(f"{arm} (best epoch {best})", fontsize=10)
-        ax.set_ylim(0, min(top, 4.0) * 1.05)
+        if top is not None:
+            ax.set_ylim(0, top)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
