@@ -1,9 +1,12 @@
 """``reglab study`` / ``reglab report`` from the command line, bad input included."""
 
+import csv
 import hashlib
 
+import numpy as np
 import pytest
 
+from reglab.study import ARMS
 from study_helpers import run_cli
 
 ARGS = ["--width", 16, "--epochs", 3, "--seeds", 2, "--arms", "baseline,dropout", "--quiet"]
@@ -57,3 +60,19 @@ def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(fini
 def test_report_of_a_folder_without_a_study_fails_clearly(tmp_path):
     r = run_cli("report", tmp_path)
     assert r.returncode == 2 and "holds no study" in r.stderr
+
+
+def test_a_study_of_a_tabular_csv_runs_the_arms_that_fit(tmp_path):
+    """A CSV of feature vectors: shift and CutMix (signal/image axes) are left out and named;
+    every other arm runs, Mixup included."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    y = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
+    lines = ["a,b,c,d,e,f,label", *(",".join([*(f"{v:.4f}" for v in row), label]) for row, label in zip(x, y))]
+    (tmp_path / "tab.csv").write_text("\n".join(lines) + "\n")
+    r = run_cli("study", "--dataset", tmp_path / "tab.csv", "--width", 8, "--epochs", 2, "--seeds", 1, "--quiet", "--out", tmp_path / "s")
+    assert r.returncode == 0, r.stderr
+    assert "arm shift left out: it needs signals or images; samples here have shape (6,)" in r.stdout
+    assert "arm cutmix left out" in r.stdout
+    arms = {row["arm"] for row in csv.DictReader((tmp_path / "s" / "results.csv").open())}
+    assert arms == set(ARMS) - {"shift", "cutmix"}
