@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
 import json
 import math
@@ -32,7 +33,7 @@ def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, An
     attrs = store.attrs()
     if "plan" not in attrs:
         raise ValueError(f"the study {store.name!r} holds no reglab plan")
-    plan = Plan.from_dict(attrs["plan"])
+    plan = dataclasses.replace(Plan.from_dict(attrs["plan"]), left_out=attrs.get("left_out", {}))
     rows = []
     for (arm, seed), t in sorted(store.completed().items(), key=lambda kv: kv[1].number):
         s = t.user_attrs["summary"]
@@ -202,6 +203,8 @@ def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
     for name, desc, changes in arms:
         text = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "none"
         lines.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td><td><code>{html.escape(text)}</code></td></tr>")
+    for name, why in plan.left_out.items():
+        lines.append(f"<tr class=left-out><td>{html.escape(name)}</td><td>not run: it {html.escape(why)}</td><td></td></tr>")
     return "\n".join(lines) + "</tbody></table>"
 
 

@@ -44,6 +44,8 @@ def attach(plan: Plan, url: str) -> StudyStore:
     stored = store.attrs().get("plan")
     if stored is None:
         store.set_attr("plan", plan.to_dict())
+        if plan.left_out:  # for the report: built-in arms that did not fit the data, and why
+            store.set_attr("left_out", plan.left_out)
     elif _normalized(stored) != json.loads(json.dumps(plan.to_dict())):
         raise StorageError(
             f"the study {plan.name!r} in this storage was started with another plan (arms, seeds or base recipe); "
