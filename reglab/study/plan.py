@@ -84,7 +84,7 @@ class Plan:
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
     combination: bool = False  # run the combination arm after the others
-    left_out: dict[str, str] = field(default_factory=dict, compare=False)  # built-in arms that do not fit the data -> why (not stored)
+    left_out: dict[str, str] = field(default_factory=dict, compare=False)  # built-in arms that do not fit the data -> why; not in to_dict
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -129,7 +129,7 @@ def make_plan(
     base = base or Recipe()
     overrides = dict(overrides or {})
     known = {**ARMS, **{k: ("user arm", {}) for k in overrides if k not in ARMS}}
-    left_out = {}
+    left_out: dict[str, str] = {}
     if arms is None:
         left_out = unfit_arms(base, input_shape(base))
         names = [*[a for a in ARMS if a != COMBINATION and a not in left_out], *[n for n in overrides if n not in ARMS], COMBINATION]
