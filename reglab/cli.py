@@ -60,6 +60,7 @@ _RECIPE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--warmup": ("schedule.warmup_epochs", {"type": int, "help": "epochs of linear learning-rate warm-up"}),
     "--batch-size": ("data.batch_size", {"type": int}),
     "--valid-fraction": ("data.valid_fraction", {"type": float}),
+    "--train-size": ("data.train_size", {"type": int, "help": "use N training samples (a random subset; validation and test sets unchanged)"}),
     "--epochs": ("training.epochs", {"type": int}),
     "--seed": ("training.seed", {"type": int}),
     "--device": ("training.device", {"help": "cpu, cuda, cuda:N or auto"}),

@@ -21,6 +21,9 @@ regression=True)``, a recipe whose ``training.loss`` is ``mse`` or ``mae``) have
 
 The validation set is carved from the training set by the run's seed; data without a test
 split get one carved with a fixed seed, so the test set is the same for every seed.
+``data.train_size = N`` then keeps N of the remaining training samples (a random subset that
+grows by nesting as N grows, for one seed), leaving the validation and test sets as they are:
+how overfitting depends on the amount of data (TECHNIQUES.md section 11).
 """
 
 from __future__ import annotations
@@ -108,6 +111,10 @@ def load_data(config: DataConfig, seed: int, regression: bool = False) -> Data:
     for part, xs in (("training", x_train), ("validation", x_valid)):
         if len(xs) == 0:
             raise ValueError(f"the {part} split is empty: {len(x)} samples, data.valid_fraction = {config.valid_fraction}")
+    if config.train_size:  # less data (TECHNIQUES.md section 11): the split is in random order, so this is a random subset
+        if config.train_size > len(x_train):
+            raise ValueError(f"data.train_size = {config.train_size}, but the training split holds {len(x_train)} samples")
+        x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
     return Data(config.name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes, classes)
 
 

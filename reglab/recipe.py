@@ -50,6 +50,7 @@ class DataConfig:
     valid_fraction: float = 0.2  # carved from the training set, by seed
     test_fraction: float = 0.2  # only for data without its own test split (digits, diabetes, npz, csv)
     batch_size: int = 100  # >= the training-set size gives full-batch gradient descent
+    train_size: int = 0  # training samples used: 0 = the whole training split; N = a random N of it (by seed, nested in N)
     label_column: str = "label"  # csv only: the column holding the labels (integers 0..K-1 or class names) or the target
 
     def __post_init__(self) -> None:
@@ -64,6 +65,7 @@ class DataConfig:
                 f"data.valid_fraction + data.test_fraction must be < 1, got {self.valid_fraction} + {self.test_fraction}"
             )
         check_int("data.batch_size", self.batch_size, low=1)
+        check_int("data.train_size", self.train_size, low=0)
         check_str("data.label_column", self.label_column)
 
 

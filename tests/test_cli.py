@@ -107,13 +107,13 @@ def test_regularization_flags_reach_the_recipe(tmp_path):
     out = tmp_path / "o"
     args = ["train", "--dataset", "digits", "--width", "16", "--epochs", "2", "--l2", "1e-3", "--l1-proximal", "0.01",
             "--input-noise", "0.1", "--weight-noise", "0.01", "--shift", "1", "--flip", "0.5", "--rotate", "10",
-            "--cutout", "2", "--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--out", str(out), "--quiet"]
+            "--cutout", "2", "--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--train-size", "300", "--out", str(out), "--quiet"]
     assert main(args) == 0
     r = Recipe.load(out / "recipe.toml")
     assert (r.regularization.l2, r.regularization.input_noise, r.regularization.weight_noise) == (1e-3, 0.1, 0.01)
     assert (r.augment.shift, r.augment.flip, r.augment.rotate, r.augment.cutout) == (1, 0.5, 10.0, 2)
     assert (r.mixing.label_smoothing, r.mixing.mixup_alpha, r.mixing.cutmix_alpha) == (0.1, 0.2, 1.0)
-    assert r.optimizer.options["l1_proximal"] == 0.01
+    assert r.optimizer.options["l1_proximal"] == 0.01 and r.data.train_size == 300
     history = json.loads((out / "history.json").read_text())
     assert {"zero_frac", "weight_l2", "first_zero_frac"} <= set(history[-1])
 

@@ -231,3 +231,19 @@ def test_csv_regression_target_must_be_a_number(tmp_path):
     (tmp_path / "r.csv").write_text("a,y\n1,2.5\n2,high\n3,1\n")
     with pytest.raises(ValueError, match="line 3: regression target 'high' in column 'y' is not a number"):
         load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="y"), 0, regression=True)
+
+
+def test_train_size_keeps_a_nested_random_subset_and_the_same_validation_and_test_sets():
+    full = load_data(DataConfig(name="digits"), seed=3)
+    small, smaller = (load_data(DataConfig(name="digits", train_size=n), seed=3) for n in (400, 100))
+    assert (len(small.x_train), len(smaller.x_train)) == (400, 100)
+    assert torch.equal(smaller.x_train, small.x_train[:100]) and torch.equal(small.x_train, full.x_train[:400]), "nested in N"
+    for d in (small, smaller):
+        assert torch.equal(d.x_valid, full.x_valid) and torch.equal(d.x_test, full.x_test) and d.num_classes == 10
+    other = load_data(DataConfig(name="digits", train_size=400), seed=4)
+    assert not torch.equal(other.y_train, small.y_train), "another seed draws another subset"
+    assert len(np.unique(small.y_train.numpy())) == 10, "a random subset, not the first classes"
+    with pytest.raises(ValueError, match="data.train_size = 5000, but the training split holds 1150"):
+        load_data(DataConfig(name="digits", train_size=5000), seed=3)
+    with pytest.raises(ValueError, match="data.train_size"):
+        DataConfig(train_size=-1)

@@ -34,3 +34,15 @@ def test_early_stopping_stops_within_patience_and_restores_the_best_model():
     restored_loss, _ = trainer.evaluate(trainer.data.x_valid, trainer.data.y_valid)
     assert restored_loss == pytest.approx(min(valid), rel=1e-6)
     assert restored_loss < valid[-1]
+
+
+def test_less_data_overfits_more():
+    """TECHNIQUES.md section 11: the same network on fewer samples ends with a larger
+    generalization gap and a higher best validation loss."""
+    recipe = BASELINE.updated({"model.width": 128, "training.epochs": 40})
+    gaps, valid = {}, {}
+    for n in (200, 3200):
+        h = build(recipe.updated({"data.train_size": n})).fit()
+        gaps[n] = h[-1]["valid_loss"] - h[-1]["train_loss"]
+        valid[n] = min(r["valid_loss"] for r in h)
+    assert gaps[200] > 1.5 * gaps[3200] and valid[200] > 1.3 * valid[3200], (gaps, valid)  # measured: 1.8-2.1x, 1.7-1.8x
