@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("reglab: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # whoever read our output has gone (`reglab report DIR | head`): end quietly, as rich's console does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("reglab: interrupted; to continue, run the same command again (reglab train: add --resume)", file=sys.stderr)
         return 130

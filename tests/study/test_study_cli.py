@@ -2,6 +2,9 @@
 
 import csv
 import hashlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -55,6 +58,22 @@ def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(fini
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("reglab: error:") and message in lines[0], r.stderr
     assert _snapshot(finished) == before
+
+
+@pytest.mark.parametrize("command", ["report", "study"])
+def test_output_into_a_closed_pipe_ends_quietly(finished, signals, command):
+    """``reglab report DIR | head -1``: no traceback when the reader goes away, and the study is intact."""
+    args = ["report", finished] if command == "report" else ["study", "--dataset", signals, *ARGS, "--out", finished]
+    before = _snapshot(finished)
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe now fails with EPIPE
+    try:
+        r = subprocess.run([sys.executable, "-m", "reglab.cli", *map(str, args)], stdout=write, stderr=subprocess.PIPE,
+                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        os.close(write)
+    assert r.returncode == 1 and r.stderr == "", r.stderr
+    assert {p for p in before if p.name != "report.html"} <= set(_snapshot(finished))
 
 
 def test_report_of_a_folder_without_a_study_fails_clearly(tmp_path):
