@@ -1,5 +1,11 @@
 """reglab: regularization and optimization techniques for PyTorch, and a lab to compare them.
 
+The techniques are re-exported flat (``reglab.AdamW``, ``reglab.mixup``, ``reglab.Penalty``,
+``reglab.EarlyStopping``); each lives in its family's subpackage (``reglab.optim``,
+``reglab.augment``, ``reglab.regularize``, ``reglab.train``), which also holds the pieces used
+less often. ``scale`` belongs to two families (an optimizer piece and an augmentation) and is
+left to them; studies are ``reglab.study`` (it imports Optuna).
+
 >>> import reglab
 >>> recipe = reglab.Recipe.from_dict({"training": {"epochs": 3}})
 >>> result = reglab.fit(recipe)  # doctest: +SKIP
@@ -12,15 +18,35 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+from reglab.augment import (
+    Augment,
+    LabelSmoothing,
+    Mixing,
+    cutmix,
+    cutout,
+    erase,
+    flip,
+    mixup,
+    one_hot,
+    rotate,
+    shift,
+    smooth_labels,
+    soft_cross_entropy,
+    translate,
+)
 from reglab.data import Data, load_data
 from reglab.models import build_model, cnn, mlp
+from reglab.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, chain, decay_groups
 from reglab.recipe import Recipe
+from reglab.regularize import InputNoise, Penalty, WeightNoise, gaussian_noise, l1_penalty, l2_penalty
 from reglab.train import (
     Callback,
     Checkpointer,
     Diagnosis,
     EarlyStopping,
+    GradNorms,
     History,
+    LRScheduler,
     ProgressBar,
     Result,
     Trainer,
@@ -44,21 +70,16 @@ def fit(model_or_recipe: Any, data: Data | None = None, optimizer: Any = None, *
 
 
 __all__ = [
-    "Callback",
-    "Checkpointer",
-    "Data",
-    "Diagnosis",
-    "EarlyStopping",
-    "History",
-    "ProgressBar",
-    "Recipe",
-    "Result",
-    "Trainer",
-    "build_model",
-    "cnn",
-    "diagnose",
-    "fit",
-    "load_data",
-    "mlp",
-    "run_recipe",
-]
+    # the lab: recipes, data, models, training
+    "Recipe", "Data", "load_data", "build_model", "mlp", "cnn", "fit", "train_recipe", "run_recipe",
+    "Trainer", "History", "Result", "Diagnosis", "diagnose",
+    # callbacks
+    "Callback", "EarlyStopping", "Checkpointer", "GradNorms", "LRScheduler", "ProgressBar",
+    # optimizers (drop-ins for torch.optim) and their composition
+    "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Optimizer", "chain", "decay_groups",
+    # penalties and noise
+    "Penalty", "l1_penalty", "l2_penalty", "InputNoise", "WeightNoise", "gaussian_noise",
+    # augmentation, labels, mixing
+    "Augment", "flip", "shift", "translate", "rotate", "cutout", "erase",
+    "one_hot", "smooth_labels", "LabelSmoothing", "soft_cross_entropy", "Mixing", "mixup", "cutmix",
+]  # fmt: skip
