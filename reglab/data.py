@@ -349,7 +349,9 @@ def _labels(y: np.ndarray, y_test: np.ndarray | None, path) -> tuple[np.ndarray,
 
 def _check_integral(y: np.ndarray, path) -> None:
     if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0):
-        raise ValueError(f"{path}: labels must be integers 0..K-1, or class names (found non-integer or missing values)")
+        real = np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y))  # not a missing label: a real value
+        hint = "; for real-valued targets (a regression) set training.loss = mse or mae (--loss mse)" if real else ""
+        raise ValueError(f"{path}: labels must be integers 0..K-1, or class names (found non-integer or missing values){hint}")
 
 
 _LOADERS = {

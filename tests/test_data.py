@@ -208,9 +208,12 @@ def test_regression_targets_from_npz_and_csv(tmp_path):
     (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
     d = load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="price"), 0, regression=True)
     assert d.y_train.dtype == torch.float32 and torch.allclose(d.y_train[:, 0], d.x_train[:, 0] * 0.5 + 0.25)
-    # the same csv as classification data: 0.25, 0.75, ... are not class labels
-    with pytest.raises(ValueError, match="labels must be integers"):
+    # the same csv as classification data: 0.25, 0.75, ... are not class labels, and the error says what to set
+    with pytest.raises(ValueError, match=r"labels must be integers.*regression\) set training.loss = mse or mae \(--loss mse\)"):
         load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="price"), 0)
+    np.savez(tmp_path / "gap.npz", x=x[:4], y=np.array([0.0, np.nan, 1.0, 2.0]))  # a missing label: no regression hint
+    with pytest.raises(ValueError, match=r"missing values\)$"):
+        load_data(DataConfig(name="npz", path=str(tmp_path / "gap.npz")), 0)
 
 
 @pytest.mark.parametrize(
