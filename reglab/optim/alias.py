@@ -140,13 +140,16 @@ class SGD(_Named):
         u = a,  or  u = g + β a           (nesterov)
         W ← W − η u
 
-    Same signature, defaults and trajectory as ``torch.optim.SGD``. Plain SGD is
+    Same signature, defaults and trajectory as ``torch.optim.SGD``, for β in [0, 1) and d in
+    [0, 1] (torch.optim also takes values outside, which diverge or flip the step). Plain SGD is
     ``W ← W − η g``; batch, stochastic or mini-batch GD depends only on the batch size.
 
     >>> opt = SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)  # doctest: +SKIP
     """
 
-    _ranges = {"momentum": (0.0, None, False)}
+    # torch.optim.SGD takes any β >= 0 and any d; β >= 1 never forgets a gradient (the buffer
+    # grows without bound) and d outside [0, 1] flips or amplifies it: refused here
+    _ranges = {"momentum": (0.0, 1.0, True), "dampening": (0.0, 1.0, False)}
     torch_state_names = {"momentum_buffer": "momentum"}
     sparse_grads = True
 
@@ -287,10 +290,11 @@ class RMSprop(_Named):
         momentum β: b ← β b + u ;  u = b
         W ← W − η u
 
-    Same signature and defaults as ``torch.optim.RMSprop`` (γ = 0.99, η = 1e-2).
+    Same signature and defaults as ``torch.optim.RMSprop`` (γ = 0.99, η = 1e-2); γ and β must
+    be in [0, 1) (torch.optim takes γ = 1 and any β >= 0).
     """
 
-    _ranges = {"alpha": (0.0, 1.0, True), "eps": (0.0, None, False), "momentum": (0.0, None, False)}
+    _ranges = {"alpha": (0.0, 1.0, True), "eps": (0.0, None, False), "momentum": (0.0, 1.0, True)}
     torch_state_names = {"square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "momentum"}
 
     def __init__(

@@ -358,6 +358,10 @@ def test_zero_or_missing_gradient_leaves_parameters_untouched(name):
         ("SGD", {"lr": torch.tensor(-0.1)}, ValueError, "lr"),
         ("SGD", {"lr": torch.tensor(math.nan)}, ValueError, "lr"),
         ("SGD", {"momentum": -0.9}, ValueError, "momentum"),
+        ("SGD", {"momentum": 1.0}, ValueError, "momentum must be in [0.0, 1.0), got 1.0"),  # torch.optim takes it
+        ("SGD", {"momentum": 0.9, "dampening": 1.5}, ValueError, "dampening must be in [0.0, 1.0], got 1.5"),
+        ("SGD", {"momentum": 0.9, "dampening": -0.5}, ValueError, "dampening"),
+        ("RMSprop", {"momentum": 1.5}, ValueError, "momentum must be in [0.0, 1.0)"),
         ("SGD", {"nesterov": True}, ValueError, "nesterov"),
         ("SGD", {"weight_decay": -1.0}, ValueError, "weight_decay"),
         ("SGD", {"l1_proximal": math.inf}, ValueError, "l1_proximal"),
