@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -55,6 +56,17 @@ def check_str(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
     return value
+
+
+def check_folder(name: str, value: Any) -> Path:
+    """``value`` as a Path that is, or can be made, a folder: no part of it is an existing file."""
+    path = Path(value)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ValueError(f"{name} {path}: {part} is a file, not a folder")
+            break
+    return path
 
 
 def check_generator(generator: Any) -> Any:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reglab._checks import check_folder
 from reglab.recipe import (
     ACTIVATIONS,
     DATASETS,
@@ -183,6 +184,7 @@ def _parse_value(text: str) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from reglab.train.run import run_recipe
 
+    check_folder("--out", args.out)
     checkpoint = args.out / "checkpoint.pt"
     if args.resume and checkpoint.exists() and not args.recipe and not _changes(args):
         recipe = Recipe.load(args.out / "recipe.toml")  # resume exactly what was started
@@ -222,6 +224,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 def cmd_study(args: argparse.Namespace) -> int:
     from reglab.study import load_study_file, make_plan, print_leaderboard, run_study
 
+    check_folder("--out", args.out)
     options = load_study_file(args.config) if args.config else {}
     base = Recipe.load(args.recipe) if args.recipe else options.pop("base", Recipe())
     options.pop("base", None)

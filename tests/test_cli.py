@@ -175,3 +175,15 @@ def test_grad_norms_and_sharpness_flags(tmp_path, capsys):
     assert summary["sharpness"] > 0 and "sharpness" in capsys.readouterr().out
     assert main(["train", "--sharpness", "-1", "--out", str(tmp_path / "bad")]) == 2
     assert "training.sharpness" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "study"])
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_an_output_folder_that_is_a_file_is_refused_before_training(tmp_path, capsys, command, where):
+    (tmp_path / "data.npz").write_bytes(b"not a folder")
+    out = tmp_path / "data.npz" if where == "file" else tmp_path / "data.npz" / "run"
+    extra = ["--arms", "baseline", "--seeds", "1"] if command == "study" else []
+    assert main([command, "--dataset", "digits", "--epochs", "1", "--out", str(out), "--quiet", *extra]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"reglab: error: --out {out}: {tmp_path / 'data.npz'} is a file, not a folder"], lines
+    assert (tmp_path / "data.npz").read_bytes() == b"not a folder"

@@ -59,11 +59,11 @@ def run_study(
     uses ``threads`` torch threads (default: its share of the CPU cores, ``cores // workers``)."""
     import torch
 
-    from reglab._checks import check_int
+    from reglab._checks import check_folder, check_int
 
     workers = check_int("workers", workers, low=1)
     threads = thread_share(workers) if threads is None else check_int("threads", threads, low=1)
-    out = Path(out)
+    out = check_folder("out", out)
     preflight(plan)
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)

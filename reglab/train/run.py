@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from reglab._checks import check_folder
 from reglab.augment import Augment, LabelSmoothing, Mixing
 from reglab.data import Data, load_data
 from reglab.models import build_model
@@ -152,7 +153,7 @@ def run_recipe(
     run is only re-reported. ``plots=False`` skips ``curves.png``; ``data`` reuses data already
     loaded for this recipe's data section and seed.
     """
-    out = Path(out)
+    out = check_folder("out", out)
     ckpt = out / "checkpoint.pt"
     state = None
     if ckpt.exists():

@@ -68,6 +68,8 @@ def test_existing_run_is_refused_and_changed_recipe_cannot_resume(tmp_path):
         run_recipe(recipe.updated({"model.width": 32}), tmp_path / "r", resume=True)
     again = run_recipe(recipe, tmp_path / "r", resume=True)  # a finished run is only re-reported
     assert len(again.history) == 2
+    with pytest.raises(ValueError, match=r"out .*recipe.toml/sub: .*recipe.toml is a file, not a folder"):
+        run_recipe(recipe, tmp_path / "r" / "recipe.toml" / "sub")
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
