@@ -34,6 +34,7 @@ runs once the other arms are finished.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +42,10 @@ from typing import Any
 
 from reglab._checks import check_int, check_str
 from reglab.recipe import Recipe, read_toml
+from reglab.study.stats import BASELINE
 
 COMBINATION = "combination"
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # an arm's runs live in OUT/runs/NAME-seedS-HASH
 
 # name -> (what it does, recipe changes). Strengths are chosen for the default study: each
 # measurably lowers MNIST-1D's validation loss versus the baseline over three seeds.
@@ -128,6 +131,13 @@ def make_plan(
     """
     base = base or Recipe()
     overrides = dict(overrides or {})
+    for n in overrides:
+        if not isinstance(n, str) or not ARM_NAME.fullmatch(n):
+            raise ValueError(f"arm name {n!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit (it names a folder)")
+    if overrides.get(BASELINE):
+        raise ValueError("the baseline arm is the base recipe: change it under [base] in the study file (or with flags), not [arm.baseline]")
+    if not check_str("name", name).strip():
+        raise ValueError(f"the study's name must not be empty, got {name!r}")
     known = {**ARMS, **{k: ("user arm", {}) for k in overrides if k not in ARMS}}
     left_out: dict[str, str] = {}
     if arms is None:
@@ -155,7 +165,7 @@ def make_plan(
     for n in sorted(set(overrides) - set(names)):  # defined but not run now: checked all the same, so a typo fails today
         _arm(n, "", overrides[n], base)
     combination = COMBINATION in names
-    if combination and "baseline" not in names:
+    if combination and BASELINE not in names:
         raise ValueError("the combination arm needs the baseline arm to compare with")
     return Plan(check_str("name", name), base, tuple(built), _seeds(seeds), combination, left_out)
 

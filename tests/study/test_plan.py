@@ -52,6 +52,13 @@ def test_plan_round_trips_through_its_dict():
         ({"overrides": {"dropout": {"model.dropout": 1.5}}, "arms": ["dropout"]}, "arm 'dropout': model.dropout"),
         ({"overrides": {"mine": {"model.widht": 3}}, "arms": ["mine"]}, "arm 'mine'"),
         ({"overrides": {"dropout": {"model.dropout": 1.5}}, "arms": ["baseline"]}, "arm 'dropout': model.dropout"),
+        # an arm's name becomes a folder under OUT/runs: nothing that leaves it, or splits --arms
+        ({"overrides": {"../evil": {"model.dropout": 0.1}}, "arms": ["baseline"]}, r"arm name '\.\./evil' must"),
+        ({"overrides": {"a,b": {"model.dropout": 0.1}}}, r"arm name 'a,b' must"),
+        ({"overrides": {"": {"model.dropout": 0.1}}}, r"arm name '' must"),
+        ({"overrides": {"baseline": {"model.dropout": 0.1}}}, r"baseline arm is the base recipe: change it under \[base\]"),
+        ({"name": ""}, "name must not be empty"),
+        ({"name": "  "}, "name must not be empty"),
     ],
 )
 def test_bad_plans_fail_naming_the_problem(kwargs, match):
