@@ -6,7 +6,7 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-from reglab.augment import LabelSmoothing, Mixing, cutmix, mixup, sample_beta, smooth_labels, soft_cross_entropy
+from reglab.augment import LabelSmoothing, Mixing, cutmix, mixup, one_hot, sample_beta, smooth_labels, soft_cross_entropy
 
 
 def gen(seed=0):
@@ -124,9 +124,23 @@ def test_mixing_policy_switches_and_respects_prob():
         (lambda: mixup(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), None, num_classes=2), "generator"),
         (lambda: cutmix(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 7, num_classes=2), "generator"),
         (lambda: Mixing(3, mixup_alpha=1.0)(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), None), "generator"),
+        (lambda: mixup(torch.zeros(2, 3), torch.tensor([0, 12]), gen(), num_classes=10), "labels must be in 0..9 (num_classes = 10), got 12"),
+        (lambda: smooth_labels(torch.tensor([-1, 0]), 3, 0.1), "labels must be in 0..2 (num_classes = 3), got -1"),
+        (lambda: smooth_labels(torch.rand(4), 3, 0.1), "labels must be class indices"),
+        (lambda: smooth_labels(torch.zeros(4, 2), 3, 0.1), "soft targets must have 3 columns"),
+        (lambda: one_hot(torch.zeros(2, dtype=torch.long), 0), "num_classes"),
     ],
 )
 def test_bad_options(call, word):
     with pytest.raises((ValueError, TypeError)) as info:
         call()
     assert word in str(info.value)
+
+
+def test_one_hot_takes_any_integer_labels():
+    y = torch.tensor([2, 0, 1])
+    want = torch.eye(3)[[2, 0, 1]]
+    for dtype in (torch.int64, torch.int32, torch.uint8):
+        assert torch.equal(one_hot(y.to(dtype), 3), want)
+    soft = torch.full((3, 3), 1 / 3)
+    assert one_hot(soft, 3) is soft
