@@ -127,6 +127,9 @@ def identity() -> Transform:
 
 def chain(*transforms: Transform) -> Transform:
     """Apply ``transforms`` one after the other; their state names must not collide."""
+    for i, t in enumerate(transforms):
+        if not isinstance(t, Transform):
+            raise TypeError(f"chain: argument {i} must be a Transform (a piece such as scale_by_adam()), got {t!r} ({type(t).__name__})")
 
     def init(params: list[Tensor]) -> State:
         state: State = {}
@@ -272,6 +275,8 @@ class Optimizer(torch.optim.Optimizer):
         if fused is not None:
             check_bool("fused", fused)
         check_bool("compile", compile)
+        if not isinstance(transform, Transform) and not callable(transform):
+            raise TypeError(f"transform must be a Transform or a function group -> Transform, got {transform!r} ({type(transform).__name__})")
         self._transform = transform
         self.fused = bool(fused)
         self.compile = compile

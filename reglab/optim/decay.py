@@ -13,10 +13,11 @@ The loss penalty ``λ‖W‖²`` (no 1/2) has gradient ``2λW``: SGD weight deca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
+from reglab._checks import check_float, check_str
 from reglab.optim.base import Context, Deferred, State, Transform, add, keep
 
 
@@ -75,19 +76,27 @@ NORM_LAYERS = (
 )
 
 
-def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: tuple[str, ...] = ()) -> list[dict]:
+def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: str | Sequence[str] = ()) -> list[dict]:
     """Split ``model``'s trainable parameters into two optimizer groups: weights that decay
     (``weight_decay``) and those that do not (``0``): biases, normalization parameters, and any
     parameter whose name contains one of ``exclude``.
 
+    ``exclude`` is a name or a sequence of names; each must be part of some parameter's name.
+
     >>> opt = AdamW(decay_groups(model, 0.05, exclude=("embedding",)), lr=1e-3)  # doctest: +SKIP
     """
-    decay, no_decay = [], []
+    check_float("weight_decay", weight_decay, low=0)
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(check_str("exclude[]", e) for e in exclude)
+    decay, no_decay, names = [], [], []
     for module_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            names.append(full)
             if not p.requires_grad:
                 continue
-            full = f"{module_name}.{name}" if module_name else name
             skip = name == "bias" or isinstance(module, NORM_LAYERS) or any(e in full for e in exclude)
             (no_decay if skip else decay).append(p)
+    unmatched = [e for e in exclude if not any(e in n for n in names)]
+    if unmatched:  # a typo would silently decay what was meant to be spared
+        raise ValueError(f"exclude: {unmatched[0]!r} is in no parameter's name ({', '.join(names)})")
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reglab._checks import check_int
 from reglab.data import Data
 from reglab.train.callbacks import Callback, call
 
@@ -66,7 +67,8 @@ class Trainer:
         seed: int = 0,
     ) -> None:
         self.model, self.data, self.optimizer = model, data, optimizer
-        self.epochs, self.batch_size = epochs, batch_size
+        self.epochs, self.batch_size = check_int("epochs", epochs, low=1), check_int("batch_size", batch_size, low=1)
+        check_int("seed", seed, low=0)
         self.loss_fn = loss_fn or (F.mse_loss if data.regression else F.cross_entropy)  # the task's usual loss
         self.callbacks = list(callbacks)
         self.batch_transforms = list(batch_transforms)
@@ -78,6 +80,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.stop_reason: str | None = None
         _check_batch_norm(model, len(data.x_train), batch_size)
+        _check_model(model, data, outputs=loss_fn is None)
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> History:
@@ -234,6 +237,26 @@ def fit(
 def _hard(y: torch.Tensor) -> torch.Tensor:
     """Class indices from hard labels (N,) or soft targets (N, K)."""
     return y.argmax(1) if y.ndim == 2 else y
+
+
+def _check_model(model: nn.Module, data: Data, outputs: bool) -> None:
+    """One training sample through the model (``eval()`` mode, no gradient, mode restored),
+    before any step: the model must take the data's inputs and, with the default loss
+    (``outputs``), give one logit per class or one value per regression target."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(data.x_train[:1])
+    except RuntimeError as e:
+        raise ValueError(f"the model does not take the data's inputs (a sample has shape {tuple(data.x_train.shape[1:])}): {e}") from None
+    finally:
+        model.train(was_training)
+    want = data.num_outputs
+    if outputs and (not isinstance(out, torch.Tensor) or tuple(out.shape[1:]) != (want,)):
+        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+        needs = f"{want} regression targets" if data.regression else f"{want} classes"
+        raise ValueError(f"the model's output has shape {got} per sample; the data needs ({want},) ({needs})")
 
 
 def _check_batch_norm(model: nn.Module, n: int, batch_size: int) -> None:

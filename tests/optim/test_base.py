@@ -23,6 +23,13 @@ def test_chain_refuses_clashing_state_names():
         opt.step()
 
 
+def test_chain_and_optimizer_refuse_what_is_not_a_transform():
+    with pytest.raises(TypeError, match=r"chain: argument 1 must be a Transform .*got 0.9 \(float\)"):
+        ro.chain(ro.scale_by_adam(), 0.9)
+    with pytest.raises(TypeError, match=r"transform must be a Transform or a function group -> Transform, got 5"):
+        ro.Optimizer([torch.zeros(1, requires_grad=True)], 5)
+
+
 def test_scale_and_schedule_compose():
     w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = ro.Optimizer([w], ro.chain(ro.scale(2.0), ro.scale_by_schedule(lambda t: 1 / t)), lr=1.0)

@@ -164,6 +164,16 @@ def test_decay_groups_exclude_biases_norms_and_names():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
 
 
+def test_decay_groups_checks_its_arguments():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        ro.decay_groups(model, -0.1)
+    with pytest.raises(ValueError, match=r"exclude: 'embeding' is in no parameter's name \(0.weight, 0.bias, 1.weight, 1.bias\)"):
+        ro.decay_groups(model, 0.1, exclude=("embeding",))
+    decay, no_decay = ro.decay_groups(model, 0.1, exclude="1.")  # one name, not its characters
+    assert [p.shape for p in decay["params"]] == [(8, 4)] and len(no_decay["params"]) == 3
+
+
 def test_decay_groups_skip_frozen():
     model = nn.Linear(3, 3)
     model.weight.requires_grad_(False)

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from conftest import make_data
@@ -61,7 +62,8 @@ def test_train_and_eval_modes_and_no_grad():
     spy = ModeSpy()
     m = nn.Sequential(nn.Linear(3, 3), spy)
     Trainer(m, data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=40).fit()
-    assert spy.seen == [(True, True, 40), (False, False, 10)]
+    # the model check (one sample, before any step), the training batch, the validation set
+    assert spy.seen == [(False, False, 1), (True, True, 40), (False, False, 10)]
     assert m.training, "evaluate() must restore the training flag"
 
 
@@ -102,7 +104,7 @@ def test_batch_transforms_apply_to_training_batches_only(toy_data):
     fit(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=32, batch_transforms=[transform])
     assert sizes == [32, 32, 32]
     assert all(total == 0 for training, total in inputs if training)
-    assert [total > 0 for training, total in inputs if not training] == [True]  # validation untouched
+    assert [total > 0 for training, total in inputs if not training] == [True, True]  # model check, validation: untouched
 
 
 def test_loss_terms_enter_the_gradient_but_not_the_reported_loss(toy_data):
@@ -172,3 +174,45 @@ def test_state_dict_round_trip_continues_identically(toy_data):
     assert strip(second.history) == strip(straight.history)
     for a, b in zip(second.model.parameters(), straight.model.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "options, error, words",
+    [
+        ({"epochs": 0}, ValueError, ["epochs", "0"]),
+        ({"epochs": 2.5}, TypeError, ["epochs", "2.5"]),
+        ({"batch_size": 0}, ValueError, ["batch_size", "0"]),
+        ({"seed": -1}, ValueError, ["seed", "-1"]),
+    ],
+)
+def test_bad_loop_options_fail_at_construction(toy_data, options, error, words):
+    m = _model()
+    with pytest.raises(error) as info:
+        Trainer(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.1), **{"epochs": 1, "batch_size": 16, **options})
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        (lambda: _model(classes=5), ["output has shape (5,) per sample", "(3,) (3 classes)"]),
+        (lambda: _model(features=6), ["does not take the data's inputs", "shape (8,)"]),
+    ],
+    ids=["outputs", "inputs"],
+)
+def test_a_model_that_does_not_fit_the_data_fails_before_the_first_step(toy_data, model, words):
+    m = model()
+    before = [p.detach().clone() for p in m.parameters()]
+    with pytest.raises(ValueError) as info:
+        fit(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=16)
+    assert all(w in str(info.value) for w in words), str(info.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters())) and m.training
+
+
+def test_the_output_check_leaves_a_custom_loss_alone(toy_data):
+    """A loss of the user's own may want another output shape (one logit for two classes, say)."""
+    data = make_data(classes=2)
+    m = _model(classes=1)
+    bce = lambda out, y: F.binary_cross_entropy_with_logits(out[:, 0], y.float())  # noqa: E731
+    history = fit(m, data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=16, loss_fn=bce)
+    assert len(history) == 1
