@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from reglab._checks import check_int
+
 if TYPE_CHECKING:
     from reglab.recipe import DataConfig
 
@@ -63,6 +65,27 @@ class Data:
     y_test: torch.Tensor
     num_classes: int  # K; 0 for regression data
     classes: tuple[str, ...] = ()  # the class names, when the data named them (label i is classes[i])
+
+    def __post_init__(self) -> None:
+        """The checks ``load_data`` makes, for Data made by hand too: before any training step."""
+        parts = {"training": (self.x_train, self.y_train), "validation": (self.x_valid, self.y_valid), "test": (self.x_test, self.y_test)}
+        for where, (x, y) in parts.items():
+            check_arrays(x, y, f"{where} data")
+            if x.shape[1:] != self.x_train.shape[1:]:
+                raise ValueError(f"{where} inputs have shape {tuple(x.shape[1:])} per sample, training inputs {tuple(self.x_train.shape[1:])}")
+            if y.is_floating_point() != self.regression or y.shape[1:] != self.y_train.shape[1:]:
+                kind = "targets" if y.is_floating_point() else "labels"
+                base = "targets" if self.regression else "labels"
+                raise ValueError(
+                    f"{where} {kind} are {y.dtype} of shape {tuple(y.shape[1:])} per sample, "
+                    f"training {base} {self.y_train.dtype} of shape {tuple(self.y_train.shape[1:])}"
+                )
+        if self.regression:
+            return
+        check_int("num_classes", self.num_classes, low=1)
+        for where, (_, y) in parts.items():
+            if int(y.max()) >= self.num_classes:
+                raise ValueError(f"{where} data: labels must be in 0..{self.num_classes - 1} (num_classes = {self.num_classes}), found {int(y.max())}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:

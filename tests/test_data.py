@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from reglab import data as data_mod
-from reglab.data import check_arrays, load_data, read_idx
+from reglab.data import Data, check_arrays, load_data, read_idx
 from reglab.recipe import DataConfig
 
 
@@ -250,3 +250,30 @@ def test_train_size_keeps_a_nested_random_subset_and_the_same_validation_and_tes
         load_data(DataConfig(name="digits", train_size=5000), seed=3)
     with pytest.raises(ValueError, match="data.train_size"):
         DataConfig(train_size=-1)
+
+
+def _parts(n=12, features=3, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, features, generator=g), torch.arange(n) % classes
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"x_valid": lambda x: x.masked_fill(torch.eye(len(x), x.shape[1], dtype=torch.bool), float("nan"))}, r"validation data: \d+ NaN/Inf input values"),
+        ({"y_test": lambda y: y + 5}, r"test data: labels must be in 0..2 \(num_classes = 3\), found 7"),
+        ({"x_test": lambda x: x[:, :2]}, r"test inputs have shape \(2,\) per sample, training inputs \(3,\)"),
+        ({"y_train": lambda y: y[:-1]}, "training data: 12 inputs but 11 labels"),
+        ({"y_valid": lambda y: y.float()[:, None]}, "validation targets are torch.float32 .* training labels torch.int64"),
+        ({"num_classes": lambda k: 0}, "num_classes must be >= 1"),
+    ],
+)
+def test_a_data_object_is_checked_when_made(change, match):
+    """Data built by hand (the library's fit takes one) gets the checks load_data makes."""
+    x, y = _parts()
+    fields = {"x_train": x, "y_train": y, "x_valid": x.clone(), "y_valid": y.clone(), "x_test": x.clone(), "y_test": y.clone(), "num_classes": 3}
+    (key, fn), = change.items()
+    fields[key] = fn(fields[key])
+    with pytest.raises(ValueError, match=match):
+        Data("mine", **fields)
+    Data("mine", x, y, x, y, x, y, 3)  # the unchanged parts are fine
