@@ -285,6 +285,22 @@ class Recipe:
                 "cannot normalize; use a batch size >= 2 or another norm (layer, group)"
             )
         self._check_task()
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """The schedule must act within the run: epoch ``e`` trains at the rate set after
+        ``e − 1`` scheduler steps, so a change at step ``t`` is felt only if ``t < epochs``."""
+        s, epochs = self.schedule, self.training.epochs
+        never = f"training.epochs = {epochs}, so the learning rate would never"
+        if s.warmup_epochs >= epochs:
+            raise ValueError(f"schedule.warmup_epochs = {s.warmup_epochs} is not less than {never} reach optimizer.lr")
+        if s.name == "step" and s.warmup_epochs + s.step_size >= epochs:
+            after = f" after {s.warmup_epochs} warm-up epochs" if s.warmup_epochs else ""
+            raise ValueError(f"schedule.step_size = {s.step_size}{after} reaches {never} decay; use a smaller step_size")
+        if s.name == "multistep" and not s.milestones:
+            raise ValueError("schedule.milestones is empty: multistep needs the epochs at which the learning rate decays, e.g. [50, 75]")
+        if s.name == "multistep" and s.milestones[0] >= epochs:
+            raise ValueError(f"schedule.milestones {s.milestones} all reach {never} decay")
 
     def _check_task(self) -> None:
         """A regression loss needs real-valued targets and no label-side technique; cross-entropy

@@ -15,6 +15,9 @@ epoch (``t`` = epochs completed, ``T`` = epochs after warm-up, ``η`` = the opti
   for ``patience`` epochs (driven by ``scheduler.step(metric)``)
 - warm-up:         for ``t < warmup_epochs``, ``η (s + (1 − s) t / warmup_epochs)``, ``s`` =
   ``warmup_start_factor``, then the schedule (not available with ``plateau``/``onecycle``)
+
+A recipe whose schedule cannot act within its epochs (a warm-up as long as the run, a first
+decay at or after the last epoch, ``multistep`` without milestones) is refused when it is made.
 """
 
 from __future__ import annotations

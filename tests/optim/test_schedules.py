@@ -105,3 +105,42 @@ def test_plateau_reduces_after_patience_epochs_without_improvement():
 def test_bad_schedule_options(change, word):
     with pytest.raises((ValueError, TypeError), match=word):
         Recipe.from_dict({"schedule": change})
+
+
+@pytest.mark.parametrize(
+    "schedule, epochs, word",
+    [
+        ({"name": "multistep"}, 100, r"schedule.milestones is empty"),
+        ({"name": "multistep", "milestones": [10, 20]}, 10, r"schedule.milestones \[10, 20\]"),
+        ({"name": "step", "step_size": 30}, 30, r"schedule.step_size = 30"),
+        ({"name": "step", "step_size": 5, "warmup_epochs": 5}, 10, r"schedule.step_size = 5"),
+        ({"warmup_epochs": 5}, 5, r"schedule.warmup_epochs = 5"),
+        ({"name": "cosine", "warmup_epochs": 8}, 3, r"schedule.warmup_epochs = 8"),
+    ],
+)
+def test_a_schedule_that_would_never_act_is_refused(schedule, epochs, word):
+    """A decay that falls after the last epoch, or a warm-up that never reaches the full rate, is
+    a mistake (often a shortened --epochs); the error names the field and training.epochs.
+    multistep without milestones never decays either."""
+    with pytest.raises(ValueError, match=word) as e:
+        Recipe.from_dict({"schedule": schedule, "training": {"epochs": epochs}})
+    assert "empty" in word or f"training.epochs = {epochs}" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"name": "step", "step_size": EPOCHS - 1},
+        {"name": "step", "step_size": 4, "warmup_epochs": EPOCHS - 5},
+        {"name": "multistep", "milestones": [EPOCHS - 1, EPOCHS + 10]},
+        {"name": "cosine", "warmup_epochs": EPOCHS - 1},
+    ],
+)
+def test_the_latest_accepted_decay_acts_in_the_last_epoch(schedule):
+    """The boundary the check above allows: the last epoch runs at a changed rate."""
+    config = Recipe.from_dict({"schedule": schedule, "training": {"epochs": EPOCHS}}).schedule
+    got = lrs(config)
+    if config.warmup_epochs and config.name == "cosine":
+        assert got[-2] < LR and got[-1] == pytest.approx(LR)  # warm-up reaches the full rate in the last epoch
+    else:
+        assert got[-2] == pytest.approx(LR) and got[-1] == pytest.approx(LR * config.gamma)

@@ -60,7 +60,7 @@ RECIPE = {  # dropout, momentum, decay, a schedule and early stopping: all their
 
 
 def test_existing_run_is_refused_and_changed_recipe_cannot_resume(tmp_path):
-    recipe = Recipe.from_dict({**RECIPE, "training": {"epochs": 2}})
+    recipe = Recipe.from_dict({**RECIPE, "schedule": {"name": "cosine", "warmup_epochs": 1}, "training": {"epochs": 2}})
     run_recipe(recipe, tmp_path / "r")
     with pytest.raises(RunExistsError, match="--resume"):
         run_recipe(recipe, tmp_path / "r")
