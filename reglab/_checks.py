@@ -79,6 +79,13 @@ def check_generator(generator: Any) -> Any:
     return generator
 
 
+def check_floating(name: str, x: Any) -> None:
+    """Raise ``TypeError`` unless ``x`` is a floating-point tensor: ``name`` (an augmentation
+    that interpolates, blends or adds noise) makes values an integer dtype cannot hold."""
+    if not x.is_floating_point():
+        raise TypeError(f"{name} needs floating-point inputs, got {x.dtype}; convert first, e.g. x.float() / 255")
+
+
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``choices``; the error lists the known names."""
     choices = sorted(choices)

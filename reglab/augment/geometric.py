@@ -3,7 +3,8 @@
 Each is a function ``(x, generator, ..., p) -> x`` on a whole batch, on the batch's device:
 every sample is transformed with probability ``p`` (a mask and ``torch.where``, no Python
 loop), with random parameters drawn from ``generator``. Signals are ``(N, C, L)``, images
-``(N, C, H, W)``; shapes, dtypes and devices are kept.
+``(N, C, H, W)``; shapes, dtypes and devices are kept. ``flip`` and ``shift`` take any dtype
+(uint8 images included); ``rotate`` and ``scale`` interpolate and need floating-point inputs.
 
 - ``flip``: mirror along the last axis (horizontal) or ``dim=-2`` (vertical, images).
 - ``shift``: translate by an integer offset in ``[−max_shift, max_shift]`` per axis, either
@@ -21,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from reglab._checks import check_choice, check_float, check_generator, check_int
+from reglab._checks import check_choice, check_float, check_floating, check_generator, check_int
 
 
 def _check_common(p: float, generator: torch.Generator) -> None:
@@ -101,6 +102,7 @@ def rotate(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0, p
     """Rotate each chosen image by an angle ``~ U[−degrees, degrees]`` about its center."""
     _check_common(p, generator)
     _check_rank(x, (4,), "rotate")
+    check_floating("rotate", x)
     check_float("degrees", degrees, low=0, high=180)
     angle = _uniform(len(x), -degrees, degrees, generator, x.device) * math.pi / 180
     cos, sin, zero = torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)
@@ -112,6 +114,7 @@ def scale(x: torch.Tensor, generator: torch.Generator, low: float = 0.9, high: f
     """Zoom each chosen sample by ``s ~ U[low, high]`` about its center (``s > 1`` enlarges)."""
     _check_common(p, generator)
     _check_rank(x, (3, 4), "scale")
+    check_floating("scale", x)
     check_float("low", low, low=0, low_open=True)
     check_float("high", high, low=low)
     s = _uniform(len(x), low, high, generator, x.device)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reglab._checks import check_choice, check_float, check_generator, check_int
+from reglab._checks import check_choice, check_float, check_floating, check_generator, check_int
 from reglab.augment.targets import one_hot
 
 
@@ -34,13 +34,21 @@ def _check(alpha: float, mode: str, generator: torch.Generator) -> None:
     check_generator(generator)
 
 
+def _target_dtype(x: torch.Tensor) -> torch.dtype:
+    """Soft targets take the inputs' float dtype (float16 under autocast, float64 in tests), or
+    the default dtype for integer inputs: label weights are fractions."""
+    return x.dtype if x.is_floating_point() else torch.get_default_dtype()
+
+
 def _partners(n: int, generator: torch.Generator, device) -> torch.Tensor:
     return torch.randperm(n, generator=generator, device=generator.device).to(device)
 
 
 def mixup(x, y, generator, *, alpha: float = 0.2, num_classes: int, mode: str = "batch"):
-    """Mixup of a batch; returns mixed inputs and soft targets."""
+    """Mixup of a batch; returns mixed inputs and soft targets. Inputs must be floating point
+    (a blend of two integer images is not an integer image)."""
     _check(alpha, mode, generator)
+    check_floating("mixup", x)
     n = len(x)
     lam = sample_beta(alpha, 1 if mode == "batch" else n, generator)
     j = _partners(n, generator, x.device)
@@ -73,8 +81,8 @@ def box_mask(shape: tuple[int, ...], lam: np.ndarray, generator: torch.Generator
 
 
 def cutmix(x, y, generator, *, alpha: float = 1.0, num_classes: int, mode: str = "batch"):
-    """CutMix of a batch of signals ``(N, C, L)`` or images ``(N, C, H, W)``; label weights are
-    the measured kept areas."""
+    """CutMix of a batch of signals ``(N, C, L)`` or images ``(N, C, H, W)``, of any dtype
+    (pasting needs no arithmetic on pixels); label weights are the measured kept areas."""
     _check(alpha, mode, generator)
     if x.ndim not in (3, 4):
         raise ValueError(f"cutmix needs inputs (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
@@ -83,8 +91,9 @@ def cutmix(x, y, generator, *, alpha: float = 1.0, num_classes: int, mode: str =
     mask = box_mask(tuple(x.shape), lam, generator, x.device).unsqueeze(1)  # (N, 1, *spatial)
     j = _partners(n, generator, x.device)
     mixed = torch.where(mask, x[j], x)
-    kept = 1 - mask.flatten(1).to(x.dtype).mean(1, keepdim=True)  # the area actually kept
-    targets = one_hot(y, num_classes).to(x.dtype)
+    dtype = _target_dtype(x)
+    kept = 1 - mask.flatten(1).to(dtype).mean(1, keepdim=True)  # the area actually kept
+    targets = one_hot(y, num_classes).to(dtype)
     return mixed, kept * targets + (1 - kept) * targets[j]
 
 
@@ -114,7 +123,7 @@ class Mixing:
         check_generator(generator)
         u = torch.rand(2, generator=generator, device=generator.device).tolist()
         if u[0] >= self.prob:
-            return x, one_hot(y, self.num_classes).to(x.dtype)
+            return x, one_hot(y, self.num_classes).to(_target_dtype(x))
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or u[1] < self.switch_prob)
         if use_cutmix:
             return cutmix(x, y, generator, alpha=self.cutmix_alpha, num_classes=self.num_classes, mode=self.mode)

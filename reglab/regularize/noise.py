@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from reglab._checks import check_float, check_generator
+from reglab._checks import check_float, check_floating, check_generator
 
 if TYPE_CHECKING:
     from reglab.train.loop import Trainer
@@ -17,6 +17,7 @@ def gaussian_noise(x: torch.Tensor, generator: torch.Generator, sigma: float = 0
     check_float("sigma", sigma, low=0)
     check_float("p", p, low=0, high=1)
     check_generator(generator)
+    check_floating("gaussian_noise", x)
     eps = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
     if p < 1:
         chosen = torch.rand(len(x), generator=generator, device=generator.device).to(x.device) < p

@@ -188,3 +188,35 @@ def test_bad_options(call, word):
     with pytest.raises((ValueError, TypeError)) as info:
         call()
     assert word in str(info.value)
+
+
+UINT8_IMAGES = torch.randint(0, 256, (8, 1, 10, 10), dtype=torch.uint8, generator=gen(3))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x, g: flip(x, g, p=1.0),
+        lambda x, g: shift(x, g, 3),
+        lambda x, g: cutout(x, g, 4),
+        lambda x, g: erase(x, g, p=1.0, value=7),
+    ],
+    ids=["flip", "shift", "cutout", "erase"],
+)
+def test_moving_and_erasing_keep_integer_images_exact(fn):
+    """What only moves or overwrites pixels works on uint8 images as on floats: the same
+    pixels end in the same places."""
+    out = fn(UINT8_IMAGES, gen(4))
+    want = fn(UINT8_IMAGES.double(), gen(4))
+    assert out.dtype == torch.uint8 and torch.equal(out.double(), want)
+
+
+@pytest.mark.parametrize(
+    "fn, name",
+    [(lambda x, g: rotate(x, g, 10), "rotate"), (lambda x, g: scale(x, g), "scale")],
+)
+def test_interpolating_needs_floating_point_images(fn, name):
+    """Bilinear resampling makes values between pixels: an integer image is refused with a
+    TypeError naming the function and the dtype (not grid_sample's 'theta' message)."""
+    with pytest.raises(TypeError, match=rf"{name} needs floating-point inputs, got torch.uint8"):
+        fn(UINT8_IMAGES, gen(0))

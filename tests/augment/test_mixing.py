@@ -144,3 +144,26 @@ def test_one_hot_takes_any_integer_labels():
         assert torch.equal(one_hot(y.to(dtype), 3), want)
     soft = torch.full((3, 3), 1 / 3)
     assert one_hot(soft, 3) is soft
+
+
+def test_mixup_refuses_integer_inputs():
+    """λ xᵢ + (1 − λ) xⱼ is not an integer image: uint8 inputs were cast back (λ → 0, the
+    batch merely permuted, targets wrong); now a TypeError naming mixup and the dtype."""
+    x = torch.randint(0, 256, (4, 1, 6, 6), dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r"mixup needs floating-point inputs, got torch.uint8"):
+        mixup(x, torch.tensor([0, 1, 2, 0]), gen(), num_classes=3)
+    with pytest.raises(TypeError, match=r"mixup needs floating-point inputs"):
+        Mixing(3, mixup_alpha=1.0)(x, torch.tensor([0, 1, 2, 0]), gen())
+
+
+def test_cutmix_pastes_integer_images_and_gives_float_targets():
+    """Pasting a box needs no arithmetic on pixels: uint8 images are mixed exactly as their float
+    copies, and the soft targets are in the default float dtype (the kept area is a fraction)."""
+    x = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8, generator=gen(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    mixed, targets = cutmix(x, y, gen(2), num_classes=3, mode="elem")
+    want_x, want_t = cutmix(x.float(), y, gen(2), num_classes=3, mode="elem")
+    assert mixed.dtype == torch.uint8 and torch.equal(mixed.float(), want_x)
+    assert targets.dtype == torch.get_default_dtype() and torch.equal(targets, want_t)
+    kept, unmixed = Mixing(3, cutmix_alpha=1.0, prob=0.0)(x, y, gen())
+    assert torch.equal(kept, x) and unmixed.dtype == torch.get_default_dtype()

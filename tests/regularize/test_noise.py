@@ -25,6 +25,8 @@ def test_gaussian_noise_statistics_and_seed():
     for cls in (InputNoise, WeightNoise):
         with pytest.raises(ValueError, match=f"{cls.__name__} sigma must be >= 0, got -0.1"):
             cls(-0.1)
+    with pytest.raises(TypeError, match=r"gaussian_noise needs floating-point inputs, got torch.uint8"):
+        gaussian_noise(torch.zeros(2, 1, 5, dtype=torch.uint8), g, sigma=0.1)
 
 
 class FakeTrainer:
