@@ -11,6 +11,7 @@ these methods is a callback (``Callback`` is a convenient base, not a requiremen
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,16 @@ def call(callbacks, hook: str, *args) -> None:
         method = getattr(cb, hook, None)
         if method is not None:
             method(*args)
+
+
+def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
+    """``record[monitor]``, or a ``KeyError`` saying what the history records (and the nearest
+    name: Keras users write ``val_loss``)."""
+    if monitor in record:
+        return record[monitor]
+    near = difflib.get_close_matches(monitor, list(record), n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise KeyError(f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{hint}")
 
 
 class EarlyStopping(Callback):
@@ -89,9 +100,7 @@ class EarlyStopping(Callback):
             self._reset()
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        if self.monitor not in record:
-            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which the history does not record; it has {', '.join(record)}")
-        value, epoch = record[self.monitor], record["epoch"]
+        value, epoch = monitored(record, self.monitor, "EarlyStopping"), record["epoch"]
         if not math.isfinite(value):
             self.stopped_epoch = epoch
             trainer.stop(f"non-finite {self.monitor} ({value}) at epoch {epoch}")
@@ -169,7 +178,7 @@ class LRScheduler(Callback):
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(record[self.monitor])
+            self.scheduler.step(monitored(record, self.monitor, "LRScheduler"))
         else:
             self.scheduler.step()
 

@@ -3,9 +3,10 @@
 import math
 
 import pytest
+import torch
 from torch import nn
 
-from reglab.train import EarlyStopping
+from reglab.train import EarlyStopping, LRScheduler
 
 
 class FakeTrainer:
@@ -91,6 +92,15 @@ def test_non_finite_metric_stops_and_keeps_best(bad):
 def test_unknown_monitor_says_what_is_recorded():
     with pytest.raises(KeyError, match="valid_loss"):
         drive(EarlyStopping(monitor="valid_acc"), [1.0])
+    with pytest.raises(KeyError, match=r"EarlyStopping monitors 'val_loss'.* did you mean 'valid_loss'\?"):
+        drive(EarlyStopping(monitor="val_loss"), [1.0])  # Keras' name
+
+
+def test_plateau_scheduler_with_an_unknown_monitor_says_what_is_recorded():
+    p = nn.Parameter(torch.zeros(1))
+    sched = LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau(torch.optim.SGD([p], lr=0.1)), monitor="val_acc")
+    with pytest.raises(KeyError, match=r"LRScheduler monitors 'val_acc'.* did you mean 'valid_acc'\?"):
+        sched.on_epoch_end(FakeTrainer(), {"epoch": 1, "valid_loss": 1.0, "valid_acc": 0.5})
 
 
 def test_state_round_trip_resumes_counting():
