@@ -231,7 +231,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     changes = _changes(args)
     _implied(base, changes)
     options["base"] = base.updated(changes) if changes else base
-    if args.arms:
+    if args.arms is not None:  # --arms "" is an empty list (an error), not the default
         options["arms"] = [a.strip() for a in args.arms.split(",") if a.strip()]
     if args.seeds is not None:
         options["seeds"] = args.seeds

@@ -56,7 +56,8 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Run ``plan`` (only its missing trials) and write the report into ``out``; returns the
     leaderboard (one entry per arm, best test loss first). Each of the ``workers`` processes
-    uses ``threads`` torch threads (default: its share of the CPU cores, ``cores // workers``)."""
+    uses ``threads`` torch threads (default: its share of the CPU cores, ``cores // workers``);
+    no more processes start than trials are missing."""
     import torch
 
     from reglab._checks import check_folder, check_int
@@ -71,8 +72,9 @@ def run_study(
     store = attach(plan, url)
     out.mkdir(parents=True, exist_ok=True)
     _write_pointer(out, url, plan.name)
-    total = len(plan.arm_names) * len(plan.seeds)
-    with _Progress(total, len(store.completed()), enabled=progress) as bar:
+    total, done = len(plan.arm_names) * len(plan.seeds), len(store.completed())
+    workers = max(1, min(workers, total - done))  # a process per missing trial at most; `threads` stays the share asked for
+    with _Progress(total, done, enabled=progress) as bar:
         if workers == 1:
             before = torch.get_num_threads()
             torch.set_num_threads(threads)

@@ -44,8 +44,9 @@ def test_report_rebuilds_from_storage(finished):
         (["--dataset", "/no/such/data.npz"], "/no/such/data.npz"),
         (["--seeds", 5], "another plan"),
         (["--workers", 0], "workers"),
+        (["--arms", ""], "the study has no arms"),
     ],
-    ids=["unknown-arm", "malformed-file", "unreachable-storage", "missing-data", "changed-plan", "zero-workers"],
+    ids=["unknown-arm", "malformed-file", "unreachable-storage", "missing-data", "changed-plan", "zero-workers", "no-arms"],
 )
 def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(finished, signals, tmp_path, extra, message):
     bad = tmp_path / "bad.toml"
