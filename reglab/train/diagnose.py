@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from reglab._checks import check_float, check_int
+
 
 @dataclass(frozen=True)
 class Diagnosis:
@@ -51,6 +53,12 @@ def diagnose(
 ) -> Diagnosis:
     """Diagnose over/underfitting from per-epoch ``train_loss`` and ``valid_loss``; the chance
     level is ``chance`` if given, else ``ln num_classes``."""
+    check_int("num_classes", num_classes, low=0)
+    if chance is not None:
+        chance = check_float("chance", chance, low=0)
+    check_int("smooth", smooth, low=1)
+    rise_tolerance = check_float("rise_tolerance", rise_tolerance, low=0)
+    underfit_fraction = check_float("underfit_fraction", underfit_fraction, low=0, low_open=True)
     if chance is None and num_classes < 2:
         raise ValueError(f"diagnose needs num_classes >= 2 (chance level ln K) or a chance loss, got num_classes={num_classes}")
     if not history:

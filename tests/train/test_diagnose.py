@@ -52,3 +52,21 @@ def test_empty_and_non_finite():
         diagnose([], 10)
     d = diagnose(_history([1.0, 0.5, math.nan], [1.2, 0.9, math.nan]), 10)
     assert d.best_epoch == 2
+
+
+@pytest.mark.parametrize(
+    "options, error, words",
+    [
+        ({"smooth": 0}, ValueError, "smooth must be >= 1, got 0"),
+        ({"smooth": 2.5}, TypeError, "smooth must be an integer"),
+        ({"rise_tolerance": -0.1}, ValueError, "rise_tolerance must be >= 0"),
+        ({"rise_tolerance": math.nan}, ValueError, "rise_tolerance"),
+        ({"underfit_fraction": 0.0}, ValueError, "underfit_fraction must be > 0"),
+        ({"chance": -1.0}, ValueError, "chance must be >= 0"),
+        ({"num_classes": 2.0}, TypeError, "num_classes must be an integer"),
+    ],
+)
+def test_bad_options_are_named(options, error, words):
+    history = _history([1.0, 0.5, 0.2], [1.2, 0.9, 1.0])
+    with pytest.raises(error, match=words):
+        diagnose(history, **{"num_classes": 10, **options})
