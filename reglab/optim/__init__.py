@@ -2,7 +2,8 @@
 
 Pieces (``init``/``update`` pairs on lists of tensors) compose with ``chain`` into an
 ``Optimizer``; the named optimizers (``SGD``, ``Adagrad``, ``Adadelta``, ``RMSprop``, ``Adam``,
-``AdamW``) are such chains with ``torch.optim``'s signatures and defaults.
+``AdamW``) are such chains with ``torch.optim``'s signatures and defaults. Pieces and named
+optimizers alike check their hyperparameters when built (range, NaN, type), naming the argument.
 
 >>> import reglab.optim as ro
 >>> opt = ro.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, decoupled=True)  # doctest: +SKIP

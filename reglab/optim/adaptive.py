@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import torch
 
+from reglab._checks import check_bool, check_float
 from reglab.optim.base import Context, Deferred, State, Transform, zeros_like
+
+
+def _check(eps: float, eps_in_sqrt: bool = False, **rates: float) -> None:
+    """``eps > 0``, ``eps_in_sqrt`` a bool, and each decay rate (β, ρ, γ) in ``[0, 1)``."""
+    check_float("eps", eps, low=0.0, low_open=True)
+    check_bool("eps_in_sqrt", eps_in_sqrt)
+    for name, rate in rates.items():
+        check_float(name, rate, low=0.0, high=1.0, high_open=True)
 
 
 def _denominator(second_moment, eps: float, eps_in_sqrt: bool):
@@ -28,6 +37,8 @@ def _denominator(second_moment, eps: float, eps_in_sqrt: bool):
 def scale_by_adagrad(eps: float = 1e-10, initial_accumulator_value: float = 0.0, eps_in_sqrt: bool = False) -> Transform:
     """Adagrad (Duchi et al. 2011): ``G ← G + g² ; u = g / (√G + ε)``, or ``g / √(G + ε)``
     with ``eps_in_sqrt`` (the course form). ``G`` starts at ``initial_accumulator_value``."""
+    _check(eps, eps_in_sqrt)
+    check_float("initial_accumulator_value", initial_accumulator_value, low=0.0)
 
     def init(params) -> State:
         return {"sum_sq": [torch.full_like(p, initial_accumulator_value) for p in params]}  # G: sum of g²
@@ -47,6 +58,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Transform:
         Δ     = √(E[Δ²] + ε) / √(E[g²] + ε) · g          (the optimizer applies W ← W − η Δ)
         E[Δ²] ← ρ E[Δ²] + (1 − ρ) Δ²
     """
+    _check(eps, rho=rho)
 
     def init(params) -> State:
         return {"E_g2": zeros_like(params), "E_dx2": zeros_like(params)}  # running E[g²], E[Δ²]
@@ -72,6 +84,8 @@ def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False,
     """RMSprop (Hinton 2012): ``G ← γ G + (1 − γ) g² ; u = g / (√G + ε)`` (``γ = alpha``), or
     ``g / √(G + ε)`` with ``eps_in_sqrt``. ``centered`` divides by the estimated standard
     deviation instead: ``ḡ ← γ ḡ + (1 − γ) g ; u = g / (√(G − ḡ²) + ε)``."""
+    _check(eps, eps_in_sqrt, alpha=alpha)
+    check_bool("centered", centered)
 
     def init(params) -> State:
         state = {"nu": zeros_like(params)}  # G: running mean of g²
@@ -104,6 +118,8 @@ def scale_by_adam(
 
     ``amsgrad`` uses the running maximum of ``v`` in the denominator (Reddi et al. 2018).
     """
+    _check(eps, eps_in_sqrt, b1=b1, b2=b2)
+    check_bool("amsgrad", amsgrad)
 
     def init(params) -> State:
         state = {"mu": zeros_like(params), "nu": zeros_like(params)}  # m: first moment, v: second moment

@@ -169,6 +169,7 @@ def add(updates: list[Tensor], others: list[Tensor], alpha: float) -> list[Tenso
 
 def scale(factor: float) -> Transform:
     """``u ← factor · u``."""
+    check_float("factor", factor)
 
     def update(updates, state, ctx):
         return torch._foreach_mul(updates, factor)
@@ -179,11 +180,17 @@ def scale(factor: float) -> Transform:
 def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
     """``u ← s(t) · u`` with ``s`` a function of the step ``t`` (1, 2, ...): a step-size
     schedule inside a chain, for use with ``lr=1``."""
+    check_schedule(schedule)
 
     def update(updates, state, ctx):
         return torch._foreach_mul(updates, ctx.per_step(schedule))
 
     return Transform(lambda params: {}, update, elementwise=True)
+
+
+def check_schedule(schedule: Any) -> None:
+    if not callable(schedule):
+        raise TypeError(f"schedule must be a function of the step, got {schedule!r}")
 
 
 def check_lr(lr: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from reglab._checks import check_float, check_int
 from reglab.optim.base import Context, State, Transform
 
 
@@ -18,6 +19,7 @@ def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 def clip_by_global_norm(max_norm: float) -> Transform:
     """``g ← g · c / ‖g‖`` when ``‖g‖ > c`` (``c = max_norm``); unchanged otherwise."""
+    check_float("max_norm", max_norm, low=0, low_open=True)
 
     def update(updates, state: State, ctx: Context):
         factor = torch.clamp(max_norm / global_norm(updates), max=1.0)  # ‖g‖ = 0: c/0 = inf -> 1
@@ -28,6 +30,7 @@ def clip_by_global_norm(max_norm: float) -> Transform:
 
 def clip_by_value(clip_value: float) -> Transform:
     """``g ← clamp(g, −c, c)`` elementwise."""
+    check_float("clip_value", clip_value, low=0, low_open=True)
 
     def update(updates, state: State, ctx: Context):
         clipped = torch._foreach_clamp_min(updates, -clip_value)
@@ -44,6 +47,9 @@ def add_noise(eta: float = 0.01, gamma: float = 0.55, seed: int = 0) -> Transfor
     The noise of parameter ``i`` at step ``t`` is drawn from a generator seeded by
     ``(seed, t, i)``: it needs no state, so a resumed run draws the same noise.
     """
+    check_float("eta", eta, low=0.0)
+    check_float("gamma", gamma, low=0.0)
+    check_int("seed", seed, low=0)
 
     def update(updates, state: State, ctx: Context):
         noisy = []

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from reglab._checks import check_float, check_str
-from reglab.optim.base import Context, Deferred, State, Transform, add, keep
+from reglab.optim.base import Context, Deferred, State, Transform, add, check_schedule, keep
 
 
 def add_decayed_weights(weight_decay: float, schedule: Callable[[int], float] | None = None) -> Transform:
@@ -26,6 +26,9 @@ def add_decayed_weights(weight_decay: float, schedule: Callable[[int], float] | 
 
     The sum is deferred: the optimizer applies it as ``W ← (1 − ηλ) W`` followed by the rest
     of the update (torch.optim.AdamW's passes); a following piece gets it evaluated."""
+    check_float("weight_decay", weight_decay, low=0)
+    if schedule is not None:
+        check_schedule(schedule)
 
     def update(updates, state: State, ctx: Context):
         decay = weight_decay if schedule is None else ctx.per_step(lambda t: weight_decay * schedule(t))
@@ -41,6 +44,7 @@ def add_decayed_weights(weight_decay: float, schedule: Callable[[int], float] | 
 def add_l1(alpha: float) -> Transform:
     """L1 penalty ``α‖W‖₁`` as a subgradient: ``u ← u + α sign(W)``. Weights hover around 0
     but rarely reach it exactly; see ``prox_l1`` for exact zeros."""
+    check_float("alpha", alpha, low=0)
 
     def update(updates, state: State, ctx: Context):
         return add(updates, torch._foreach_sign(ctx.params), alpha)
@@ -59,6 +63,7 @@ def prox_l1(alpha: float) -> Transform:
     tensor rather than ``_foreach_clamp_min``, which inductor compiles with the threshold
     rounded to float32 when it is a tensor (as the fast mode's learning rate is).
     """
+    check_float("alpha", alpha, low=0)
 
     def after_step(state: State, ctx: Context) -> None:
         threshold = ctx.group["lr"] * alpha

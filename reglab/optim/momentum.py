@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from reglab._checks import check_bool, check_float
 from reglab.optim.base import Context, State, Transform, zeros_like
+
+
+def _check_momentum(momentum: float) -> None:
+    check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
 
 
 def trace(momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False) -> Transform:
@@ -19,6 +24,9 @@ def trace(momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False)
     ``a ← β a + ∇L(W − η β a) ; W ← W − η a`` gives the same trajectory in the shifted
     variable ``W' = W − η β a`` (tests/optim/test_momentum.py shows it).
     """
+    _check_momentum(momentum)
+    check_float("dampening", dampening, low=0.0, high=1.0)
+    check_bool("nesterov", nesterov)
 
     def init(params) -> State:
         return {"momentum": zeros_like(params)}  # a: running sum of past gradients
@@ -40,6 +48,7 @@ def trace(momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False)
 def trace_from_zero(momentum: float = 0.9) -> Transform:
     """``b ← β b + u ; u = b`` with ``b`` starting at 0 and no first-step rule (RMSprop's
     momentum buffer, applied to the already scaled step), ``β = momentum``."""
+    _check_momentum(momentum)
 
     def init(params) -> State:
         return {"momentum": zeros_like(params)}  # b: running sum of scaled steps

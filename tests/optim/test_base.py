@@ -240,3 +240,43 @@ def test_transform_is_rebuilt_only_when_a_hyperparameter_other_than_lr_changes()
         group["factor"] = [float(k)]
         opt.step()
     assert len(opt._transforms) == base.TRANSFORMS_KEPT
+
+
+@pytest.mark.parametrize(
+    "build, error, words",
+    [
+        (lambda: ro.trace(momentum=1.0), ValueError, "momentum must be in [0.0, 1.0), got 1.0"),
+        (lambda: ro.trace(momentum=-0.1), ValueError, "momentum must be in [0.0, 1.0)"),
+        (lambda: ro.trace(dampening=2.0), ValueError, "dampening must be in [0.0, 1.0]"),
+        (lambda: ro.trace(nesterov=1), TypeError, "nesterov must be true or false"),
+        (lambda: ro.scale("a"), TypeError, "factor must be a number, got 'a'"),
+        (lambda: ro.scale(float("nan")), ValueError, "factor must be a finite number"),
+        (lambda: ro.scale_by_schedule(3), TypeError, "schedule must be a function of the step, got 3"),
+        (lambda: ro.clip_by_global_norm(0.0), ValueError, "max_norm must be > 0"),
+        (lambda: ro.clip_by_value(-1.0), ValueError, "clip_value must be > 0"),
+        (lambda: ro.add_noise(-1.0), ValueError, "eta must be >= 0"),
+        (lambda: ro.add_noise(0.1, gamma=-1.0), ValueError, "gamma must be >= 0"),
+        (lambda: ro.add_noise(0.1, seed=-1), ValueError, "seed must be >= 0"),
+        (lambda: ro.add_decayed_weights(-1.0), ValueError, "weight_decay must be >= 0, got -1.0"),
+        (lambda: ro.add_decayed_weights(float("nan")), ValueError, "weight_decay must be a finite number"),
+        (lambda: ro.add_decayed_weights(0.1, schedule=0.5), TypeError, "schedule must be a function of the step"),
+        (lambda: ro.add_l1(-1.0), ValueError, "alpha must be >= 0"),
+        (lambda: ro.prox_l1(-1.0), ValueError, "alpha must be >= 0"),
+        (lambda: ro.scale_by_adagrad(eps=0.0), ValueError, "eps must be > 0"),
+        (lambda: ro.scale_by_adagrad(initial_accumulator_value=-1.0), ValueError, "initial_accumulator_value must be >= 0"),
+        (lambda: ro.scale_by_adadelta(rho=2.0), ValueError, "rho must be in [0.0, 1.0)"),
+        (lambda: ro.scale_by_adam(b1=1.5), ValueError, "b1 must be in [0.0, 1.0), got 1.5"),
+        (lambda: ro.scale_by_adam(b2=1.0), ValueError, "b2 must be in [0.0, 1.0)"),
+        (lambda: ro.scale_by_adam(eps=-1e-8), ValueError, "eps must be > 0"),
+        (lambda: ro.scale_by_adam(amsgrad="yes"), TypeError, "amsgrad must be true or false"),
+        (lambda: ro.scale_by_rms(alpha=-1.0), ValueError, "alpha must be in [0.0, 1.0)"),
+        (lambda: ro.scale_by_rms(centered=None), TypeError, "centered must be true or false"),
+        (lambda: ro.scale_by_rms(eps_in_sqrt=1), TypeError, "eps_in_sqrt must be true or false"),
+    ],
+)
+def test_every_piece_checks_its_hyperparameters_when_built(build, error, words):
+    """The pieces are public (chain them by hand): like the named optimizers, each refuses a
+    value out of range, NaN or of the wrong type when it is built, naming the argument."""
+    with pytest.raises(error) as info:
+        build()
+    assert words in str(info.value)
