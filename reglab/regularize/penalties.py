@@ -70,6 +70,7 @@ class Penalty:
 def weight_stats(model: nn.Module, tiny: float = 1e-6) -> dict[str, float]:
     """Statistics of the penalized weights: fraction exactly 0, fraction below ``tiny`` in
     magnitude, L1 and L2 norms; and the same fractions for the first layer alone."""
+    check_float("tiny", tiny, low=0, low_open=True)
     params = penalized(model)
     if not params:
         return {}

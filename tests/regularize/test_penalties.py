@@ -75,3 +75,5 @@ def test_weight_stats():
     assert s["zero_frac"] == 3 / 8 and s["tiny_frac"] == 4 / 8
     assert s["first_zero_frac"] == 1 / 4 and s["first_tiny_frac"] == 2 / 4
     assert s["weight_l1"] == pytest.approx(10 + 1e-7) and s["weight_l2"] == pytest.approx(30**0.5)
+    with pytest.raises(ValueError, match="tiny must be > 0, got -1.0"):
+        weight_stats(m, tiny=-1.0)
