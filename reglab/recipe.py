@@ -291,16 +291,16 @@ class Recipe:
         """The schedule must act within the run: epoch ``e`` trains at the rate set after
         ``e − 1`` scheduler steps, so a change at step ``t`` is felt only if ``t < epochs``."""
         s, epochs = self.schedule, self.training.epochs
-        never = f"training.epochs = {epochs}, so the learning rate would never"
+        late = f"not before the end of the run (training.epochs = {epochs})"
         if s.warmup_epochs >= epochs:
-            raise ValueError(f"schedule.warmup_epochs = {s.warmup_epochs} is not less than {never} reach optimizer.lr")
+            raise ValueError(f"schedule.warmup_epochs = {s.warmup_epochs} is not less than training.epochs = {epochs}: the learning rate would never reach optimizer.lr")
         if s.name == "step" and s.warmup_epochs + s.step_size >= epochs:
-            after = f" after {s.warmup_epochs} warm-up epochs" if s.warmup_epochs else ""
-            raise ValueError(f"schedule.step_size = {s.step_size}{after} reaches {never} decay; use a smaller step_size")
+            first = f"{s.warmup_epochs} warm-up + {s.step_size}" if s.warmup_epochs else f"{s.step_size}"
+            raise ValueError(f"schedule.step_size = {s.step_size}: the first decay would come after {first} epochs, {late}; use a smaller step_size")
         if s.name == "multistep" and not s.milestones:
             raise ValueError("schedule.milestones is empty: multistep needs the epochs at which the learning rate decays, e.g. [50, 75]")
         if s.name == "multistep" and s.milestones[0] >= epochs:
-            raise ValueError(f"schedule.milestones {s.milestones} all reach {never} decay")
+            raise ValueError(f"schedule.milestones {s.milestones}: the first decay would come after {s.milestones[0]} epochs, {late}")
 
     def _check_task(self) -> None:
         """A regression loss needs real-valued targets and no label-side technique; cross-entropy
