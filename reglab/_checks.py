@@ -86,6 +86,24 @@ def check_floating(name: str, x: Any) -> None:
         raise TypeError(f"{name} needs floating-point inputs, got {x.dtype}; convert first, e.g. x.float() / 255")
 
 
+def check_schedule(schedule: Any) -> None:
+    """``schedule`` must be a function of the step (called with t = 1, 2, ...)."""
+    if not callable(schedule):
+        raise TypeError(f"schedule must be a function of the step, got {schedule!r}")
+
+
+def check_lr(lr: Any) -> None:
+    """``lr`` is a number or, as torch.optim allows, a one-element tensor (which a scheduler
+    then changes in place); either way finite and >= 0."""
+    import torch
+
+    if isinstance(lr, torch.Tensor):
+        if lr.numel() != 1 or lr.is_complex():
+            raise ValueError(f"lr as a tensor must hold one real number, got shape {tuple(lr.shape)} ({lr.dtype})")
+        lr = lr.item()
+    check_float("lr", lr, low=0)
+
+
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``choices``; the error lists the known names."""
     choices = sorted(choices)

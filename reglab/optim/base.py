@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from reglab._checks import check_bool, check_float
+from reglab._checks import check_bool, check_float, check_lr, check_schedule
 
 State = dict[str, list[Tensor]]
 
@@ -186,21 +186,6 @@ def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
         return torch._foreach_mul(updates, ctx.per_step(schedule))
 
     return Transform(lambda params: {}, update, elementwise=True)
-
-
-def check_schedule(schedule: Any) -> None:
-    if not callable(schedule):
-        raise TypeError(f"schedule must be a function of the step, got {schedule!r}")
-
-
-def check_lr(lr: Any) -> None:
-    """``lr`` is a number or, as torch.optim allows, a one-element tensor (which a scheduler
-    then changes in place); either way finite and >= 0."""
-    if isinstance(lr, Tensor):
-        if lr.numel() != 1 or lr.is_complex():
-            raise ValueError(f"lr as a tensor must hold one real number, got shape {tuple(lr.shape)} ({lr.dtype})")
-        lr = lr.item()
-    check_float("lr", lr, low=0)
 
 
 def as_real(tensors: list[Tensor]) -> list[Tensor]:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from reglab._checks import check_float, check_str
-from reglab.optim.base import Context, Deferred, State, Transform, add, check_schedule, keep
+from reglab._checks import check_float, check_schedule, check_str
+from reglab.optim.base import Context, Deferred, State, Transform, add, keep
 
 
 def add_decayed_weights(weight_decay: float, schedule: Callable[[int], float] | None = None) -> Transform:
