@@ -81,6 +81,7 @@ class Trainer:
         self.stop_reason: str | None = None
         _check_batch_norm(model, len(data.x_train), batch_size)
         _check_model(model, data, outputs=loss_fn is None)
+        _check_optimizer(model, optimizer)
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> History:
@@ -257,6 +258,14 @@ def _check_model(model: nn.Module, data: Data, outputs: bool) -> None:
         got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
         needs = f"{want} regression targets" if data.regression else f"{want} classes"
         raise ValueError(f"the model's output has shape {got} per sample; the data needs ({want},) ({needs})")
+
+
+def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """The optimizer must step at least one of the model's parameters (one built on another
+    model's trains nothing); a subset is fine (the rest frozen)."""
+    mine = {id(p) for p in model.parameters()}
+    if not any(id(p) in mine for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError("the optimizer holds none of the model's parameters (was it built for another model?): nothing would train")
 
 
 def _check_batch_norm(model: nn.Module, n: int, batch_size: int) -> None:

@@ -209,6 +209,19 @@ def test_a_model_that_does_not_fit_the_data_fails_before_the_first_step(toy_data
     assert all(torch.equal(a, b) for a, b in zip(before, m.parameters())) and m.training
 
 
+def test_an_optimizer_of_another_model_is_refused(toy_data):
+    """An optimizer built on another model's parameters trained nothing, silently (the loss
+    stayed flat); an optimizer holding some of the model's parameters (the rest frozen) is fine."""
+    m, other = _model(), _model()
+    with pytest.raises(ValueError, match="the optimizer holds none of the model's parameters"):
+        Trainer(m, toy_data, torch.optim.SGD(other.parameters(), lr=0.1), epochs=1, batch_size=16)
+    last = list(m.parameters())[-1]
+    before = [p.detach().clone() for p in m.parameters()]
+    fit(m, toy_data, torch.optim.SGD([last], lr=0.1), epochs=1, batch_size=16)
+    changed = [not torch.equal(a, b) for a, b in zip(before, m.parameters())]
+    assert changed[-1] and not any(changed[:-1])
+
+
 def test_the_output_check_leaves_a_custom_loss_alone(toy_data):
     """A loss of the user's own may want another output shape (one logit for two classes, say)."""
     data = make_data(classes=2)

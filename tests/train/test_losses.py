@@ -117,4 +117,6 @@ def test_the_trainer_picks_the_tasks_loss_by_default():
     model = nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     assert Trainer(model, regression, opt, epochs=1, batch_size=4).loss_fn is torch.nn.functional.mse_loss
-    assert Trainer(nn.Linear(2, 2), classification, opt, epochs=1, batch_size=4).loss_fn is torch.nn.functional.cross_entropy
+    classifier = nn.Linear(2, 2)
+    opt = torch.optim.SGD(classifier.parameters(), lr=0.1)
+    assert Trainer(classifier, classification, opt, epochs=1, batch_size=4).loss_fn is torch.nn.functional.cross_entropy
