@@ -205,7 +205,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     table.add_column()
     rows = [
         ("verdict", d["verdict"]),
-        ("best epoch", f"{d['best_epoch']} (validation loss {d['best_valid_loss']:.4f})"),
+        ("best epoch", "-" if d["best_epoch"] is None else f"{d['best_epoch']} (validation loss {d['best_valid_loss']:.4f})"),
         ("stopped", f"epoch {summary['stopped_epoch']}: {summary['stop_reason']}"),
         ("gap at best / end", f"{d['gap_at_best']:.4f} / {d['gap_at_end']:.4f}"),
         ("overfitting onset", "-" if d["overfit_onset"] is None else f"epoch {d['overfit_onset']}"),

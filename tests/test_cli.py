@@ -30,6 +30,23 @@ def test_train_writes_the_promised_files(tmp_path, capsys):
     assert "verdict" in printed and "test accuracy" in printed
 
 
+def test_a_diverging_run_is_reported_as_diverged_with_its_files(tmp_path, capsys):
+    """A learning rate far too high: the loss becomes NaN, the loop stops, and the run still
+    ends normally with its history, summary, curves and the verdict "diverged" (it ended with
+    "cannot diagnose" and no history.json)."""
+    out = tmp_path / "hot"
+    args = ["train", "--dataset", "digits", "--width", "16", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "5", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["diagnosis"]["verdict"] == "diverged" and summary["stopped_epoch"] < 5
+    assert summary["stop_reason"].startswith("non-finite train_loss")
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == summary["stopped_epoch"] and history[-1]["train_loss"] is None  # NaN is null in strict JSON
+    assert (out / "curves.png").exists()
+    printed = capsys.readouterr().out
+    assert "diverged: the training loss became nan" in printed and "None" not in printed
+
+
 def test_recipe_file_and_flag_override(tmp_path):
     Recipe.from_dict({"data": {"name": "digits"}, "model": {"width": 16}, "training": {"epochs": 1}}).save(tmp_path / "r.toml")
     assert main(["train", "--recipe", str(tmp_path / "r.toml"), "--epochs", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 0

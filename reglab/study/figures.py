@@ -60,9 +60,12 @@ def learning_curves(curves: dict[str, list], order: Sequence[str], loss: str = "
         epochs = np.arange(1, len(valid) + 1)
         ax.plot(epochs, train, label="train")
         ax.plot(epochs, valid, label="validation")
-        best = int(np.nanargmin(valid)) + 1
-        ax.axvline(best, color="gray", linestyle="--", linewidth=1)
-        ax.set_title(f"{arm} (best epoch {best})", fontsize=10)
+        if np.isfinite(valid).any():
+            best = int(np.nanargmin(valid)) + 1
+            ax.axvline(best, color="gray", linestyle="--", linewidth=1)
+            ax.set_title(f"{arm} (best epoch {best})", fontsize=10)
+        else:  # every seed's loss was NaN/Inf from the first epoch
+            ax.set_title(f"{arm} (diverged)", fontsize=10)
         if top is not None:
             ax.set_ylim(0, top)
         ax.grid(alpha=0.3)
@@ -125,7 +128,7 @@ def metric_bars(board: Sequence[dict[str, Any]], metric: str = "test_acc", label
         ax.axhline(base, color="black", linestyle="--", linewidth=1, label="baseline")
         ax.legend()
     if metric == "test_acc":  # a zoom on the accuracies' range, within [0, 1]
-        ax.set_ylim(max(0.0, (mean - std).min() - 0.05), min(1.0, (mean + std).max() + 0.03))
+        ax.set_ylim(max(0.0, np.nanmin(mean - std) - 0.05), min(1.0, np.nanmax(mean + std) + 0.03))
     ax.set_ylabel(f"{label} (mean ± std)")
     ax.tick_params(axis="x", rotation=45)
     ax.grid(alpha=0.3, axis="y")

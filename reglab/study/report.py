@@ -109,11 +109,14 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
     worse = [e["arm"] for e in singles if e["verdict"] == "worse"]
     if worse:
         parts.append(f"Worse than the baseline: {', '.join(worse)}.")
+    diverged = [e["arm"] for e in singles if e["verdict"] == "diverged"]
+    if diverged:
+        parts.append(f"Diverged: {', '.join(diverged)} (a seed's loss became NaN or infinite; see the arm's runs).")
     entry = next((e for e in board if e["arm"] == COMBINATION), None)
     if entry is not None:
         used = combo.get("arms") or []
         what = ", ".join(used) if used else "nothing (no technique helped on validation loss), i.e. the baseline"
-        line = f"The combination of {what} reached test loss {entry['test_loss']:.3f} ± {entry['test_loss_std']:.3f} ({entry['change']:+.0%} vs baseline; {entry['verdict']})"
+        line = f"The combination of {what} reached test loss {entry['test_loss']:.3f} ± {entry['test_loss_std']:.3f} ({_fmt(entry['change'], '+.0%')} vs baseline; {entry['verdict']})"
         if helped:
             line += f", {'better' if entry['test_loss'] < helped[0]['test_loss'] else 'not better'} than {helped[0]['arm']} alone"
         parts.append(line + ".")
@@ -124,7 +127,8 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
 
 RULE = (
     f"Rule: an arm is <b>better</b> than the baseline when its mean test loss over seeds is lower and Welch's two-sided t-test "
-    f"(unequal variances) rejects equal means at p &lt; {ALPHA}; <b>worse</b> by the same test in the other direction. "
+    f"(unequal variances) rejects equal means at p &lt; {ALPHA}; <b>worse</b> by the same test in the other direction; "
+    "<b>diverged</b> when a seed's test loss is NaN or infinite (its training loss became non-finite). "
     "The combination arm merges, among the arms that pass this rule on <i>validation</i> loss, the best of each family "
     "(data: augmentation, noise, mixing; weights: penalties, decay; model: dropout, normalization, width; stopping), at most "
     "three, best first, so the test set never chooses what to combine."
@@ -173,7 +177,7 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:1em 0}td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}"
+        "td:first-child,th:first-child{text-align:left}tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}tr.diverged{background:#fbeaea;font-style:italic}"
         "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}.meta,.rule{color:#555}"
         ".rec{font-size:1.1em}code{background:#f3f3f3;padding:0 .2em}"
     )
@@ -220,7 +224,7 @@ def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
     for col in ("arm", *(["test acc"] if acc else []), "test loss", "vs base", "best ep", "stop ep", "gap", "zeros", "p", "verdict"):
         table.add_column(col, justify="left" if col in ("arm", "verdict") else "right")
     for e in board:
-        style = {"better": "green", "worse": "red", "baseline": "bold"}.get(e["verdict"])
+        style = {"better": "green", "worse": "red", "diverged": "red italic", "baseline": "bold"}.get(e["verdict"])
         table.add_row(
             e["arm"], *([f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
             "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%"), f"{e['best_epoch']:.0f}", f"{e['stopped_epoch']:.0f}",

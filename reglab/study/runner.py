@@ -159,7 +159,9 @@ def trial_attrs(result: Any) -> dict[str, Any]:
     summary["zero_frac"] = float(sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights))
     first = weights[0]
     summary["first_zero_frac"] = float((first == 0).double().mean())
-    m = float(first.abs().max()) or 1.0
+    first = first[first.isfinite()]  # a diverged run's weights may be NaN: histogram what is finite
+    m = float(first.abs().max()) if len(first) else 0.0
+    m = m or 1.0
     histogram = {"edges": torch.linspace(-m, m, 61).tolist(), "counts": torch.histc(first, bins=60, min=-m, max=m).tolist(), "zeros": int((first == 0).sum())}
     return _finite({"summary": summary, "history": history, "weights": histogram})
 

@@ -33,9 +33,14 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def better(values: Sequence[float], baseline: Sequence[float]) -> bool:
-    """The rule above: lower mean and Welch's p < ALPHA."""
+    """The rule above: lower mean and Welch's p < ALPHA (never for a diverged run's NaN)."""
     p = welch_p(values, baseline)
-    return bool(np.mean(values) < np.mean(baseline) and p < ALPHA)
+    return bool(_mean(values) < _mean(baseline) and p < ALPHA)
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    """Mean with ``None`` (a non-finite value stored as JSON null) counting as NaN."""
+    return float(np.mean(np.asarray(values, float)))
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -60,17 +65,19 @@ def leaderboard(rows: Sequence[dict[str, Any]], arm_order: Sequence[str]) -> lis
         entry: dict[str, Any] = {"arm": arm, "seeds": len(rs)}
         for metric in ("test_acc", "test_loss", "valid_loss"):
             entry[metric], entry[f"{metric}_std"] = _mean_std([r[metric] for r in rs])
-        entry["best_epoch"] = float(np.mean([r["best_epoch"] for r in rs]))
-        entry["stopped_epoch"] = float(np.mean([r["stopped_epoch"] for r in rs]))
+        entry["best_epoch"] = _mean([r["best_epoch"] for r in rs])  # NaN when a diverged seed had none
+        entry["stopped_epoch"] = _mean([r["stopped_epoch"] for r in rs])
         entry["gap"] = _mean_std([r["diagnosis"]["gap_at_end"] for r in rs])[0]
         entry["zero_frac"] = _mean_std([r.get("zero_frac") or 0.0 for r in rs])[0]
         if arm == BASELINE or not base:
             entry["p_value"], entry["verdict"] = math.nan, "baseline" if arm == BASELINE else "no baseline"
+        elif not math.isfinite(entry["test_loss"]):  # some seed ended with a NaN/Inf loss
+            entry["p_value"], entry["verdict"] = math.nan, "diverged"
         else:
             losses = [r["test_loss"] for r in rs]
             entry["p_value"] = welch_p(losses, base)
             entry["verdict"] = "better" if better(losses, base) else ("worse" if better(base, losses) else "no significant difference")
-        entry["change"] = entry["test_loss"] / float(np.mean(base)) - 1 if base else math.nan
+        entry["change"] = entry["test_loss"] / _mean(base) - 1 if base else math.nan
         board.append(entry)
     return sorted(board, key=lambda e: (math.isnan(e["test_loss"]), e["test_loss"]))
 
@@ -100,7 +107,7 @@ def combination_changes(plan: Any, rows: Sequence[dict[str, Any]]) -> dict[str, 
     groups = by_arm(rows)
     base = [r["valid_loss"] for r in groups[BASELINE]]
     helpers = [a.name for a in plan.arms if a.name != BASELINE and a.name in groups and better([r["valid_loss"] for r in groups[a.name]], base)]
-    helpers.sort(key=lambda a: np.mean([r["valid_loss"] for r in groups[a]]))
+    helpers.sort(key=lambda a: _mean([r["valid_loss"] for r in groups[a]]))
     changes: dict[str, Any] = {}
     used: list[str] = []
     skipped: list[str] = []

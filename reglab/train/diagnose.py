@@ -11,6 +11,7 @@
   the chance-level loss (both losses high: high bias), else ``overfitting`` when an onset
   exists, else ``good fit``. The chance level is ``ln K`` for K classes (uniform logits); for
   regression, pass the loss of predicting a constant (``reglab.train.losses.chance_loss``).
+  A run that ended on a non-finite loss is ``diverged``, whatever came before.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from reglab._checks import check_float, check_int
 
 @dataclass(frozen=True)
 class Diagnosis:
-    verdict: str  # "underfitting", "good fit" or "overfitting"
-    best_epoch: int  # epoch (1-based) of minimum validation loss
+    verdict: str  # "underfitting", "good fit", "overfitting" or "diverged"
+    best_epoch: int | None  # epoch (1-based) of minimum validation loss; None if none was finite
     best_valid_loss: float
     final_valid_loss: float
     final_train_loss: float
@@ -66,21 +67,22 @@ def diagnose(
     train = np.array([r["train_loss"] for r in history], dtype=float)
     valid = np.array([r["valid_loss"] for r in history], dtype=float)
     epochs = [r["epoch"] for r in history]
+    chance_name = "chance-level ln K" if chance is None else "the loss of a constant prediction"
+    chance = math.log(num_classes) if chance is None else chance
     finite = np.isfinite(valid)
     if not finite.any():
-        raise ValueError("cannot diagnose: every validation loss is NaN/Inf")
+        return _diverged(train, valid, epochs, best=None, summary="no epoch had a finite validation loss")
     best = int(np.nanargmin(np.where(finite, valid, np.nan)))
     gap_best, gap_end = valid[best] - train[best], valid[-1] - train[-1]
     rise = (valid[-1] - valid[best]) / abs(valid[best]) if valid[best] else math.inf
-
-    onset = _onset(train, valid, smooth, rise_tolerance)
-    chance_name = "chance-level ln K" if chance is None else "the loss of a constant prediction"
-    chance = math.log(num_classes) if chance is None else chance
     summary = (
         f"validation loss is lowest ({valid[best]:.4g}) at epoch {epochs[best]} and ends at {valid[-1]:.4g} "
         f"({rise:+.0%}); training loss ends at {train[-1]:.4g}; gap valid-train {gap_best:.4g} at the best "
         f"epoch, {gap_end:.4g} at the end"
     )
+    if not (math.isfinite(train[-1]) and math.isfinite(valid[-1])):
+        return _diverged(train, valid, epochs, best, summary)
+    onset = _onset(train, valid, smooth, rise_tolerance)
     if train[-1] > underfit_fraction * chance:
         verdict = "underfitting"
         why = f"training loss stays high ({train[-1]:.4g} > {underfit_fraction:g} x {chance_name} = {chance:.4g})"
@@ -101,6 +103,27 @@ def diagnose(
         valid_rise=float(rise),
         overfit_onset=None if onset is None else int(epochs[onset]),
         explanation=f"{verdict}: {why}; {summary}.",
+    )
+
+
+def _diverged(train: np.ndarray, valid: np.ndarray, epochs: list[int], best: int | None, summary: str) -> Diagnosis:
+    """The run ended on a non-finite loss (the loop stops at the first non-finite training
+    loss): verdict ``diverged``, naming the epoch; best-epoch figures from the finite epochs."""
+    bad = next(i for i in range(len(epochs)) if not (math.isfinite(train[i]) and math.isfinite(valid[i])))
+    which, value = ("training", train[bad]) if not math.isfinite(train[bad]) else ("validation", valid[bad])
+    why = f"the {which} loss became {value} at epoch {epochs[bad]} (lower the learning rate, or clip the gradients)"
+    nan = math.nan
+    return Diagnosis(
+        verdict="diverged",
+        best_epoch=None if best is None else int(epochs[best]),
+        best_valid_loss=nan if best is None else float(valid[best]),
+        final_valid_loss=float(valid[-1]),
+        final_train_loss=float(train[-1]),
+        gap_at_best=nan if best is None else float(valid[best] - train[best]),
+        gap_at_end=float(valid[-1] - train[-1]),
+        valid_rise=nan if best is None else float((valid[-1] - valid[best]) / abs(valid[best]) if valid[best] else math.inf),
+        overfit_onset=None,
+        explanation=f"diverged: {why}; {summary}.",
     )
 
 

@@ -215,3 +215,24 @@ def test_no_more_local_processes_start_than_trials_are_missing(signals, tmp_path
     assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(2)})
     run_study(plan, tmp_path, workers=8, threads=1)
     assert started == [(4, 1)], "a finished study starts no process"
+
+
+def test_a_diverging_arm_is_reported_as_diverged_and_the_study_completes(signals, tmp_path, capsys):
+    """An arm whose loss becomes NaN (here a learning rate far too high) is a result of the
+    ablation, not a crash: it ended the study with "cannot diagnose", and a resume failed the
+    same way. Now its trials complete, it ranks last with the verdict "diverged", the
+    combination leaves it out, and the report and CSV are written."""
+    base = tiny_base(signals, epochs=4).updated({"optimizer.name": "sgd", "optimizer.lr": 0.1})
+    plan = make_plan(base, arms=["baseline", "dropout", "hot", "combination"], seeds=2, overrides={"hot": {"optimizer.lr": 1e9}})
+    board = run_study(plan, tmp_path)
+    hot = next(e for e in board if e["arm"] == "hot")
+    assert board[-1] is hot and hot["verdict"] == "diverged" and math.isnan(hot["test_loss"])
+    counts, store = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(2)})
+    assert "hot" not in store.attrs()["combination"]["arms"]
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert {r["verdict"] for r in rows if r["arm"] == "hot"} == {"diverged"}
+    page = (tmp_path / "report.html").read_text()
+    assert "Diverged: hot" in page
+    print_leaderboard(board, "diverging")
+    assert "diverged" in capsys.readouterr().out

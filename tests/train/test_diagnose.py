@@ -54,6 +54,21 @@ def test_empty_and_non_finite():
     assert d.best_epoch == 2
 
 
+def test_a_run_whose_loss_became_non_finite_is_diagnosed_as_diverged():
+    """The loop stops at the first non-finite training loss. That run was called a "good fit"
+    (NaN compares False with every threshold) or, with no finite validation loss, not
+    diagnosed at all (an error after training, and no history written)."""
+    d = diagnose(_history([1.0, 0.5, math.nan], [1.2, 0.9, math.nan]), 10)
+    assert d.verdict == "diverged" and d.best_epoch == 2 and d.best_valid_loss == 0.9
+    assert d.explanation.startswith("diverged: the training loss became nan at epoch 3")
+    assert "learning rate" in d.explanation and "validation loss is lowest (0.9) at epoch 2" in d.explanation
+    d = diagnose(_history([1.0, math.inf], [1.2, 0.95]), 10)  # the valid loss of the last epoch was still finite
+    assert d.verdict == "diverged" and "became inf at epoch 2" in d.explanation
+    d = diagnose(_history([math.nan], [math.nan]), 10)
+    assert d.verdict == "diverged" and d.best_epoch is None and math.isnan(d.best_valid_loss)
+    assert "no epoch had a finite validation loss" in d.explanation
+
+
 @pytest.mark.parametrize(
     "options, error, words",
     [
