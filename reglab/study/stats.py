@@ -43,8 +43,8 @@ def _mean(values: Sequence[float | None]) -> float:
     return float(np.mean(np.asarray(values, float)))
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    v = np.asarray([x if x is not None else math.nan for x in values], float)
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    v = np.asarray(values, float)  # None (NaN/Inf stored as JSON null) becomes NaN
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
