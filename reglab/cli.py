@@ -190,6 +190,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe = Recipe.load(args.out / "recipe.toml")  # resume exactly what was started
     else:
         recipe = recipe_from_args(args)
+    if args.resume and not checkpoint.exists():  # a mistyped --out would otherwise start over unnoticed
+        print(f"reglab: nothing to resume in {args.out} (no checkpoint.pt); starting a new run", file=sys.stderr)
     result = run_recipe(recipe, args.out, resume=args.resume, progress=not args.quiet)
     _print_summary(result.summary, args.out)
     return 0

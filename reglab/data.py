@@ -82,7 +82,7 @@ class Data:
                 )
         if self.regression:
             return
-        check_int("num_classes", self.num_classes, low=1)
+        check_int("num_classes", self.num_classes, low=2)
         for where, (_, y) in parts.items():
             if int(y.max()) >= self.num_classes:
                 raise ValueError(f"{where} data: labels must be in 0..{self.num_classes - 1} (num_classes = {self.num_classes}), found {int(y.max())}")
@@ -128,6 +128,9 @@ def load_data(config: DataConfig, seed: int, regression: bool = False) -> Data:
             raise ValueError(f"test targets have {y_test.shape[1]} columns, training targets {y.shape[1]}")
     else:
         num_classes = len(classes) if classes else int(y.max()) + 1  # a named class may lie in the test split only
+        if num_classes < 2:
+            only = repr(classes[0]) if classes else "0"
+            raise ValueError(f"the labels hold one class ({only}); a classifier needs at least 2" + _REAL_HINT)
         if int(y_test.max()) >= num_classes:
             raise ValueError(f"test labels go up to {int(y_test.max())} but training labels only to {num_classes - 1}")
     x_train, y_train, x_valid, y_valid = _carve(x, y, config.valid_fraction, seed)
@@ -311,6 +314,9 @@ def _csv(config: DataConfig, regression: bool):
         raise ValueError(f"{path} is empty; expected a header row, then one sample per line")
     header = [name.strip() for name in rows[0][1]]
     if config.label_column not in header:
+        other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")) if len(header) == 1 and sep in header[0]), None)
+        if other:
+            raise ValueError(f"{path} separates its columns with {other}; reglab reads comma-separated values (header: {header[0]!r})")
         raise ValueError(f"{path} has no label column {config.label_column!r}; columns: {', '.join(header)} (set data.label_column)")
     for line, row in rows[1:]:
         if len(row) != len(header):
@@ -370,10 +376,13 @@ def _labels(y: np.ndarray, y_test: np.ndarray | None, path) -> tuple[np.ndarray,
     return encoded[0], encoded[1] if y_test is not None else None, classes
 
 
+_REAL_HINT = "; for real-valued targets (a regression) set training.loss = mse or mae (--loss mse)"
+
+
 def _check_integral(y: np.ndarray, path) -> None:
     if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0):
         real = np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y))  # not a missing label: a real value
-        hint = "; for real-valued targets (a regression) set training.loss = mse or mae (--loss mse)" if real else ""
+        hint = _REAL_HINT if real else ""
         raise ValueError(f"{path}: labels must be integers 0..K-1, or class names (found non-integer or missing values){hint}")
 
 

@@ -107,6 +107,15 @@ def test_existing_output_is_not_overwritten(tmp_path, capsys):
     assert (tmp_path / "o" / "history.json").read_text() == before
 
 
+def test_resume_with_nothing_to_resume_says_so_and_starts(tmp_path, capsys):
+    out = tmp_path / "typo"
+    assert main(["train", "--dataset", "digits", "--width", "8", "--epochs", "1", "--out", str(out), "--quiet", "--resume"]) == 0
+    assert f"nothing to resume in {out}" in capsys.readouterr().err
+    assert (out / "checkpoint.pt").exists()
+    assert main(["train", "--dataset", "digits", "--width", "8", "--epochs", "1", "--out", str(out), "--quiet", "--resume"]) == 0
+    assert "nothing to resume" not in capsys.readouterr().err  # the second time there is a finished run to report
+
+
 def test_optimizer_schedule_and_clipping_flags(tmp_path):
     out = tmp_path / "o"
     args = ["train", "--dataset", "digits", "--width", "16", "--epochs", "4", "--optimizer", "sgd", "--lr", "0.1",

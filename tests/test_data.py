@@ -133,8 +133,11 @@ def test_class_names_as_labels(tmp_path):
         ("a,label\n1.0,0\n2.0,\n", "line 3 has no label"),
         ("a,label\n1.0,cat\n2.0,\n", "line 3 has no label"),
         ("", "is empty"),
+        ("a;label\n1.0;0\n2.0;1\n", "separates its columns with semicolons; reglab reads comma-separated"),
+        ("a\tlabel\n1.0\t0\n2.0\t1\n", "separates its columns with tabs"),
+        ("a,label\n" + "1.0,spam\n" * 20, "the labels hold one class \\('spam'\\); a classifier needs at least 2"),
     ],
-    ids=["not-a-number", "short-row", "missing-number-label", "missing-name-label", "empty"],
+    ids=["not-a-number", "short-row", "missing-number-label", "missing-name-label", "empty", "semicolons", "tabs", "one-class"],
 )
 def test_malformed_csv_names_the_line(tmp_path, text, match):
     (tmp_path / "d.csv").write_text(text)
@@ -151,6 +154,7 @@ def test_malformed_csv_names_the_line(tmp_path, text, match):
         (np.ones((10, 3)), np.full(10, 0.5), "integers"),
         (np.ones(10), np.zeros(10), "shape"),
         (np.ones((0, 3)), np.zeros(0), "no samples"),
+        (np.ones((10, 3)), np.zeros(10), "the labels hold one class \\(0\\); a classifier needs at least 2; for real-valued"),
     ],
 )
 def test_bad_user_data_is_refused_before_training(tmp_path, x, y, match):
@@ -265,7 +269,7 @@ def _parts(n=12, features=3, classes=3, seed=0):
         ({"x_test": lambda x: x[:, :2]}, r"test inputs have shape \(2,\) per sample, training inputs \(3,\)"),
         ({"y_train": lambda y: y[:-1]}, "training data: 12 inputs but 11 labels"),
         ({"y_valid": lambda y: y.float()[:, None]}, "validation targets are torch.float32 .* training labels torch.int64"),
-        ({"num_classes": lambda k: 0}, "num_classes must be >= 1"),
+        ({"num_classes": lambda k: 1}, "num_classes must be >= 2"),
     ],
 )
 def test_a_data_object_is_checked_when_made(change, match):
