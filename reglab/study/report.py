@@ -48,17 +48,34 @@ def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, An
     return plan, rows, attrs.get("combination", {})
 
 
-def write_report(store: StudyStore, out: str | Path) -> list[dict[str, Any]]:
+class Leaderboard(list):
+    """The leaderboard's entries (dicts, best first), and ``missing``: the ``(arm, seed)``
+    points of the plan with no finished trial yet (a study stopped part-way)."""
+
+    missing: list[tuple[str, int]] = []
+
+
+def write_report(store: StudyStore, out: str | Path) -> Leaderboard:
     """Write report.html, results.csv and results.json into ``out``; returns the leaderboard."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plan, rows, combo = collect(store)
     order = [a for a in plan.arm_names if any(r["arm"] == a for r in rows)]
-    board = leaderboard(rows, order)
+    board = Leaderboard(leaderboard(rows, order))
+    done = {(r["arm"], r["seed"]) for r in rows}
+    board.missing = [(a, s) for a in plan.arm_names for s in plan.seeds if (a, s) not in done]
     _atomic_write(out / "results.json", json.dumps([{k: v for k, v in r.items() if k != "weights"} for r in rows], indent=1))
     _write_csv(out / "results.csv", rows)
     _atomic_write(out / "report.html", render_html(plan, rows, board, combo, total=len(plan.arm_names) * len(plan.seeds)))
     return board
+
+
+def missing_words(missing: Sequence[tuple[str, int]]) -> str:
+    """``'l2 (seeds 0, 1), dropout (seed 1)'``: the trials a study has still to run."""
+    seeds: dict[str, list[int]] = {}
+    for arm, seed in missing:
+        seeds.setdefault(arm, []).append(seed)
+    return ", ".join(f"{arm} (seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))})" for arm, ss in seeds.items())
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -156,6 +173,8 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
         f"{b.model.depth}×{b.model.resolved_width} {esc(b.model.activation)} · {esc(b.optimizer.name)} lr {b.optimizer.lr:g} · "
         f"{b.training.epochs} epochs · batch {b.data.batch_size} · seeds {', '.join(map(str, plan.seeds))}</p>"
     )
+    if getattr(board, "missing", None):
+        body.append(f"<p class=missing>Not finished yet: {esc(missing_words(board.missing))}; run the study again to finish them.</p>")
     if rows:
         body += [
             "<h2>Diagnosis and recommendation</h2>",
@@ -178,7 +197,7 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:1em 0}td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}"
         "td:first-child,th:first-child{text-align:left}tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}tr.diverged{background:#fbeaea;font-style:italic}"
-        "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}.meta,.rule{color:#555}"
+        "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}.meta,.rule{color:#555}.missing{color:#a60}"
         ".rec{font-size:1.1em}code{background:#f3f3f3;padding:0 .2em}"
     )
     return f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>reglab study: {esc(plan.name)}</title><style>{style}</style></head><body>\n' + "\n".join(body) + "\n</body></html>\n"
@@ -221,15 +240,17 @@ def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
 
     acc = has_accuracy(board)
     table = Table(title=title)
-    for col in ("arm", *(["test acc"] if acc else []), "test loss", "vs base", "best ep", "stop ep", "gap", "zeros", "p", "verdict"):
+    for col in ("arm", "seeds", *(["test acc"] if acc else []), "test loss", "vs base", "best ep", "stop ep", "gap", "zeros", "p", "verdict"):
         table.add_column(col, justify="left" if col in ("arm", "verdict") else "right")
     for e in board:
         style = {"better": "green", "worse": "red", "diverged": "red italic", "baseline": "bold"}.get(e["verdict"])
         table.add_row(
-            e["arm"], *([f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
+            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
             "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%"), f"{e['best_epoch']:.0f}", f"{e['stopped_epoch']:.0f}",
             f"{e['gap']:.3f}", f"{e['zero_frac']:.0%}", _fmt(e["p_value"], ".2g"), SHORT.get(e["verdict"], e["verdict"]), style=style,
         )  # fmt: skip
     console = Console()
     console.width = max(console.width, 120)  # the table stays readable in narrow or piped output
     console.print(table)
+    if getattr(board, "missing", None):
+        console.print(f"not finished yet: {missing_words(board.missing)}; run the study again to finish them", style="yellow", highlight=False)

@@ -90,7 +90,7 @@ def _results(folder):
 
 
 @pytest.mark.slow
-def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, tmp_path):
+def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, tmp_path, capsys):
     args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 25, "--seeds", 2, "--quiet"]
     args += ["--arms", "baseline,dropout,l2,combination"]
     ref = run_cli(*args, "--out", tmp_path / "ref")
@@ -117,8 +117,16 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
             kills += 1
         proc.wait()
     assert kills == 3, "every kill interrupted the study"
+    partial = rebuild_report(out)  # the report of a study stopped part-way says what is missing
+    finished = set(_counts(url)[0])
+    assert partial.missing == [(a, s) for a in ("baseline", "dropout", "l2", "combination") for s in (0, 1) if (a, s) not in finished]
+    assert partial.missing and sum(e["seeds"] for e in partial) == 8 - len(partial.missing)
+    print_leaderboard(partial, "partial")
+    assert "not finished yet: " in capsys.readouterr().out
+    assert "Not finished yet: " in (out / "report.html").read_text()
     resumed = run_cli(*args, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
+    assert rebuild_report(out).missing == [] and "Not finished yet" not in (out / "report.html").read_text()
 
     counts, store = _counts(url)
     assert set(counts.values()) == {1} and len(counts) == 8, "no duplicate and no lost trial"
