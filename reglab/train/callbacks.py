@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from reglab.train.loop import Trainer
 
 
+HOOKS = ("on_train_begin", "on_epoch_end", "on_train_end", "on_batch_begin", "on_after_backward")  # what the loop calls
+
+
 class Callback:
     def on_train_begin(self, trainer: Trainer) -> None: ...
 
@@ -173,8 +176,14 @@ class LRScheduler(Callback):
     ``ReduceLROnPlateau`` is given the monitored validation metric. Its state is checkpointed."""
 
     def __init__(self, scheduler: Any, monitor: str = "valid_loss") -> None:
+        if not isinstance(scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
+            raise TypeError(f"LRScheduler takes a torch.optim.lr_scheduler scheduler, got {type(scheduler).__name__}")
         self.scheduler = scheduler
         self.monitor = check_str("monitor", monitor)
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        if self.scheduler.optimizer is not trainer.optimizer:  # it would schedule an optimizer that does not train
+            raise ValueError("LRScheduler: the scheduler was built on another optimizer than the one training the model")
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab._checks import check_int
+from reglab._checks import check_choice, check_int
 from reglab.data import Data
-from reglab.train.callbacks import Callback, call
+from reglab.train.callbacks import HOOKS, Callback, call
+from reglab.train.losses import LOSSES
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 LossTerm = Callable[[nn.Module], torch.Tensor]
@@ -66,13 +67,14 @@ class Trainer:
         loss_terms: Sequence[LossTerm] = (),
         seed: int = 0,
     ) -> None:
+        _check_parts(model, data, optimizer)
         self.model, self.data, self.optimizer = model, data, optimizer
         self.epochs, self.batch_size = check_int("epochs", epochs, low=1), check_int("batch_size", batch_size, low=1)
         check_int("seed", seed, low=0)
-        self.loss_fn = loss_fn or (F.mse_loss if data.regression else F.cross_entropy)  # the task's usual loss
-        self.callbacks = list(callbacks)
-        self.batch_transforms = list(batch_transforms)
-        self.loss_terms = list(loss_terms)
+        self.loss_fn = _loss_fn(loss_fn, data)
+        self.callbacks = _callbacks(callbacks)
+        self.batch_transforms = _callables("batch_transforms", batch_transforms)
+        self.loss_terms = _callables("loss_terms", loss_terms)
         self.device = data.x_train.device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # shuffling, augmentation
         self.classify = not data.regression  # accuracy is recorded for class labels only
@@ -80,7 +82,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.stop_reason: str | None = None
         _check_batch_norm(model, len(data.x_train), batch_size)
-        _check_model(model, data, outputs=loss_fn is None)
+        _check_model(model, data, outputs=loss_fn is None or isinstance(loss_fn, str))
         _check_optimizer(model, optimizer)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -135,7 +137,10 @@ class Trainer:
             idx = perm[i : i + bs]
             xb, yb = x[idx], y[idx]
             for transform in self.batch_transforms:
-                xb, yb = transform(xb, yb, self.generator)
+                out = transform(xb, yb, self.generator)
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise TypeError(f"a batch transform returns (x, y); {_name(transform)} returned {_what(out)}")
+                xb, yb = out
             if self.batch_transforms and classify:
                 labels[i : i + bs] = _hard(yb)
             for cb in self._batch_begin:
@@ -238,6 +243,66 @@ def fit(
 def _hard(y: torch.Tensor) -> torch.Tensor:
     """Class indices from hard labels (N,) or soft targets (N, K)."""
     return y.argmax(1) if y.ndim == 2 else y
+
+
+def _check_parts(model: Any, data: Any, optimizer: Any) -> None:
+    for name, value, kind, hint in (
+        ("model", model, nn.Module, "a torch.nn.Module"),
+        ("data", data, Data, "a reglab Data: reglab.load_data(recipe.data, seed), or Data(name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes)"),
+        ("optimizer", optimizer, torch.optim.Optimizer, "a torch.optim.Optimizer built on the model's parameters (a reglab.optim one too)"),
+    ):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be {hint}; got {_what(value)}")
+
+
+def _loss_fn(loss_fn: Any, data: Data) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss: a callable, a name from ``LOSSES`` (checked against the targets), or the task's usual one."""
+    if loss_fn is None:
+        return F.mse_loss if data.regression else F.cross_entropy
+    if isinstance(loss_fn, str):
+        fn = LOSSES[check_choice("loss_fn", loss_fn, LOSSES)]
+        if (loss_fn == "cross_entropy") == data.regression:
+            targets = "real-valued targets (a regression)" if data.regression else "class labels"
+            raise ValueError(f"loss_fn = {loss_fn!r} does not fit {targets}: cross_entropy is for class labels, mse and mae for real-valued targets")
+        return fn
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function (output, target) -> loss or a name ({', '.join(LOSSES)}); got {_what(loss_fn)}")
+    return loss_fn
+
+
+def _callbacks(callbacks: Iterable[Any]) -> list[Any]:
+    """Callbacks: objects with at least one hook. A torch scheduler passed as one would be
+    silently ignored (it has no hooks): say how to wrap it."""
+    out = list(callbacks)
+    for i, cb in enumerate(out):
+        if isinstance(cb, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
+            raise TypeError(f"callbacks[{i}] is a torch scheduler ({type(cb).__name__}); wrap it as reglab.train.LRScheduler(scheduler), which steps it once per epoch")
+        if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
+            raise TypeError(f"callbacks[{i}] is {_what(cb)}, which has none of the hooks a callback has ({', '.join(HOOKS)})")
+    return out
+
+
+def _callables(name: str, items: Iterable[Any]) -> list[Any]:
+    out = list(items)
+    for i, item in enumerate(out):
+        if not callable(item):
+            raise TypeError(f"{name}[{i}] must be callable; got {_what(item)}")
+    return out
+
+
+def _name(f: Any) -> str:
+    return getattr(f, "__qualname__", None) or type(f).__name__
+
+
+def _what(value: Any) -> str:
+    text = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+    if isinstance(value, type):
+        text = f"the class {value.__name__} itself, not an instance"
+    elif isinstance(value, torch.Tensor):
+        text = f"a tensor of shape {tuple(value.shape)}"
+    elif isinstance(value, tuple):
+        text = f"a tuple of {len(value)}"
+    return text
 
 
 def _check_model(model: nn.Module, data: Data, outputs: bool) -> None:

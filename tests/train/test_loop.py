@@ -229,3 +229,54 @@ def test_the_output_check_leaves_a_custom_loss_alone(toy_data):
     bce = lambda out, y: F.binary_cross_entropy_with_logits(out[:, 0], y.float())  # noqa: E731
     history = fit(m, data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=16, loss_fn=bce)
     assert len(history) == 1
+
+
+def _opt(m):
+    return torch.optim.SGD(m.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize(
+    "make, error, words",
+    [
+        (lambda m, d: {"data": (d.x_train, d.y_train)}, TypeError, ["data must be a reglab Data", "got a tuple of 2"]),
+        (lambda m, d: {"optimizer": torch.optim.SGD}, TypeError, ["optimizer must be a torch.optim.Optimizer", "the class SGD itself"]),
+        (lambda m, d: {"model": m.state_dict()}, TypeError, ["model must be a torch.nn.Module", "OrderedDict"]),
+        (lambda m, d: {"callbacks": [1]}, TypeError, ["callbacks[0] is 1", "none of the hooks"]),
+        (lambda m, d: {"callbacks": [torch.optim.lr_scheduler.StepLR(_opt(m), 1)]}, TypeError, ["torch scheduler (StepLR)", "LRScheduler(scheduler)"]),
+        (lambda m, d: {"batch_transforms": [0.3]}, TypeError, ["batch_transforms[0] must be callable", "0.3"]),
+        (lambda m, d: {"loss_terms": ["l1"]}, TypeError, ["loss_terms[0] must be callable", "'l1'"]),
+        (lambda m, d: {"loss_fn": "hinge"}, ValueError, ["loss_fn must be one of cross_entropy, mae, mse", "'hinge'"]),
+        (lambda m, d: {"loss_fn": "mse"}, ValueError, ["'mse' does not fit class labels"]),
+        (lambda m, d: {"loss_fn": 3}, TypeError, ["loss_fn must be a function", "got 3"]),
+    ],
+    ids=["data-tuple", "optimizer-class", "model-state-dict", "callback-int", "bare-scheduler", "transform", "loss-term", "loss-name", "loss-task", "loss-int"],
+)
+def test_wrong_parts_are_refused_before_the_first_step(toy_data, make, error, words):
+    """Each of these failed inside the loop with an AttributeError or 'str object is not
+    callable', or (a callback without hooks, such as a bare torch scheduler) was silently ignored."""
+    m = _model()
+    parts = {"model": m, "data": toy_data, "optimizer": _opt(m), **make(m, toy_data)}
+    before = [p.detach().clone() for p in m.parameters()]
+    with pytest.raises(error) as info:
+        fit(parts.pop("model"), parts.pop("data"), parts.pop("optimizer"), epochs=1, batch_size=16, **parts)
+    assert all(w in str(info.value) for w in words), str(info.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+
+
+def test_a_loss_by_name_and_a_scheduler_wrapped_for_its_optimizer(toy_data):
+    from reglab.train import LRScheduler
+
+    m = _model()
+    opt = _opt(m)
+    named = fit(m, toy_data, opt, epochs=2, batch_size=16, loss_fn="cross_entropy", callbacks=[LRScheduler(torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))])
+    assert [r["lr"] for r in named] == [0.1, 0.05]
+    with pytest.raises(ValueError, match="built on another optimizer"):
+        fit(m, toy_data, opt, epochs=1, batch_size=16, callbacks=[LRScheduler(torch.optim.lr_scheduler.StepLR(_opt(m), 1))])
+    with pytest.raises(TypeError, match="LRScheduler takes a torch.optim.lr_scheduler scheduler, got str"):
+        LRScheduler("cosine")
+
+
+def test_a_batch_transform_must_return_x_and_y(toy_data):
+    m = _model()
+    with pytest.raises(TypeError, match=r"a batch transform returns \(x, y\); .* returned a tensor of shape \(16, 8\)"):
+        fit(m, toy_data, _opt(m), epochs=1, batch_size=16, batch_transforms=[lambda x, y, g: x])
