@@ -85,9 +85,9 @@ class _Named(Optimizer):
         )
         super().__init__(params, self._chain, lr=lr, fused=defaults.pop("fused"), **defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        self._validate(self.param_groups[-1])
+    def check_group(self, group: dict[str, Any]) -> None:
+        self._validate(group)  # the hyperparameters first: building the chain needs them valid
+        super().check_group(group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)

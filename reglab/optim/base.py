@@ -26,6 +26,7 @@ state lives in ``optimizer.state[p]`` under the transforms' names (plus ``step``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -269,6 +270,8 @@ class Optimizer(torch.optim.Optimizer):
         check_bool("compile", compile)
         if not isinstance(transform, Transform) and not callable(transform):
             raise TypeError(f"transform must be a Transform or a function group -> Transform, got {transform!r} ({type(transform).__name__})")
+        if inspect.isfunction(transform) and transform.__module__.startswith("reglab.optim"):  # a piece's builder, uncalled
+            raise TypeError(f"transform: {transform.__name__} builds a piece; pass the piece, {transform.__name__}(...)")
         self._transform = transform
         self.fused = bool(fused)
         self.compile = compile
@@ -279,7 +282,21 @@ class Optimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        self._complex = self._complex or any(p.is_complex() for p in self.param_groups[-1]["params"])
+        group = self.param_groups[-1]
+        try:
+            self.check_group(group)
+        except Exception:
+            self.param_groups.pop()  # a refused group is not kept
+            raise
+        self._complex = self._complex or any(p.is_complex() for p in group["params"])
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        """Raise for a group this optimizer cannot step, when the group is added: a builder
+        ``group -> Transform`` is called on it now rather than at the first step."""
+        if not isinstance(self._transform, Transform):
+            built = self.transform_for({**group, "lr": float(group["lr"])})
+            if not isinstance(built, Transform):
+                raise TypeError(f"transform: the function group -> Transform returned {type(built).__name__}, not a Transform")
 
     def transform_for(self, group: dict[str, Any]) -> Transform:
         """The group's transform, built once per distinct set of hyperparameters: rebuilt at

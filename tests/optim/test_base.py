@@ -30,6 +30,23 @@ def test_chain_and_optimizer_refuse_what_is_not_a_transform():
         ro.Optimizer([torch.zeros(1, requires_grad=True)], 5)
 
 
+def test_a_builder_is_tried_when_a_group_is_added():
+    """A piece passed uncalled (``scale_by_adam`` for ``scale_by_adam()``) or a builder that
+    returns no Transform failed only at the first step, the first with 'b1 must be a number,
+    got {the whole group}'; now at construction. A refused group is not kept."""
+    w = [torch.zeros(2, requires_grad=True)]
+    with pytest.raises(TypeError, match=r"transform: scale_by_adam builds a piece; pass the piece, scale_by_adam\(...\)"):
+        ro.Optimizer(w, ro.scale_by_adam)
+    with pytest.raises(TypeError, match="the function group -> Transform returned int, not a Transform"):
+        ro.Optimizer(w, lambda group: 3)
+    with pytest.raises(ValueError, match=r"b1 must be in \[0.0, 1.0\), got 1.5"):
+        ro.Optimizer(w, lambda group: ro.scale_by_adam(b1=group["b1"]), b1=1.5)
+    opt = ro.Adam(w)
+    with pytest.raises(ValueError, match="eps"):
+        opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)], "eps": -1.0})
+    assert len(opt.param_groups) == 1, "the refused group was left in the optimizer"
+
+
 def test_scale_and_schedule_compose():
     w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = ro.Optimizer([w], ro.chain(ro.scale(2.0), ro.scale_by_schedule(lambda t: 1 / t)), lr=1.0)
