@@ -153,6 +153,22 @@ def test_augmenting_tabular_data_is_refused_before_training(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--shift", "8"], "augment.shift = 8 must be smaller than the samples' side (8x8)"),
+        (["--cutout", "20"], "augment.cutout = 20 is larger than the samples (8x8)"),
+    ],
+    ids=["shift", "cutout"],
+)
+def test_augmentations_larger_than_the_samples_are_refused_before_training(tmp_path, capsys, flags, words):
+    """On digits (8x8) a shift of 8 moved whole images out and a 20-pixel Cutout erased every
+    image whole: the model trained on blanks."""
+    assert main(["train", "--dataset", "digits", *flags, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_train_a_regression(tmp_path, capsys):
     out = tmp_path / "reg"
     assert main(["train", "--dataset", "diabetes", "--width", "32", "--epochs", "5", "--batch-size", "32",

@@ -32,6 +32,8 @@ def cutout(x: torch.Tensor, generator: torch.Generator, size: int = 8, p: float 
     check_float("value", value)
     _check_rank(x, (3, 4), "cutout")
     check_int("size", size, low=1)
+    if size > max(x.shape[2:]):
+        raise ValueError(f"size = {size} is larger than the samples ({'x'.join(map(str, x.shape[2:]))})")
     mask = _chosen(x, generator, p)
     for axis in range(2, x.ndim):
         extent = x.shape[axis]

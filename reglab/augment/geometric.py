@@ -85,6 +85,8 @@ def shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 4, p: fl
     _check_rank(x, (3, 4), "shift")
     check_int("max_shift", max_shift, low=0)
     check_choice("mode", mode, ("circular", "zeros"))
+    if max_shift >= min(x.shape[2:]):  # zeros: whole samples moved out; circular: no more than a smaller shift
+        raise ValueError(f"max_shift = {max_shift} must be smaller than the samples' side ({'x'.join(map(str, x.shape[2:]))})")
     offsets = [torch.randint(-max_shift, max_shift + 1, (len(x),), generator=generator, device=generator.device) for _ in x.shape[2:]]
     moved = translate(x, offsets, mode)
     return moved if p == 1 else torch.where(_chosen(x, generator, p), moved, x)

@@ -174,6 +174,9 @@ def test_erase_area_and_value():
         (lambda: erase(IMAGES, gen(), area=(0.3, 1.5)), "area[1]"),
         (lambda: scale(IMAGES, gen(), 0.0, 1.0), "low"),
         (lambda: cutout(IMAGES, gen(), 0), "size"),
+        (lambda: shift(IMAGES, gen(), 10), "max_shift = 10 must be smaller than the samples' side (12x10)"),
+        (lambda: shift(SIGNALS, gen(), 40, mode="circular"), "max_shift = 40 must be smaller than the samples' side (40)"),
+        (lambda: cutout(SIGNALS, gen(), 41), "size = 41 is larger than the samples (40)"),
         (lambda: cutout(IMAGES, gen(), 3, value=float("nan")), "value"),
         (lambda: erase(IMAGES, gen(), value=float("inf")), "value"),
         (lambda: flip(IMAGES, None), "generator must be a torch.Generator"),
@@ -220,3 +223,10 @@ def test_interpolating_needs_floating_point_images(fn, name):
     TypeError naming the function and the dtype (not grid_sample's 'theta' message)."""
     with pytest.raises(TypeError, match=rf"{name} needs floating-point inputs, got torch.uint8"):
         fn(UINT8_IMAGES, gen(0))
+
+
+def test_the_largest_shift_and_cutout_still_run():
+    """At the bounds of the checks above: a shift one less than the side, a box as large as the
+    largest side (clipped at the border)."""
+    assert shift(IMAGES, gen(), 9).shape == IMAGES.shape
+    assert cutout(IMAGES, gen(), 12).shape == IMAGES.shape and cutout(SIGNALS, gen(), 40).shape == SIGNALS.shape
