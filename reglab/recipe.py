@@ -328,6 +328,10 @@ class Recipe:
         """Build from nested dicts (as read from TOML); unknown sections or fields raise."""
         if not isinstance(d, dict):
             raise TypeError(f"a recipe must be a table, got {d!r}")
+        for key in set(d) - set(_SECTIONS):  # a field written outside its table: say which table holds it
+            home = [name for name, section in _SECTIONS.items() if key in {f.name for f in dataclasses.fields(section)}]
+            if home:
+                raise ValueError(f"{key} is a field of [{home[0]}]: write it under [{home[0]}] (as {home[0]}.{key})")
         _reject_unknown("recipe", d, _SECTIONS)
         parts = {}
         for name, section in _SECTIONS.items():
@@ -350,19 +354,37 @@ class Recipe:
         return "".join(f"# {line}\n" for line in header.splitlines()) + body
 
     def save(self, path: str | Path, header: str = "") -> None:
-        Path(path).write_text(self.to_toml(header))
+        """Write the recipe as TOML (folders made as needed; replaced whole, never half-written)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_toml(header))
+        tmp.replace(path)
 
     def updated(self, changes: dict[str, Any]) -> Recipe:
-        """A new, re-validated Recipe with dotted-key changes, e.g. ``{"model.width": 64}``."""
+        """A new, re-validated Recipe with dotted-key changes, e.g. ``{"model.width": 64}``
+        (a whole section as a table works too: ``{"model": {"width": 64}}``)."""
+        if not isinstance(changes, dict):
+            raise TypeError(f"changes must be a dict of recipe keys to values, e.g. {{'model.width': 64}}; got {type(changes).__name__}")
         d = self.to_dict()
+        flat = {}
         for key, value in changes.items():
+            if not isinstance(key, str):
+                raise TypeError(f"recipe keys are strings such as 'model.width'; got {key!r}")
+            if key in d and isinstance(value, dict):  # {"model": {"width": 64}}
+                flat.update({f"{key}.{name}": v for name, v in value.items()})
+            else:
+                flat[key] = value
+        for key, value in flat.items():
             section, _, name = key.partition(".")
             if section not in d or not name:
                 raise ValueError(f"unknown recipe key {key!r}; keys look like section.field, sections: {', '.join(d)}")
             target = d[section]
             *parents, leaf = name.split(".")
-            for p in parents:  # e.g. optimizer.options.betas
-                target = target.setdefault(p, {})
+            for p in parents:  # e.g. optimizer.options.betas: only a table field has fields
+                if not isinstance(target.get(p), dict):
+                    raise ValueError(f"unknown recipe key {key!r}: {p} in {section} is not a table")
+                target = target[p]
             target[leaf] = value
         return Recipe.from_dict(d)
 

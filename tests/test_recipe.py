@@ -42,6 +42,30 @@ def test_updated_revalidates_and_is_new():
         r.updated({"width": 3})
 
 
+def test_updated_takes_whole_sections_and_refuses_what_is_no_key():
+    r = Recipe()
+    by_table = r.updated({"model": {"width": 64}, "optimizer": {"name": "sgd", "options": {"momentum": 0.9}}})
+    assert by_table == r.updated({"model.width": 64, "optimizer.name": "sgd", "optimizer.options.momentum": 0.9})
+    with pytest.raises(ValueError, match="unknown field widht in model"):
+        r.updated({"model": {"widht": 3}})
+    with pytest.raises(ValueError, match="unknown recipe key 'model.width.x': width in model is not a table"):
+        r.updated({"model.width.x": 3})  # it raised TypeError: 'int' object does not support item assignment
+    with pytest.raises(TypeError, match="changes must be a dict of recipe keys to values"):
+        r.updated([("model.width", 3)])
+
+
+def test_a_field_outside_its_table_names_the_table(tmp_path):
+    (tmp_path / "flat.toml").write_text("epochs = 3\n")
+    with pytest.raises(ValueError, match=r"epochs is a field of \[training\]: write it under \[training\] \(as training.epochs\)"):
+        Recipe.load(tmp_path / "flat.toml")
+
+
+def test_save_makes_the_folder_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "new" / "deeper" / "r.toml"
+    Recipe().save(path)
+    assert Recipe.load(path) == Recipe() and [p.name for p in path.parent.iterdir()] == ["r.toml"]
+
+
 @pytest.mark.parametrize(
     "change, error, words",
     [
