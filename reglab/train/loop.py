@@ -295,14 +295,14 @@ def _name(f: Any) -> str:
 
 
 def _what(value: Any) -> str:
-    text = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+    """A short description of a wrong value, for error messages."""
     if isinstance(value, type):
-        text = f"the class {value.__name__} itself, not an instance"
-    elif isinstance(value, torch.Tensor):
-        text = f"a tensor of shape {tuple(value.shape)}"
-    elif isinstance(value, tuple):
-        text = f"a tuple of {len(value)}"
-    return text
+        return f"the class {value.__name__} itself, not an instance"
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    return repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
 
 
 def _check_model(model: nn.Module, data: Data, outputs: bool) -> None:
