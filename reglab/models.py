@@ -12,7 +12,9 @@ The layers are PyTorch's own; tests/test_models.py checks them against TECHNIQUE
 - Init: Xavier/Glorot uniform ``U(±√(6/(n_in+n_out)))`` / normal ``σ = √(2/(n_in+n_out))``
   (for tanh/sigmoid); He/Kaiming uniform ``U(±√(6/n_in))`` / normal ``σ = √(2/n_in)`` (for
   ReLU; also used for leaky ReLU, whose gain differs by a factor 1/√(1+0.01²)). ``auto`` picks
-  He uniform for the ReLU family and Xavier uniform otherwise. Biases start at 0.
+  He uniform for the ReLU family and Xavier uniform otherwise. Biases start at 0. The builders
+  take ``init=`` (default ``None``: PyTorch's own layer initialization, left as it is); a
+  recipe's ``model.init`` defaults to ``auto``.
 """
 
 from __future__ import annotations
@@ -50,14 +52,8 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
     """Build the model a recipe describes for inputs of ``input_shape`` (one sample)."""
     width = config.resolved_width
     if config.kind == "mlp":
-        model = mlp(math.prod(input_shape), num_classes, width, config.depth, config.activation, config.norm, config.dropout, config.groups)
-    else:
-        model = cnn(input_shape, num_classes, width, config.depth, config.activation, config.norm, config.dropout, config.groups)
-    init = config.init
-    if init == "auto":
-        init = "he_uniform" if config.activation in ("relu", "leaky_relu") else "xavier_uniform"
-    initialize(model, init)
-    return model
+        return mlp(math.prod(input_shape), num_classes, width, config.depth, config.activation, config.norm, config.dropout, config.groups, config.init)
+    return cnn(input_shape, num_classes, width, config.depth, config.activation, config.norm, config.dropout, config.groups, config.init)
 
 
 def mlp(
@@ -69,10 +65,15 @@ def mlp(
     norm: str = "none",
     dropout: float = 0.0,
     groups: int = 8,
+    init: str | None = None,
 ) -> nn.Sequential:
-    """Flatten, then ``depth`` blocks ``Linear -> norm -> activation -> dropout``, then Linear."""
+    """Flatten, then ``depth`` blocks ``Linear -> norm -> activation -> dropout``, then Linear;
+    weights initialized by ``init`` (see the module's docstring; ``None``: PyTorch's default).
+
+    >>> model = mlp(40, 10, width=256, depth=2, norm="layer", dropout=0.2, init="auto")
+    """
     check_int("n_in", n_in, low=1)
-    _check_blocks(n_out, width, depth, activation, norm, dropout, groups)
+    _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init)
     if norm == "instance":
         raise ValueError("instance norm needs spatial dimensions; use a cnn, or layer norm for an mlp")
     layers: list[nn.Module] = [nn.Flatten()]
@@ -83,7 +84,7 @@ def mlp(
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(n_in if depth == 0 else width, n_out))
-    return nn.Sequential(*layers)
+    return _initialized(nn.Sequential(*layers), init, activation)
 
 
 def cnn(
@@ -95,11 +96,16 @@ def cnn(
     norm: str = "none",
     dropout: float = 0.0,
     groups: int = 8,
+    init: str | None = None,
 ) -> nn.Sequential:
     """``depth`` blocks ``Conv(3) -> norm -> activation -> max-pool(2) -> dropout``, global
     average pooling, then Linear. 1-D convolutions for ``(C, L)`` or ``(L,)`` inputs, 2-D for
-    ``(C, H, W)``."""
-    _check_blocks(n_out, width, depth, activation, norm, dropout, groups)
+    ``(C, H, W)`` (the shape of one sample); weights initialized by ``init`` as for ``mlp``.
+
+    >>> model = cnn((1, 28, 28), 10, width=32, depth=2, norm="batch", init="he_normal")
+    """
+    _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init)
+    input_shape = _sample_shape(input_shape)
     layers: list[nn.Module] = []
     if len(input_shape) == 1:  # a flat signal: one channel
         layers.append(nn.Unflatten(1, (1, input_shape[0])))
@@ -121,11 +127,30 @@ def cnn(
         channels = width
     pool_all = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
     layers += [pool_all, nn.Flatten(), nn.Linear(channels, n_out)]
-    return nn.Sequential(*layers)
+    return _initialized(nn.Sequential(*layers), init, activation)
 
 
-def _check_blocks(n_out, width, depth, activation, norm, dropout, groups) -> None:
+def _sample_shape(shape: object) -> tuple[int, ...]:
+    """``cnn``'s ``input_shape``: a tuple of positive integers (one sample's shape, no batch axis)."""
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise TypeError(f"input_shape must be the shape of one sample, such as (1, 40) or (1, 28, 28), got {shape!r} ({type(shape).__name__})")
+    for i, n in enumerate(shape):
+        check_int(f"input_shape[{i}]", n, low=1)
+    return tuple(shape)
+
+
+def _initialized(model: nn.Sequential, init: str | None, activation: str) -> nn.Sequential:
+    if init is not None:
+        if init == "auto":
+            init = "he_uniform" if activation in ("relu", "leaky_relu") else "xavier_uniform"
+        initialize(model, init)
+    return model
+
+
+def _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init) -> None:
     """The builders' arguments, checked before any layer is made (a clear error, not torch's)."""
+    if init is not None:
+        check_choice("init", init, ("auto", *INITS))
     check_int("n_out", n_out, low=1)
     check_int("width", width, low=1)
     check_int("depth", depth, low=0)

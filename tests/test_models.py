@@ -163,6 +163,52 @@ def test_builders_refuse_bad_arguments_naming_them(kwargs, error, words):
         initialize(mlp(4, 2), "orthogonal")
 
 
+@pytest.mark.parametrize("init", ["xavier_uniform", "he_normal", "auto"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_builders_take_init_and_match_initialize(kind, init):
+    build = (lambda **kw: mlp(64, 10, width=48, **kw)) if kind == "mlp" else (lambda **kw: cnn((1, 8, 8), 10, width=48, **kw))
+    torch.manual_seed(0)
+    built = build(activation="tanh", init=init)
+    torch.manual_seed(0)
+    by_hand = build(activation="tanh")  # PyTorch's default layer init, then the named one
+    initialize(by_hand, "xavier_uniform" if init == "auto" else init)  # auto: Xavier for tanh
+    for a, b in zip(built.parameters(), by_hand.parameters(), strict=True):
+        assert torch.equal(a, b)
+    torch.manual_seed(0)
+    default = build(activation="tanh")
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(default.parameters(), build(activation="tanh", init=None).parameters()))
+    first = next(m for m in default.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    assert float(first.bias.detach().abs().max()) > 0  # None leaves PyTorch's init (biases not zeroed)
+    with pytest.raises(ValueError, match="init must be one of auto, he_normal, he_uniform, xavier_normal, xavier_uniform; got .orthogonal."):
+        build(init="orthogonal")
+
+
+def test_build_model_equals_builder_with_the_recipe_init():
+    torch.manual_seed(1)
+    a = build_model(ModelConfig(width=32, init="he_normal"), (1, 40), 10)
+    torch.manual_seed(1)
+    b = mlp(40, 10, width=32, init="he_normal")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    "shape, error, words",
+    [
+        (40, TypeError, "input_shape must be the shape of one sample, such as (1, 40)"),
+        ("1x28x28", TypeError, "input_shape must be the shape of one sample"),
+        ((1, 0), ValueError, "input_shape[1] must be >= 1, got 0"),
+        ((1, 28.0, 28), TypeError, "input_shape[1] must be an integer"),
+        ((1, 2, 8, 8), ValueError, "cnn needs inputs of shape (C, L) or (C, H, W)"),
+    ],
+)
+def test_cnn_refuses_a_bad_input_shape(shape, error, words):
+    with pytest.raises(error) as info:
+        cnn(shape, 10)
+    assert words in str(info.value)
+    assert cnn(torch.Size([1, 8, 8]), 10)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
 def test_layer_grad_norms():
     m = mlp(4, 2, width=3, depth=2)
     m(torch.randn(5, 4)).sum().backward()
