@@ -7,6 +7,12 @@ that defines ``on_batch_begin(trainer)`` (before the forward pass) or
 keep state across epochs return it from ``state_dict`` so that checkpoints resume them exactly.
 Every hook is optional: the loop calls only what an object defines, so any object with one of
 these methods is a callback (``Callback`` is a convenient base, not a requirement).
+
+A callback that adds keys to the epoch's record names them in ``records``; a callback that
+watches one names it in ``monitor``. The loop checks each ``monitor`` against what will be
+recorded before the first step (``check_monitors``), so a typo such as Keras' ``val_loss``
+costs no epoch of training. A callback that writes records without naming them leaves that
+check to the end of the first epoch.
 """
 
 from __future__ import annotations
@@ -57,6 +63,36 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
     raise KeyError(f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{hint}")
 
 
+def check_monitors(trainer: Trainer) -> None:
+    """Before the first step: every callback's ``monitor`` is a key the record holds when that
+    callback reads it (the loop's ``trainer.record_keys``, or the declared ``records`` of a
+    callback before it in the list), else a ``ValueError`` naming the callback and the key, and
+    saying what is recorded or which callback to move."""
+    if any(_writes_undeclared(cb) for cb in trainer.callbacks):
+        return  # it may add the key: the first epoch's end will tell (``monitored``)
+    recorded = list(trainer.record_keys)
+    writers = {k: cb for cb in trainer.callbacks for k in getattr(cb, "records", ())}
+    for cb in trainer.callbacks:
+        monitor = getattr(cb, "monitor", None)
+        if isinstance(monitor, str) and monitor not in recorded:
+            who = type(cb).__name__
+            if monitor in writers:
+                writer = type(writers[monitor]).__name__
+                raise ValueError(f"{who} monitors {monitor!r}, which {writer} adds after it: put {writer} before {who} in the callbacks")
+            keys = [*recorded, *(k for k in writers if k not in recorded)]
+            near = difflib.get_close_matches(monitor, keys, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            task = " (a regression run records no accuracy)" if monitor.endswith("_acc") and not trainer.classify else ""
+            raise ValueError(f"{who} monitors {monitor!r}, which the history will not record{task}; it records {', '.join(keys)}{hint}")
+        recorded += getattr(cb, "records", ())
+
+
+def _writes_undeclared(cb: Any) -> bool:
+    """Whether ``cb`` has its own ``on_epoch_end`` (it may add to the record) but no ``records``."""
+    hook = getattr(type(cb), "on_epoch_end", None)
+    return hook is not None and hook is not Callback.on_epoch_end and not hasattr(cb, "records")
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
@@ -71,6 +107,8 @@ class EarlyStopping(Callback):
     >>> history = fit(model, data, opt, epochs=100, batch_size=100, callbacks=[stopper])  # doctest: +SKIP
     >>> stopper.best_epoch, stopper.stopped_epoch  # doctest: +SKIP
     """
+
+    records = ()  # adds nothing to the epoch's record
 
     def __init__(
         self,
@@ -144,6 +182,8 @@ class EarlyStopping(Callback):
 class ProgressBar(Callback):
     """A rich progress bar over epochs showing the latest train and validation loss."""
 
+    records = ()
+
     def __init__(self, description: str = "training") -> None:
         self.description = description
         self._progress = None
@@ -175,6 +215,8 @@ class LRScheduler(Callback):
     """Steps a ``torch.optim.lr_scheduler`` scheduler at the end of every epoch; a
     ``ReduceLROnPlateau`` is given the monitored validation metric. Its state is checkpointed."""
 
+    records = ()
+
     def __init__(self, scheduler: Any, monitor: str = "valid_loss") -> None:
         if not isinstance(scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
             raise TypeError(f"LRScheduler takes a torch.optim.lr_scheduler scheduler, got {type(scheduler).__name__}")
@@ -202,6 +244,8 @@ class WeightStats(Callback):
     """Adds statistics of the penalized weights to every epoch's record: ``zero_frac`` and
     ``tiny_frac`` (|w| < 1e-6), ``weight_l1``, ``weight_l2``, and the first layer's fractions."""
 
+    records = ("zero_frac", "tiny_frac", "weight_l1", "weight_l2", "first_zero_frac", "first_tiny_frac")
+
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         from reglab.regularize.penalties import weight_stats
 
@@ -223,6 +267,10 @@ class GradNorms(Callback):
 
         self.weights = [m.weight for m in trainer.model.modules() if isinstance(m, WEIGHT_LAYERS)]
         self._reset()
+
+    @property
+    def records(self) -> tuple[str, ...]:
+        return tuple(f"grad_norm_{i}" for i in range(1, len(getattr(self, "weights", ())) + 1))
 
     def _reset(self) -> None:
         self.total: torch.Tensor | None = None  # sum over the epoch's steps, one entry per layer

@@ -58,6 +58,8 @@ class Checkpointer(Callback):
     """Saves the trainer's whole state at the end of every ``every``-th epoch (put it last in
     the list); a resumed run repeats at most ``every - 1`` epochs, exactly."""
 
+    records = ()
+
     def __init__(self, path: str | Path, extra: dict[str, Any] | None = None, every: int = 1) -> None:
         from reglab._checks import check_int
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from reglab._checks import check_choice, check_int
 from reglab.data import Data
-from reglab.train.callbacks import HOOKS, Callback, call
+from reglab.train.callbacks import HOOKS, Callback, call, check_monitors
 from reglab.train.losses import LOSSES
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -85,12 +85,19 @@ class Trainer:
         _check_model(model, data, outputs=loss_fn is None or isinstance(loss_fn, str))
         _check_optimizer(model, optimizer)
 
+    @property
+    def record_keys(self) -> tuple[str, ...]:
+        """The keys of each epoch's record that the loop writes (callbacks may add more)."""
+        acc = self.classify
+        return ("epoch", "train_loss", *(["train_acc"] if acc else []), "valid_loss", *(["valid_acc"] if acc else []), "lr", "time")
+
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> History:
         # per-step hooks, only for the callbacks that have them (weight noise)
         self._batch_begin = [cb for cb in self.callbacks if hasattr(cb, "on_batch_begin")]
         self._after_backward = [cb for cb in self.callbacks if hasattr(cb, "on_after_backward")]
         call(self.callbacks, "on_train_begin", self)
+        check_monitors(self)
         while self.epoch < self.epochs and self.stop_reason is None:
             lr = float(self.optimizer.param_groups[0]["lr"])  # a tensor lr (torch.optim allows one) too
             start = time.perf_counter()

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from reglab.train import EarlyStopping, LRScheduler
+from reglab.train import Callback, EarlyStopping, GradNorms, LRScheduler, fit
+from reglab.train.callbacks import WeightStats
 
 
 class FakeTrainer:
@@ -172,3 +173,63 @@ def test_grad_norms_show_vanishing_gradients_of_a_deep_sigmoid_net():
     assert all(a < b / 3 for a, b in zip(sigmoid, sigmoid[1:])), sigmoid
     assert not all(a < b / 3 for a, b in zip(relu, relu[1:])), relu
     assert sigmoid[0] / sigmoid[-1] < 1e-3 * relu[0] / relu[-1]
+
+
+class _CountSteps:
+    """A duck-typed callback that counts training steps (to see that none ran)."""
+
+    records = ()
+
+    def __init__(self):
+        self.steps = 0
+
+    def on_batch_begin(self, trainer):
+        self.steps += 1
+
+
+@pytest.mark.parametrize(
+    "callback, words",
+    [
+        (lambda opt: EarlyStopping(monitor="val_loss"), r"EarlyStopping monitors 'val_loss', which the history will not record; .*did you mean 'valid_loss'\?"),
+        (lambda opt: LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau(opt), monitor="valid_accuracy"), r"LRScheduler monitors 'valid_accuracy'.*did you mean 'valid_acc'\?"),
+        (lambda opt: EarlyStopping(monitor="grad_norm_3"), r"monitors 'grad_norm_3'.* it records epoch, .*grad_norm_1, grad_norm_2; did you mean 'grad_norm_2'\?"),
+    ],
+)
+def test_an_unknown_monitor_is_refused_before_the_first_step(toy_data, callback, words):
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    counter = _CountSteps()
+    with pytest.raises(ValueError, match=words):
+        fit(model, toy_data, opt, epochs=2, batch_size=16, callbacks=[callback(opt), GradNorms(), counter])
+    assert counter.steps == 0
+
+
+def test_monitors_of_declared_records_and_regression_accuracy(toy_data):
+    from reglab.data import Data
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    stats, norms = WeightStats(), GradNorms()
+    with pytest.raises(ValueError, match="EarlyStopping monitors 'weight_l2', which WeightStats adds after it: put WeightStats before EarlyStopping"):
+        fit(model, toy_data, opt, epochs=2, batch_size=16, callbacks=[EarlyStopping(monitor="weight_l2"), stats])
+    h = fit(model, toy_data, opt, epochs=2, batch_size=16, callbacks=[stats, norms, EarlyStopping(monitor="weight_l2", patience=5), EarlyStopping(monitor="grad_norm_2")])
+    loop = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "time")
+    assert set(h[-1]) == {*loop, *stats.records, *norms.records}  # what is declared is what is written
+    d = toy_data
+    reg = Data("toy-reg", d.x_train, d.y_train[:, None].float(), d.x_valid, d.y_valid[:, None].float(), d.x_test, d.y_test[:, None].float(), num_classes=0)
+    linear = nn.Linear(8, 1)
+    with pytest.raises(ValueError, match=r"monitors 'valid_acc'.*\(a regression run records no accuracy\); it records epoch, train_loss, valid_loss, lr, time; did you mean 'valid_loss'\?$"):
+        fit(linear, reg, torch.optim.SGD(linear.parameters(), lr=0.1), epochs=1, batch_size=16, callbacks=[EarlyStopping(monitor="valid_acc")])
+
+
+def test_a_callback_writing_undeclared_records_defers_the_check(toy_data):
+    class Margin(Callback):  # adds a key, declares nothing: the first epoch's end tells
+        def on_epoch_end(self, trainer, record):
+            record["margin"] = record["valid_loss"] - record["train_loss"]
+
+    model = nn.Sequential(nn.Linear(8, 3))
+    stopper = EarlyStopping(monitor="margin", patience=1)
+    h = fit(model, toy_data, torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=16, callbacks=[Margin(), stopper])
+    assert "margin" in h[-1] and stopper.best_epoch is not None
+    with pytest.raises(KeyError, match="EarlyStopping monitors 'margn'"):
+        fit(model, toy_data, torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=16, callbacks=[Margin(), EarlyStopping(monitor="margn")])
