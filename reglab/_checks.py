@@ -79,9 +79,19 @@ def check_generator(generator: Any) -> Any:
     return generator
 
 
+def check_tensor(who: str, name: str, x: Any) -> None:
+    """Raise ``TypeError`` unless ``x`` is a torch tensor (``who`` works on whole batches)."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        hint = "; torch.as_tensor(x) converts a NumPy array" if type(x).__module__ == "numpy" else ""
+        raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(x).__name__}{hint}")
+
+
 def check_floating(name: str, x: Any) -> None:
     """Raise ``TypeError`` unless ``x`` is a floating-point tensor: ``name`` (an augmentation
     that interpolates, blends or adds noise) makes values an integer dtype cannot hold."""
+    check_tensor(name, "x", x)
     if not x.is_floating_point():
         raise TypeError(f"{name} needs floating-point inputs, got {x.dtype}; convert first, e.g. x.float() / 255")
 

@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from reglab._checks import check_choice, check_float, check_floating, check_generator, check_int
+from reglab._checks import check_choice, check_float, check_floating, check_generator, check_int, check_tensor
 
 
 def _check_common(p: float, generator: torch.Generator) -> None:
@@ -31,6 +31,7 @@ def _check_common(p: float, generator: torch.Generator) -> None:
 
 
 def _check_rank(x: torch.Tensor, ranks: tuple[int, ...], name: str) -> None:
+    check_tensor(name, "x", x)
     if x.ndim not in ranks:
         want = " or ".join({3: "(N, C, L)", 4: "(N, C, H, W)"}[r] for r in ranks)
         raise ValueError(f"{name} needs inputs of shape {want}, got {tuple(x.shape)}")

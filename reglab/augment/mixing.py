@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reglab._checks import check_choice, check_float, check_floating, check_generator, check_int
+from reglab._checks import check_choice, check_float, check_floating, check_generator, check_int, check_tensor
 from reglab.augment.targets import one_hot
 
 
@@ -34,6 +34,14 @@ def _check(alpha: float, mode: str, generator: torch.Generator) -> None:
     check_generator(generator)
 
 
+def _check_batch(who: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Inputs and labels are tensors of one batch: as many labels as samples."""
+    check_tensor(who, "x", x)
+    check_tensor(who, "y", y)
+    if x.ndim == 0 or len(x) != len(y):
+        raise ValueError(f"{who}: x and y must hold one batch, as many labels as samples; got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}")
+
+
 def _target_dtype(x: torch.Tensor) -> torch.dtype:
     """Soft targets take the inputs' float dtype (float16 under autocast, float64 in tests), or
     the default dtype for integer inputs: label weights are fractions."""
@@ -48,6 +56,7 @@ def mixup(x, y, generator, *, alpha: float = 0.2, num_classes: int, mode: str = 
     """Mixup of a batch; returns mixed inputs and soft targets. Inputs must be floating point
     (a blend of two integer images is not an integer image)."""
     _check(alpha, mode, generator)
+    _check_batch("mixup", x, y)
     check_floating("mixup", x)
     n = len(x)
     lam = sample_beta(alpha, 1 if mode == "batch" else n, generator)
@@ -84,6 +93,7 @@ def cutmix(x, y, generator, *, alpha: float = 1.0, num_classes: int, mode: str =
     """CutMix of a batch of signals ``(N, C, L)`` or images ``(N, C, H, W)``, of any dtype
     (pasting needs no arithmetic on pixels); label weights are the measured kept areas."""
     _check(alpha, mode, generator)
+    _check_batch("cutmix", x, y)
     if x.ndim not in (3, 4):
         raise ValueError(f"cutmix needs inputs (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
     n = len(x)
@@ -121,6 +131,7 @@ class Mixing:
 
     def __call__(self, x, y, generator):
         check_generator(generator)
+        _check_batch("Mixing", x, y)
         u = torch.rand(2, generator=generator, device=generator.device).tolist()
         if u[0] >= self.prob:
             return x, one_hot(y, self.num_classes).to(_target_dtype(x))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reglab._checks import check_float, check_int
+from reglab._checks import check_float, check_int, check_tensor
 
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Float one-hot targets ``(N, K)`` of class indices ``0..K−1`` (any integer dtype); soft
     targets ``(N, K)`` pass through unchanged."""
     check_int("num_classes", num_classes, low=1)
+    check_tensor("one_hot", "labels", y)
     if y.ndim == 2:
         if y.shape[1] != num_classes:
             raise ValueError(f"soft targets must have {num_classes} columns (num_classes), got shape {tuple(y.shape)}")

@@ -185,6 +185,8 @@ def test_erase_area_and_value():
         (lambda: scale(IMAGES, None), "generator must be a torch.Generator"),
         (lambda: cutout(IMAGES, None), "generator must be a torch.Generator"),
         (lambda: erase(IMAGES, None), "generator must be a torch.Generator"),
+        *[(lambda fn=fn: fn(IMAGES.numpy(), gen()), f"{fn.__name__}: x must be a torch.Tensor, got ndarray; torch.as_tensor(x) converts a NumPy array") for fn in (flip, shift, rotate, scale, cutout, erase)],
+        (lambda: shift(SIGNALS.tolist(), gen()), "shift: x must be a torch.Tensor, got list"),
     ],
 )
 def test_bad_options(call, word):

@@ -129,6 +129,12 @@ def test_mixing_policy_switches_and_respects_prob():
         (lambda: smooth_labels(torch.rand(4), 3, 0.1), "labels must be class indices"),
         (lambda: smooth_labels(torch.zeros(4, 2), 3, 0.1), "soft targets must have 3 columns"),
         (lambda: one_hot(torch.zeros(2, dtype=torch.long), 0), "num_classes"),
+        (lambda: mixup(torch.zeros(4, 3), torch.zeros(3, dtype=torch.long), gen(), num_classes=2), "mixup: x and y must hold one batch, as many labels as samples; got x of shape (4, 3) and y of shape (3,)"),
+        (lambda: cutmix(torch.zeros(4, 1, 6), torch.zeros(5, dtype=torch.long), gen(), num_classes=2), "cutmix: x and y must hold one batch"),
+        (lambda: Mixing(3, mixup_alpha=1.0, prob=0.0)(torch.zeros(4, 3), torch.zeros(2, dtype=torch.long), gen()), "Mixing: x and y must hold one batch"),
+        (lambda: mixup(torch.zeros(4, 3), [0, 1, 0, 1], gen(), num_classes=2), "mixup: y must be a torch.Tensor, got list"),
+        (lambda: mixup(torch.tensor(1.0), torch.zeros(1, dtype=torch.long), gen(), num_classes=2), "got x of shape ()"),
+        (lambda: smooth_labels([0, 1], 3, 0.1), "one_hot: labels must be a torch.Tensor, got list"),
     ],
 )
 def test_bad_options(call, word):

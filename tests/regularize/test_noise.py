@@ -1,5 +1,6 @@
 """Input and weight noise."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -27,6 +28,8 @@ def test_gaussian_noise_statistics_and_seed():
             cls(-0.1)
     with pytest.raises(TypeError, match=r"gaussian_noise needs floating-point inputs, got torch.uint8"):
         gaussian_noise(torch.zeros(2, 1, 5, dtype=torch.uint8), g, sigma=0.1)
+    with pytest.raises(TypeError, match=r"gaussian_noise: x must be a torch.Tensor, got ndarray; torch.as_tensor"):
+        gaussian_noise(np.zeros((2, 3), dtype=np.float32), torch.Generator())
 
 
 class FakeTrainer:
