@@ -62,6 +62,8 @@ def run_study(
 
     from reglab._checks import check_folder, check_int
 
+    if not isinstance(plan, Plan):
+        raise TypeError(f"plan must be a Plan: make_plan(recipe, arms=[...], seeds=3) builds one; got {type(plan).__name__}")
     workers = check_int("workers", workers, low=1)
     threads = thread_share(workers) if threads is None else check_int("threads", threads, low=1)
     out = check_folder("out", out)

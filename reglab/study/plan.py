@@ -129,7 +129,11 @@ def make_plan(
     (``unfit_arms``; the data set is loaded to see its samples' shape), then the new arms of
     ``overrides``, then the combination; ``Plan.left_out`` says which arms were left out and why.
     """
-    base = base or Recipe()
+    base = Recipe() if base is None else base
+    if not isinstance(base, Recipe):
+        raise TypeError(f"base must be a Recipe (Recipe(), Recipe.load(path) or Recipe().updated({{...}})), got {type(base).__name__}")
+    if arms is not None and (isinstance(arms, str) or not all(isinstance(a, str) for a in arms)):
+        raise TypeError(f"arms must be a list of arm names, such as ['baseline', 'dropout'], got {arms!r}")
     overrides = dict(overrides or {})
     for n in overrides:
         if not isinstance(n, str) or not ARM_NAME.fullmatch(n):
@@ -202,7 +206,7 @@ def _arm(name: str, description: str, changes: Mapping[str, Any], base: Recipe) 
 
 def _seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(seeds, Sequence) and not isinstance(seeds, str):
-        out = tuple(check_int("seeds[]", s, low=0) for s in seeds)
+        out = tuple(check_int(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds))
         if not out or len(set(out)) != len(out):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(seeds)}")
         return out

@@ -59,11 +59,23 @@ def test_plan_round_trips_through_its_dict():
         ({"overrides": {"baseline": {"model.dropout": 0.1}}}, r"baseline arm is the base recipe: change it under \[base\]"),
         ({"name": ""}, "name must not be empty"),
         ({"name": "  "}, "name must not be empty"),
+        ({"arms": "baseline"}, r"arms must be a list of arm names, such as \['baseline', 'dropout'\], got 'baseline'"),
+        ({"arms": ["baseline", 3]}, "arms must be a list of arm names"),
+        ({"base": {"training": {"epochs": 3}}}, r"base must be a Recipe \(Recipe\(\), Recipe.load\(path\) or Recipe\(\).updated\(\{...\}\)\), got dict"),
+        ({"seeds": [0, -1]}, r"seeds\[1\] must be >= 0, got -1"),
     ],
 )
 def test_bad_plans_fail_naming_the_problem(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make_plan(**kwargs)
+
+
+def test_run_study_refuses_what_is_not_a_plan(tmp_path):
+    from reglab.study import run_study
+
+    with pytest.raises(TypeError, match=r"plan must be a Plan: make_plan\(recipe, arms=\[...\], seeds=3\) builds one; got dict"):
+        run_study({"arms": ["baseline"]}, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
 
 
 def test_study_file_sets_base_strengths_and_new_arms(tmp_path):
