@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 __version__ = "0.1.0"
 
 from reglab.augment import (
@@ -64,6 +66,8 @@ def fit(model_or_recipe: Any, data: Data | None = None, optimizer: Any = None, *
         if data is not None or optimizer is not None or options:
             raise TypeError("fit(recipe) takes no other arguments: the recipe describes the whole run")
         return train_recipe(model_or_recipe)
+    if data is None and optimizer is None and not isinstance(model_or_recipe, torch.nn.Module):
+        raise TypeError(f"fit takes a Recipe, or a model with data and an optimizer; got {type(model_or_recipe).__name__} (a dict of changes goes through Recipe().updated({{...}}))")
     if data is None or optimizer is None:
         raise TypeError("fit(model, data, optimizer, epochs=..., batch_size=...) needs data and an optimizer")
     return _fit(model_or_recipe, data, optimizer, **options)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from reglab._checks import check_int
+from reglab._checks import check_bool, check_int
 
 if TYPE_CHECKING:
     from reglab.recipe import DataConfig
@@ -105,12 +105,21 @@ class Data:
         return Data(name=self.name, num_classes=self.num_classes, classes=self.classes, **moved)
 
 
-def load_data(config: DataConfig, seed: int, regression: bool = False) -> Data:
+def load_data(config: DataConfig | str, seed: int = 0, regression: bool | None = None) -> Data:
     """Load the data set ``config.name``, check it, and split it by ``seed``.
 
-    ``regression=True`` reads real-valued targets (``diabetes``, or a ``.npz``/``.csv`` whose
-    label column holds numbers) instead of class labels.
+    ``config`` is a recipe's ``DataConfig``, or a data set's name or ``.npz``/``.csv`` path
+    (the ``DataConfig`` defaults otherwise). ``regression=True`` reads real-valued targets
+    (``diabetes``, or a ``.npz``/``.csv`` whose label column holds numbers) instead of class
+    labels; ``None`` takes the data set's own kind (class labels for a file).
+
+    >>> data = load_data("digits", seed=0)  # doctest: +SKIP
     """
+    config = _data_config(config)
+    check_int("seed", seed, low=0)
+    if regression is None:
+        regression = config.name in REGRESSION_SETS
+    check_bool("regression", regression)
     if regression != (config.name in REGRESSION_SETS) and config.name not in ("npz", "csv"):
         kind = "a regression" if config.name in REGRESSION_SETS else "a classification"
         raise ValueError(f"data.name = {config.name!r} is {kind} data set; " + _TASK_HINT)
@@ -176,6 +185,18 @@ def check_arrays(x: torch.Tensor, y: torch.Tensor, where: str) -> None:
         raise ValueError(f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}")
     if int(y.min()) < 0:
         raise ValueError(f"{where}: labels must be in 0..K-1, found {int(y.min())}")
+
+
+def _data_config(config: object) -> DataConfig:
+    """``load_data``'s first argument as a DataConfig: a name or a ``.npz``/``.csv`` path too."""
+    from reglab.recipe import DataConfig
+
+    if isinstance(config, DataConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        suffix = Path(config).suffix.lower()
+        return DataConfig(name=suffix[1:], path=str(config)) if suffix in (".npz", ".csv") else DataConfig(name=str(config))
+    raise TypeError(f"load_data takes a DataConfig (recipe.data), a data set's name or a .npz/.csv path; got {type(config).__name__}")
 
 
 def _carve(x, y, fraction: float, seed: int):

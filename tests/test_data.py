@@ -193,7 +193,8 @@ def test_diabetes_regression_set():
     everything = torch.cat([d.y_train, d.y_valid, d.y_test]).double()
     assert abs(float(everything.mean())) < 1e-6 and float(everything.std(unbiased=False)) == pytest.approx(1, abs=1e-6)
     with pytest.raises(ValueError, match="'diabetes' is a regression data set"):
-        load_data(DataConfig(name="diabetes"), 0)
+        load_data(DataConfig(name="diabetes"), 0, regression=False)
+    assert torch.equal(load_data(DataConfig(name="diabetes"), 0).y_train, d.y_train)  # None: the data set's own kind
     with pytest.raises(ValueError, match="'digits' is a classification data set.*mse or mae"):
         load_data(DataConfig(name="digits"), 0, regression=True)
 
@@ -281,3 +282,20 @@ def test_a_data_object_is_checked_when_made(change, match):
     with pytest.raises(ValueError, match=match):
         Data("mine", **fields)
     Data("mine", x, y, x, y, x, y, 3)  # the unchanged parts are fine
+
+
+def test_load_data_takes_a_name_or_a_file(tmp_path):
+    by_name = load_data("digits", seed=3)
+    by_config = load_data(DataConfig(name="digits"), 3)
+    assert by_name.name == "digits" and torch.equal(by_name.x_train, by_config.x_train) and torch.equal(by_name.y_valid, by_config.y_valid)
+    f = tmp_path / "tiny.npz"
+    np.savez(f, x=np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32), y=np.arange(40) % 2)
+    assert load_data(str(f)).input_shape == (5,) and load_data(f).num_classes == 2
+    with pytest.raises(TypeError, match="load_data takes a DataConfig \\(recipe.data\\), a data set's name or a .npz/.csv path; got dict"):
+        load_data({"name": "digits"})
+    with pytest.raises(ValueError, match="data.name must be one of"):
+        load_data("mnist-1d")
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        load_data("digits", seed=0.5)
+    with pytest.raises(TypeError, match="regression must be"):
+        load_data("digits", regression="yes")
