@@ -385,9 +385,42 @@ class Optimizer(torch.optim.Optimizer):
         """As torch.optim's, and it also takes the ``state_dict`` of the torch.optim optimizer
         this one replaces: its state and options are renamed, and options torch.optim does not
         have keep this optimizer's values, so a run started with torch.optim continues here."""
-        super().load_state_dict(self._from_torch(state_dict))
+        converted = self._from_torch(state_dict)
+        self._check_loaded(state_dict, converted)
+        super().load_state_dict(converted)
         for flat in self._flat.values():
             flat.dirty = True
+
+    def _check_loaded(self, saved: dict[str, Any], converted: dict[str, Any]) -> None:
+        """Before anything is replaced: each parameter's saved state has the names this
+        optimizer keeps (under the loaded options) and its parameter's shape. Loaded without
+        this, Adam's state in an SGD failed at the next step (KeyError 'momentum'), and another
+        model's state where the parameter counts happened to match failed in the update."""
+        if len(converted["param_groups"]) != len(self.param_groups):
+            return  # torch.optim's own check says what is wrong
+        for loaded, current in zip(converted["param_groups"], self.param_groups):
+            if len(loaded["params"]) != len(current["params"]):
+                return  # as above
+            keeps = None
+            for index, p in zip(loaded["params"], current["params"]):
+                state = converted["state"].get(index)
+                if not state:
+                    continue
+                if keeps is None:
+                    probe = p.new_zeros(1, dtype=p.real.dtype if p.is_complex() else p.dtype)
+                    keeps = {"step", *self.transform_for({**loaded, "lr": float(loaded["lr"])}).init([probe])}
+                if set(state) != keeps:
+                    names = ", ".join(sorted(saved["state"][index])) if index in saved["state"] else ", ".join(sorted(state))
+                    raise ValueError(
+                        f"load_state_dict: parameter {index}'s saved state holds {names}, but this {type(self).__name__} "
+                        f"keeps {', '.join(sorted(keeps))} with these options: the state_dict is another optimizer's (or one with other options, e.g. amsgrad)"
+                    )
+                for name, value in state.items():
+                    if isinstance(value, Tensor) and value.ndim and value.shape != p.shape:
+                        raise ValueError(
+                            f"load_state_dict: parameter {index}'s saved {name!r} has shape {tuple(value.shape)}, the parameter "
+                            f"{tuple(p.shape)}: the state_dict belongs to another model (or the parameters are in another order)"
+                        )
 
     def _from_torch(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         if len(state_dict["param_groups"]) != len(self.param_groups):

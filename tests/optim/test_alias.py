@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import reglab.optim as ro
 
@@ -391,3 +392,33 @@ def test_bad_hyperparameter_in_a_later_group():
     opt = ro.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match="lr"):
         opt.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "lr": -1.0})
+
+
+def test_a_state_dict_of_another_optimizer_or_model_is_refused_and_nothing_is_replaced():
+    """Adam's state loaded into an SGD with momentum failed only at the next step (KeyError
+    'momentum', torch.optim's SGD too); another model's state with as many tensors failed
+    inside the update. Both are refused by load_state_dict, which leaves the optimizer as it was."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    adam = torch.optim.Adam(model.parameters())
+    model(torch.randn(3, 4)).sum().backward()
+    adam.step()
+    sgd = ro.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sgd.step()
+    before = {k: v.clone() for k, v in sgd.state[model[0].weight].items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(ValueError, match=r"parameter 0's saved state holds exp_avg, exp_avg_sq, step, but this SGD keeps momentum, step"):
+        sgd.load_state_dict(adam.state_dict())
+    assert sgd.param_groups[0]["momentum"] == 0.9 and "betas" not in sgd.param_groups[0]
+    assert all(torch.equal(sgd.state[model[0].weight][k], v) for k, v in before.items())
+    other = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))  # 4 tensors too, other shapes
+    theirs = ro.Adam(other.parameters())
+    other(torch.randn(3, 8)).sum().backward()
+    theirs.step()
+    with pytest.raises(ValueError, match=r"parameter 0's saved 'mu' has shape \(4, 8\), the parameter \(8, 4\): the state_dict belongs to another model"):
+        ro.Adam(model.parameters()).load_state_dict(theirs.state_dict())
+    amsgrad = ro.Adam(model.parameters(), amsgrad=True)
+    amsgrad.step()
+    plain = ro.Adam(model.parameters())
+    plain.load_state_dict(amsgrad.state_dict())  # the saved options come with the state, as in torch.optim
+    assert plain.param_groups[0]["amsgrad"] is True
+    plain.step()
