@@ -66,6 +66,8 @@ class _Named(Optimizer):
     ) -> None:
         if foreach is not None:  # accepted for torch.optim's signature; ``fused`` is checked by Optimizer
             check_bool("foreach", foreach)
+            if foreach and fused:  # as torch.optim: two implementations asked for at once
+                raise ValueError("fused=True and foreach=True cannot be asked together: choose one")
         if differentiable or capturable:
             raise NotImplementedError(f"{type(self).__name__}: differentiable and capturable are not supported")
         if weight_decay_schedule is not None and not callable(weight_decay_schedule):

@@ -376,6 +376,7 @@ def test_zero_or_missing_gradient_leaves_parameters_untouched(name):
         ("Adam", {"amsgrad": "yes"}, TypeError, "amsgrad"),
         ("Adam", {"fused": "yes"}, TypeError, "fused"),
         ("SGD", {"foreach": 1}, TypeError, "foreach"),
+        ("Adam", {"foreach": True, "fused": True}, ValueError, "fused=True and foreach=True cannot be asked together"),
         ("AdamW", {"weight_decay": math.nan}, ValueError, "weight_decay"),
         ("RMSprop", {"alpha": 1.0}, ValueError, "alpha"),
         ("Adadelta", {"rho": 1.5}, ValueError, "rho"),
