@@ -324,14 +324,16 @@ class Recipe:
 
     # -- dict / TOML -----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Recipe:
-        """Build from nested dicts (as read from TOML); unknown sections or fields raise."""
+    def from_dict(cls, d: dict[str, Any], table: str = "") -> Recipe:
+        """Build from nested dicts (as read from TOML); unknown sections or fields raise.
+        ``table`` is where the recipe sits in its file (a study file's ``base``), for messages."""
         if not isinstance(d, dict):
             raise TypeError(f"a recipe must be a table, got {d!r}")
         for key in set(d) - set(_SECTIONS):  # a field written outside its table: say which table holds it
             home = [name for name, section in _SECTIONS.items() if key in {f.name for f in dataclasses.fields(section)}]
             if home:
-                raise ValueError(f"{key} is a field of [{home[0]}]: write it under [{home[0]}] (as {home[0]}.{key})")
+                where = f"{table}.{home[0]}" if table else home[0]
+                raise ValueError(f"{key} is a field of [{where}]: write it under [{where}] (as {home[0]}.{key})")
         _reject_unknown("recipe", d, _SECTIONS)
         parts = {}
         for name, section in _SECTIONS.items():

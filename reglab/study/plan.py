@@ -217,25 +217,34 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
     """Read a study TOML file into ``make_plan`` keyword arguments (``base`` as a Recipe)."""
     path = Path(path)
     d = read_toml(path, "study file")
+    try:
+        return _study_arguments(d, path)
+    except (TypeError, ValueError) as e:
+        if str(e).startswith(("study file", "recipe file")):
+            raise
+        raise type(e)(f"study file {path}: {e}") from None
+
+
+def _study_arguments(d: dict[str, Any], path: Path) -> dict[str, Any]:
     allowed = {"name", "seeds", "arms", "arm", "base", "base_recipe"}
     extra = sorted(set(d) - allowed)
     if extra:
-        raise ValueError(f"study file {path}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
+        raise ValueError(f"unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
     out: dict[str, Any] = {}
     if "base" in d and "base_recipe" in d:
-        raise ValueError(f"study file {path}: give either base_recipe or a [base] table, not both")
+        raise ValueError("give either base_recipe or a [base] table, not both")
     if "base_recipe" in d:
         out["base"] = Recipe.load(path.parent / check_str("base_recipe", d["base_recipe"]))
     elif "base" in d:
-        out["base"] = Recipe.from_dict(d["base"])
+        out["base"] = Recipe.from_dict(d["base"], table="base")
     if "name" in d:
         out["name"] = check_str("name", d["name"])
     if "seeds" in d:
-        out["seeds"] = d["seeds"]
+        out["seeds"] = _seeds(d["seeds"])
     if "arms" in d:
         if not isinstance(d["arms"], list):
-            raise TypeError(f"study file {path}: arms must be a list of arm names, got {d['arms']!r}")
-        out["arms"] = [check_str("arms[]", a) for a in d["arms"]]
+            raise TypeError(f"arms must be a list of arm names, got {d['arms']!r}")
+        out["arms"] = [check_str(f"arms[{i}]", a) for i, a in enumerate(d["arms"])]
     if "arm" in d:  # [arm.NAME] tables: strengths of built-in arms, or new arms (which join the default list)
         tables = _table(d["arm"], "arm")
         out["overrides"] = {name: _flatten(table, f"arm.{name}") for name, table in tables.items()}

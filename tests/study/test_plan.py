@@ -99,6 +99,13 @@ def test_study_file_sets_base_strengths_and_new_arms(tmp_path):
         ("arms = 'dropout'", "arms must be a list"),
         ("[base.model]\nwidth = -1", "model.width"),
         ('base_recipe = "none.toml"', "recipe file not found"),
+        # each error names the file; a recipe field outside its table names the study file's table
+        ("[base]\nepochs = 3", r"s.toml: epochs is a field of \[base.training\]: write it under \[base.training\]"),
+        ('seeds = "3"', r"s.toml: seeds must be an integer, got '3'"),
+        ("seeds = [0, -2]", r"s.toml: seeds\[1\] must be >= 0, got -2"),
+        ("name = 3", r"s.toml: name must be a string"),
+        ('arms = ["baseline", 2]', r"s.toml: arms\[1\] must be a string"),
+        ("[base.model]\nwidth = -1", r"s.toml: model.width must be >= 0"),
     ],
 )
 def test_malformed_study_files_fail_clearly(tmp_path, text, match):
