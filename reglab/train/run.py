@@ -136,6 +136,19 @@ def train_recipe(recipe: Recipe, callbacks: Sequence[Callback] = ()) -> Result:
     return _finish(recipe, trainer)
 
 
+def _differences(old: Recipe, new: Recipe) -> str:
+    """``"training.epochs: 3 -> 6, optimizer.lr: 0.001 -> 0.1"``: the fields that differ."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(old.to_dict()), flat(new.to_dict())
+    return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+
+
 def run_recipe(
     recipe: Recipe,
     out: str | Path,
@@ -162,7 +175,10 @@ def run_recipe(
         state = load(ckpt)
         saved = Recipe.from_dict(state["recipe"])
         if saved != recipe:
-            raise ValueError(f"the recipe differs from the one the run in {out} was started with; resume it without changing the recipe")
+            raise ValueError(
+                f"the recipe differs from the one the run in {out} was started with ({_differences(saved, recipe)}); "
+                "resume it with the same recipe, or start the new one in another folder"
+            )
     extra = [ProgressBar(out.name)] if progress else []
     checkpointer = Checkpointer(ckpt, extra={"recipe": recipe.to_dict()}, every=checkpoint_every)
     trainer = build(recipe, callbacks=[*extra, checkpointer], data=data)  # bad data fails here, before any file

@@ -64,8 +64,8 @@ def test_existing_run_is_refused_and_changed_recipe_cannot_resume(tmp_path):
     run_recipe(recipe, tmp_path / "r")
     with pytest.raises(RunExistsError, match="--resume"):
         run_recipe(recipe, tmp_path / "r")
-    with pytest.raises(ValueError, match="recipe differs"):
-        run_recipe(recipe.updated({"model.width": 32}), tmp_path / "r", resume=True)
+    with pytest.raises(ValueError, match=r"recipe differs .* \(model.width: \d+ -> 32, training.epochs: 2 -> 5\); resume it with the same recipe, or start the new one in another folder"):
+        run_recipe(recipe.updated({"model.width": 32, "training.epochs": 5}), tmp_path / "r", resume=True)
     again = run_recipe(recipe, tmp_path / "r", resume=True)  # a finished run is only re-reported
     assert len(again.history) == 2
     with pytest.raises(ValueError, match=r"out .*recipe.toml/sub: .*recipe.toml is a file, not a folder"):
