@@ -29,6 +29,7 @@ from reglab.recipe import Recipe
 from reglab.study.plan import COMBINATION, Plan
 from reglab.study.stats import combination_changes
 from reglab.study.storage import StorageError, StudyStore, key_of
+from reglab.train.run import differences
 
 CHECKPOINT_EVERY = 10  # epochs between a trial's checkpoints
 POLL = 1.0  # seconds an idle worker waits before looking for work again
@@ -46,12 +47,28 @@ def attach(plan: Plan, url: str) -> StudyStore:
         store.set_attr("plan", plan.to_dict())
         if plan.left_out:  # for the report: built-in arms that did not fit the data, and why
             store.set_attr("left_out", plan.left_out)
-    elif _normalized(stored) != json.loads(json.dumps(plan.to_dict())):
+    elif _normalized(stored) != (current := json.loads(json.dumps(plan.to_dict()))):
         raise StorageError(
-            f"the study {plan.name!r} in this storage was started with another plan (arms, seeds or base recipe); "
+            f"the study {plan.name!r} in this storage was started with another plan ({_plan_differences(_normalized(stored), current)}); "
             "resume it with the same options, or give a new --name or --out"
         )
     return store
+
+
+def _plan_differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What changed between two plans' dicts, in words: arms, seeds, arm strengths, base recipe."""
+    said = []
+    names = [[a["name"] for a in p["arms"]] for p in (old, new)]
+    if names[0] != names[1]:
+        said.append(f"arms: {', '.join(names[0])} -> {', '.join(names[1])}")
+    else:
+        said += [f"arm {a['name']}: {a['changes']} -> {b['changes']}" for a, b in zip(old["arms"], new["arms"]) if a != b]
+    if old["seeds"] != new["seeds"]:
+        said.append(f"seeds: {', '.join(map(str, old['seeds']))} -> {', '.join(map(str, new['seeds']))}")
+    if old["combination"] != new["combination"]:
+        said.append(f"combination: {old['combination']} -> {new['combination']}")
+    said += differences(old["base"], new["base"], prefix="base ")
+    return "; ".join(said) or "arms, seeds or base recipe"
 
 
 def _normalized(stored: dict[str, Any]) -> Any:

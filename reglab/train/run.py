@@ -136,17 +136,17 @@ def train_recipe(recipe: Recipe, callbacks: Sequence[Callback] = ()) -> Result:
     return _finish(recipe, trainer)
 
 
-def _differences(old: Recipe, new: Recipe) -> str:
-    """``"training.epochs: 3 -> 6, optimizer.lr: 0.001 -> 0.1"``: the fields that differ."""
+def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["training.epochs: 3 -> 6", ...]``: the leaves of two nested dicts that differ."""
 
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    def flat(d: dict[str, Any], at: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+            out.update(flat(v, f"{at}{k}.") if isinstance(v, dict) else {f"{at}{k}": v})
         return out
 
-    a, b = flat(old.to_dict()), flat(new.to_dict())
-    return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+    a, b = flat(old, prefix), flat(new, prefix)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 
 
 def run_recipe(
@@ -176,7 +176,7 @@ def run_recipe(
         saved = Recipe.from_dict(state["recipe"])
         if saved != recipe:
             raise ValueError(
-                f"the recipe differs from the one the run in {out} was started with ({_differences(saved, recipe)}); "
+                f"the recipe differs from the one the run in {out} was started with ({', '.join(differences(saved.to_dict(), recipe.to_dict()))}); "
                 "resume it with the same recipe, or start the new one in another folder"
             )
     extra = [ProgressBar(out.name)] if progress else []

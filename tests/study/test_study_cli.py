@@ -42,7 +42,7 @@ def test_report_rebuilds_from_storage(finished):
         (["--config", "{bad_toml}"], "is not valid TOML"),
         (["--storage", "postgresql+psycopg2://nobody:pw@127.0.0.1:9/none"], "cannot open the study storage"),
         (["--dataset", "/no/such/data.npz"], "/no/such/data.npz"),
-        (["--seeds", 5], "another plan"),
+        (["--seeds", 5], "another plan (seeds: 0, 1 -> 0, 1, 2, 3, 4)"),
         (["--workers", 0], "workers"),
         (["--arms", ""], "the study has no arms"),
     ],

@@ -198,8 +198,12 @@ def test_a_study_stored_by_an_older_version_attaches_and_a_changed_one_does_not(
     StudyStore(url, plan.name).set_attr("plan", old)
     attach(plan, url)  # their defaults are what the stored trials ran: the same plan
     changed = make_plan(tiny_base(signals).updated({"training.epochs": 9}), arms=["baseline", "dropout"], seeds=2)
-    with pytest.raises(StorageError, match="started with another plan"):
+    with pytest.raises(StorageError, match=r"started with another plan \(base training.epochs: \d+ -> 9\); resume it"):
         attach(changed, url)
+    with pytest.raises(StorageError, match=r"another plan \(arms: baseline, dropout -> baseline, l2; seeds: 0, 1 -> 0, 1, 2\)"):
+        attach(make_plan(tiny_base(signals), arms=["baseline", "l2"], seeds=3), url)
+    with pytest.raises(StorageError, match=r"another plan \(arm dropout: \{'model.dropout': [\d.]+\} -> \{'model.dropout': 0.1\}\)"):
+        attach(make_plan(tiny_base(signals), arms=["baseline", "dropout"], seeds=2, overrides={"dropout": {"model.dropout": 0.1}}), url)
     unknown = dict(old, base={**old["base"], "training": {**old["base"]["training"], "warp": 1}})
     StudyStore(url, "other").set_attr("plan", unknown)
     with pytest.raises(StorageError, match="started with another plan"):
