@@ -47,9 +47,11 @@ def attach(plan: Plan, url: str) -> StudyStore:
         store.set_attr("plan", plan.to_dict())
         if plan.left_out:  # for the report: built-in arms that did not fit the data, and why
             store.set_attr("left_out", plan.left_out)
-    elif _normalized(stored) != (current := json.loads(json.dumps(plan.to_dict()))):
+        return store
+    old, current = _normalized(stored), json.loads(json.dumps(plan.to_dict()))
+    if old != current:
         raise StorageError(
-            f"the study {plan.name!r} in this storage was started with another plan ({_plan_differences(_normalized(stored), current)}); "
+            f"the study {plan.name!r} in this storage was started with another plan ({_plan_differences(old, current)}); "
             "resume it with the same options, or give a new --name or --out"
         )
     return store
