@@ -58,9 +58,13 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
     name: Keras users write ``val_loss``)."""
     if monitor in record:
         return record[monitor]
-    near = difflib.get_close_matches(monitor, list(record), n=1)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    raise KeyError(f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{hint}")
+    raise KeyError(f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{_nearest(monitor, record)}")
+
+
+def _nearest(monitor: str, keys) -> str:
+    """``"; did you mean 'valid_loss'?"`` for the closest recorded key (Keras users write ``val_loss``)."""
+    near = difflib.get_close_matches(monitor, list(keys), n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def check_monitors(trainer: Trainer) -> None:
@@ -80,10 +84,8 @@ def check_monitors(trainer: Trainer) -> None:
                 writer = type(writers[monitor]).__name__
                 raise ValueError(f"{who} monitors {monitor!r}, which {writer} adds after it: put {writer} before {who} in the callbacks")
             keys = [*recorded, *(k for k in writers if k not in recorded)]
-            near = difflib.get_close_matches(monitor, keys, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
             task = " (a regression run records no accuracy)" if monitor.endswith("_acc") and not trainer.classify else ""
-            raise ValueError(f"{who} monitors {monitor!r}, which the history will not record{task}; it records {', '.join(keys)}{hint}")
+            raise ValueError(f"{who} monitors {monitor!r}, which the history will not record{task}; it records {', '.join(keys)}{_nearest(monitor, keys)}")
         recorded += getattr(cb, "records", ())
 
 
