@@ -12,6 +12,7 @@ convolutional layers, not biases nor normalization parameters (``penalized``).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import torch
@@ -48,21 +49,28 @@ def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
 
 class Penalty:
     """Loss term ``model -> α₁‖W‖₁ + (α₂/2)‖W‖²₂`` over ``penalized(model)`` (elastic net
-    when both are set), for the training loop's ``loss_terms``."""
+    when both are set), for the training loop's ``loss_terms``.
+
+    The penalized weights are looked up once per model (one ``Penalty`` can serve several
+    models, e.g. one per seed); a model whose layers are replaced after its first call keeps
+    the weights found then."""
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
         self.l1 = check_float("l1", l1, low=0)
         self.l2 = check_float("l2", l2, low=0)
-        self._params: list[torch.Tensor] | None = None
+        self._params: weakref.WeakKeyDictionary[nn.Module, list[torch.Tensor]] = weakref.WeakKeyDictionary()
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
-        if self._params is None:
-            self._params = penalized(model)
-        total = torch.zeros((), device=self._params[0].device) if self._params else torch.zeros(())
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Penalty is called with the model (an nn.Module), got {type(model).__name__}")
+        params = self._params.get(model)
+        if params is None:
+            params = self._params[model] = penalized(model)
+        total = torch.zeros((), device=params[0].device) if params else torch.zeros(())
         if self.l1:
-            total = total + l1_penalty(self._params, self.l1)
+            total = total + l1_penalty(params, self.l1)
         if self.l2:
-            total = total + l2_penalty(self._params, self.l2)
+            total = total + l2_penalty(params, self.l2)
         return total
 
 

@@ -77,3 +77,17 @@ def test_weight_stats():
     assert s["weight_l1"] == pytest.approx(10 + 1e-7) and s["weight_l2"] == pytest.approx(30**0.5)
     with pytest.raises(ValueError, match="tiny must be > 0, got -1.0"):
         weight_stats(m, tiny=-1.0)
+
+
+def test_one_penalty_serves_several_models():
+    """A Penalty reused on a second model penalizes that model's weights, not the first's."""
+    penalty = Penalty(l1=0.3, l2=0.7)
+    first, second = _model(), nn.Sequential(nn.Linear(5, 2)).double()
+    penalty(first)
+    value = penalty(second)
+    w = second[0].weight.detach()
+    assert value.item() == pytest.approx(float(0.3 * w.abs().sum() + 0.35 * (w * w).sum()), rel=1e-14)
+    value.backward()
+    assert second[0].weight.grad is not None
+    with pytest.raises(TypeError, match="Penalty is called with the model"):
+        penalty(torch.zeros(3))
