@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reglab._checks import check_folder
+from reglab.models import DEFAULT_WIDTH
 from reglab.recipe import (
     ACTIVATIONS,
     DATASETS,
@@ -42,10 +43,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+_DEFAULT_WIDTHS = ", ".join(f"{kind} {width}" for kind, width in DEFAULT_WIDTH.items())
+
 # flag -> (recipe key, argparse options); flags left unset do not override the recipe
 _RECIPE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--model": ("model.kind", {"choices": MODEL_KINDS}),
-    "--width": ("model.width", {"type": int, "help": "hidden units (mlp) or channels (cnn)"}),
+    "--width": ("model.width", {"type": int, "help": f"hidden units (mlp) or channels (cnn); 0: the kind's default ({_DEFAULT_WIDTHS})"}),
     "--depth": ("model.depth", {"type": int, "help": "hidden layers or conv blocks"}),
     "--activation": ("model.activation", {"choices": ACTIVATIONS}),
     "--norm": ("model.norm", {"choices": NORMS}),
