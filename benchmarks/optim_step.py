@@ -43,7 +43,8 @@ def shapes(total: int, layout: str) -> list[tuple[int, ...]]:
 
 
 def clones(params):
-    """Copies with gradients: the fast mode re-binds its parameters into one flat buffer."""
+    """Copies with gradients, one set per implementation (the fast mode also re-binds its
+    parameters into one flat buffer)."""
     out = [p.detach().clone().requires_grad_() for p in params]
     for c, p in zip(out, params):
         c.grad = p.grad.clone()
@@ -124,10 +125,12 @@ def main() -> None:
             n = sum(p.numel() for p in params)
             for name in args.optimizers.split(","):
                 kw = OPTIONS[name]
-                makers = {"ours": lambda: getattr(ro, name)(params, **kw), "fast": lambda: getattr(ro, name)(clones(params), **kw, fused=True)}
+                # each implementation steps its own copy of the parameters and gradients: shared
+                # ones would stay in a large cache for those that share them (L3 can hold them)
+                makers = {"ours": lambda: getattr(ro, name)(clones(params), **kw), "fast": lambda: getattr(ro, name)(clones(params), **kw, fused=True)}
                 for impl, flag in (("loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
                     if impl != "fused" or name in FUSED:
-                        makers[impl] = lambda flag=flag: getattr(torch.optim, name)(params, **kw, **flag)
+                        makers[impl] = lambda flag=flag: getattr(torch.optim, name)(clones(params), **kw, **flag)
                 optimizers = {}
                 for impl, make in makers.items():
                     try:
