@@ -88,6 +88,16 @@ def check_tensor(who: str, name: str, x: Any) -> None:
         raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(x).__name__}{hint}")
 
 
+def check_module(who: str, model: Any) -> None:
+    """Raise ``TypeError`` unless ``model`` is a ``torch.nn.Module``: ``who`` finds the
+    parameters it acts on by layer type and name, which a bare parameter list does not have."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        hint = " (it finds weights by layer and name: pass the model, not model.parameters())" if not isinstance(model, torch.Tensor) else ""
+        raise TypeError(f"{who} takes the model (a torch.nn.Module), got {type(model).__name__}{hint}")
+
+
 def check_floating(name: str, x: Any) -> None:
     """Raise ``TypeError`` unless ``x`` is a floating-point tensor: ``name`` (an augmentation
     that interpolates, blends or adds noise) makes values an integer dtype cannot hold."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from reglab._checks import check_float, check_schedule, check_str
+from reglab._checks import check_float, check_module, check_schedule, check_str
 from reglab.optim.base import Context, Deferred, State, Transform, add, keep
 
 
@@ -90,7 +90,10 @@ def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: str | Seq
 
     >>> opt = AdamW(decay_groups(model, 0.05, exclude=("embedding",)), lr=1e-3)  # doctest: +SKIP
     """
+    check_module("decay_groups", model)
     check_float("weight_decay", weight_decay, low=0)
+    if not isinstance(exclude, (str, Sequence)):
+        raise TypeError(f"exclude must be a name or a sequence of names, got {exclude!r} ({type(exclude).__name__})")
     exclude = (exclude,) if isinstance(exclude, str) else tuple(check_str("exclude[]", e) for e in exclude)
     decay, no_decay, names = [], [], []
     for module_name, module in model.named_modules():

@@ -18,13 +18,14 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from reglab._checks import check_float
+from reglab._checks import check_float, check_module
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def penalized(model: nn.Module) -> list[torch.Tensor]:
     """The weights of the linear and convolutional layers of ``model`` (not biases, not norms)."""
+    check_module("penalized", model)
     return [m.weight for m in model.modules() if isinstance(m, WEIGHT_LAYERS)]
 
 
@@ -61,10 +62,9 @@ class Penalty:
         self._params: weakref.WeakKeyDictionary[nn.Module, list[torch.Tensor]] = weakref.WeakKeyDictionary()
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"Penalty is called with the model (an nn.Module), got {type(model).__name__}")
-        params = self._params.get(model)
+        params = self._params.get(model) if isinstance(model, nn.Module) else None
         if params is None:
+            check_module("Penalty", model)
             params = self._params[model] = penalized(model)
         total = torch.zeros((), device=params[0].device) if params else torch.zeros(())
         if self.l1:
@@ -79,6 +79,7 @@ def weight_stats(model: nn.Module, tiny: float = 1e-6) -> dict[str, float]:
     """Statistics of the penalized weights: fraction exactly 0, fraction below ``tiny`` in
     magnitude, L1 and L2 norms; and the same fractions for the first layer alone."""
     check_float("tiny", tiny, low=0, low_open=True)
+    check_module("weight_stats", model)
     params = penalized(model)
     if not params:
         return {}

@@ -172,6 +172,10 @@ def test_decay_groups_checks_its_arguments():
         ro.decay_groups(model, 0.1, exclude=("embeding",))
     decay, no_decay = ro.decay_groups(model, 0.1, exclude="1.")  # one name, not its characters
     assert [p.shape for p in decay["params"]] == [(8, 4)] and len(no_decay["params"]) == 3
+    with pytest.raises(TypeError, match=r"exclude must be a name or a sequence of names, got 3 \(int\)"):
+        ro.decay_groups(model, 0.1, exclude=3)
+    with pytest.raises(TypeError, match=r"decay_groups takes the model .* got generator .*not model.parameters\(\)"):
+        ro.decay_groups(model.parameters(), 0.1)
 
 
 def test_decay_groups_skip_frozen():

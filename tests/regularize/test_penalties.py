@@ -89,5 +89,10 @@ def test_one_penalty_serves_several_models():
     assert value.item() == pytest.approx(float(0.3 * w.abs().sum() + 0.35 * (w * w).sum()), rel=1e-14)
     value.backward()
     assert second[0].weight.grad is not None
-    with pytest.raises(TypeError, match="Penalty is called with the model"):
+    with pytest.raises(TypeError, match=r"Penalty takes the model \(a torch.nn.Module\), got Tensor"):
         penalty(torch.zeros(3))
+    with pytest.raises(TypeError, match=r"Penalty takes the model .* got generator .*not model.parameters\(\)"):
+        penalty(first.parameters())
+    for fn in (penalized, weight_stats):
+        with pytest.raises(TypeError, match=f"{fn.__name__} takes the model"):
+            fn([first[0].weight])
