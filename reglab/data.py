@@ -67,7 +67,15 @@ class Data:
     classes: tuple[str, ...] = ()  # the class names, when the data named them (label i is classes[i])
 
     def __post_init__(self) -> None:
-        """The checks ``load_data`` makes, for Data made by hand too: before any training step."""
+        """The checks ``load_data`` makes, for Data made by hand too: before any training step.
+        Integer labels of another dtype (int32, uint8, ...) become int64, as the losses need."""
+        for field in ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test"):
+            value = getattr(self, field)
+            if not isinstance(value, torch.Tensor):
+                hint = "; torch.as_tensor converts a NumPy array (inputs as float32: dtype=torch.float32)" if type(value).__module__ == "numpy" else ""
+                raise TypeError(f"Data: {field} must be a torch.Tensor, got {type(value).__name__}{hint}")
+            if field.startswith("y") and not value.is_floating_point() and value.dtype not in (torch.int64, torch.bool):
+                object.__setattr__(self, field, value.long())
         parts = {"training": (self.x_train, self.y_train), "validation": (self.x_valid, self.y_valid), "test": (self.x_test, self.y_test)}
         for where, (x, y) in parts.items():
             check_arrays(x, y, f"{where} data")

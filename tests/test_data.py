@@ -10,6 +10,7 @@ import torch
 from reglab import data as data_mod
 from reglab.data import Data, check_arrays, load_data, read_idx
 from reglab.recipe import DataConfig
+from reglab.train import Trainer
 
 
 def test_mnist1d_default_split_and_cache(monkeypatch):
@@ -282,6 +283,22 @@ def test_a_data_object_is_checked_when_made(change, match):
     with pytest.raises(ValueError, match=match):
         Data("mine", **fields)
     Data("mine", x, y, x, y, x, y, 3)  # the unchanged parts are fine
+
+
+def test_data_by_hand_takes_tensors_and_any_integer_labels():
+    """int32 / uint8 labels become int64 (cross_entropy refuses int32 at the first step); a
+    NumPy array is refused by name, with the conversion."""
+    x, y = _parts()
+    data = Data("mine", x, y.int(), x, y.to(torch.uint8), x, y.short(), 3)
+    assert all(t.dtype == torch.int64 for t in (data.y_train, data.y_valid, data.y_test))
+    assert torch.equal(data.y_train, y)
+    model = torch.nn.Linear(3, 3)
+    fit_history = Trainer(model, data, torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, batch_size=4).fit()
+    assert len(fit_history) == 1
+    with pytest.raises(TypeError, match=r"Data: x_valid must be a torch.Tensor, got ndarray; torch.as_tensor converts"):
+        Data("mine", x, y, x.numpy(), y, x, y, 3)
+    with pytest.raises(TypeError, match=r"Data: y_test must be a torch.Tensor, got list$"):
+        Data("mine", x, y, x, y, x, y.tolist(), 3)
 
 
 def test_load_data_takes_a_name_or_a_file(tmp_path):
