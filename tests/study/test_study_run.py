@@ -5,10 +5,12 @@ import json
 import math
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -91,27 +93,25 @@ def _results(folder):
 
 @pytest.mark.slow
 def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, tmp_path, capsys):
-    args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 25, "--seeds", 2, "--quiet"]
+    args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 50, "--seeds", 2, "--quiet"]
     args += ["--arms", "baseline,dropout,l2,combination"]
     ref = run_cli(*args, "--out", tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr
+    trial_seconds = statistics.median(r["train_seconds"] for r in json.loads((tmp_path / "ref" / "results.json").read_text()))
 
     out = tmp_path / "killed"
     url = sqlite_url(out)
     rng = random.Random(5)
     kills = 0
-    for _ in range(3):
+    # Kill points are set by progress, not by the clock (a fast machine finishes a study within
+    # any fixed delay): once `done` of the 8 trials are complete and another runs, a random
+    # moment within the next trial's time. At most 4 + ~2 trials are done then: never all 8.
+    for done in sorted(rng.sample(range(5), 3)):
         proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:  # wait until a trial runs, then kill at a random moment
-            if (out / "study.db").exists():
-                try:
-                    if StudyStore(url, "default").trials([TrialState.RUNNING]):
-                        break
-                except Exception:  # noqa: BLE001 - the study is being created
-                    pass
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))
+        while time.time() < deadline and proc.poll() is None and not _progressed(url, done):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, trial_seconds))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -176,6 +176,19 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
     assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout") for s in range(3)})
     died = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.FAIL]) if t.user_attrs["failure"].startswith("worker died")}
     assert died == set(pids)
+
+
+def _progressed(url: str, done: int) -> bool:
+    """Whether the study at ``url`` has ``done`` complete trials or more and one running
+    (never the first to open the file: the study command creates it)."""
+    if not Path(url.removeprefix("sqlite:///")).exists():
+        return False
+    try:
+        trials = StudyStore(url, "default").trials([TrialState.COMPLETE, TrialState.RUNNING])
+    except Exception:  # noqa: BLE001 - the study is not created yet, or is being created
+        return False
+    states = Counter(t.state for t in trials)
+    return states[TrialState.COMPLETE] >= done and states[TrialState.RUNNING] > 0
 
 
 def _alive(pid: int) -> bool:
