@@ -225,6 +225,8 @@ def run_workers(
     connection is shared across processes; elsewhere they are spawned.
     """
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    if plan.combination:  # the worker that derives the combination needs scipy.stats (~0.5 s to
+        import scipy.stats  # noqa: F401  import) while the others wait: import it once, before the fork
     events = ctx.Queue()
     store.storage.engine.dispose()
     procs = [
