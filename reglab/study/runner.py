@@ -32,7 +32,8 @@ from reglab.study.storage import StorageError, StudyStore, key_of
 from reglab.train.run import differences
 
 CHECKPOINT_EVERY = 10  # epochs between a trial's checkpoints
-POLL = 1.0  # seconds an idle worker waits before looking for work again
+POLL = 0.25  # seconds an idle worker waits before looking for work again (the combination's trials
+# appear when another worker has derived it: a long wait leaves a core idle at that moment)
 
 
 class StudyError(RuntimeError):
