@@ -45,6 +45,24 @@ def test_validation_metrics_are_exact_in_eval_mode(toy_data):
     assert h[-1]["valid_acc"] == pytest.approx(float((out.argmax(1) == toy_data.y_valid).float().mean()))
 
 
+@pytest.mark.parametrize("soft", [False, True])
+def test_training_metrics_are_exact_over_uneven_batches(toy_data, soft):
+    """With lr = 0 and no dropout the weights never move, so the epoch's training loss and
+    accuracy must equal one pass over the whole training set (96 samples in batches of 10:
+    nine full ones and one of 6, weighted by size); soft targets are scored by their argmax."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    smooth = [lambda x, y, g: (x, F.one_hot(y, 3).float() * 0.9 + 0.1 / 3)] if soft else []
+    h = fit(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.0), epochs=2, batch_size=10, batch_transforms=smooth)
+    with torch.no_grad():
+        out = m(toy_data.x_train).double()
+    target = F.one_hot(toy_data.y_train, 3).double() * 0.9 + 0.1 / 3 if soft else toy_data.y_train
+    for record in h:
+        assert record["train_loss"] == pytest.approx(float(F.cross_entropy(out, target)), rel=1e-6)
+        assert record["train_acc"] == float((out.argmax(1) == toy_data.y_train).double().mean())
+    assert 0 < h[0]["train_acc"] < 1
+
+
 class ModeSpy(nn.Module):
     """Records the training flag and grad mode of every forward pass."""
 
