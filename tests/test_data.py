@@ -53,7 +53,8 @@ def test_digits_shape_and_range():
 def _write_idx(path, array, gz=True):
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
     raw = header + array.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(raw)
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(raw)
 
 
 def test_fashion_mnist_from_idx_folder(tmp_path):

@@ -68,17 +68,19 @@ def chromium(tmp_path):
         yield port
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()  # reaps it and closes its stderr pipe
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
-def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tmp_path, chromium, task):
+def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tmp_path, chromium, task, request):
     arms = ["baseline", "early-stopping", "l1-proximal", "l2", "dropout", "combination"]
     base = tiny_base(signals) if task == "classification" else tiny_base(signals).updated({"data.name": "diabetes", "training.loss": "mse"})
     run_study(make_plan(base, arms=arms, seeds=2), tmp_path / "study")
-    pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{chromium}/json/list").read())
+    with urllib.request.urlopen(f"http://127.0.0.1:{chromium}/json/list") as response:
+        pages = json.loads(response.read())
     page = next(p for p in pages if p["type"] == "page")
     tools = DevTools(page["webSocketDebuggerUrl"])
+    request.addfinalizer(tools.ws.close)
     for domain in ("Page", "Runtime", "Log"):
         tools.call(f"{domain}.enable")
     tools.events.clear()

@@ -35,7 +35,7 @@ def test_study_runs_every_point_once_writes_the_report_and_resumes_nothing(signa
     board = run_study(plan, tmp_path)
     counts, store = _counts(sqlite_url(tmp_path))
     assert counts == Counter({(a, s): 1 for a in ARMS for s in (0, 1)})
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert sorted((r["arm"], int(r["seed"])) for r in rows) == sorted(counts)
     assert {e["arm"] for e in board} == set(ARMS)
     combo = store.attrs()["combination"]
@@ -58,7 +58,7 @@ def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path,
     assert all(math.isnan(e["test_acc"]) for e in board)
     baseline = next(e for e in board if e["arm"] == "baseline")
     assert baseline["test_loss"] < 0.8, "standardized targets: a constant prediction's MSE is ~1, the MLP must do better"
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert len(rows) == 8 and {r["test_acc"] for r in rows} == {""}
     for e in board:  # the leaderboard's means are the trials' MSEs
         assert e["test_loss"] == pytest.approx(sum(float(r["test_loss"]) for r in rows if r["arm"] == e["arm"]) / 2, rel=1e-12)
@@ -77,7 +77,7 @@ def test_two_local_workers_complete_each_point_once(signals, tmp_path):
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
     pids = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.COMPLETE])}
     assert len(pids) == 2, "both workers ran trials"
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert {r["threads"] for r in rows} == {str(thread_share(2))}, "each worker uses its share of the cores, recorded per trial"
 
 
@@ -107,7 +107,7 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
     # any fixed delay): once `done` of the 8 trials are complete and another runs, a random
     # moment within the next trial's time. At most 4 + ~2 trials are done then: never all 8.
     for done in sorted(rng.sample(range(5), 3)):
-        proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None and not _progressed(url, done):
             time.sleep(0.02)
@@ -193,7 +193,7 @@ def _progressed(url: str, done: int) -> bool:
 
 def _alive(pid: int) -> bool:
     try:
-        stat = open(f"/proc/{pid}/stat").read()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited
@@ -255,7 +255,7 @@ def test_a_diverging_arm_is_reported_as_diverged_and_the_study_completes(signals
     counts, store = _counts(sqlite_url(tmp_path))
     assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(2)})
     assert "hot" not in store.attrs()["combination"]["arms"]
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert {r["verdict"] for r in rows if r["arm"] == "hot"} == {"diverged"}
     page = (tmp_path / "report.html").read_text()
     assert "Diverged: hot" in page
