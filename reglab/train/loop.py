@@ -136,8 +136,8 @@ class Trainer:
         n, bs = len(x), self.batch_size
         perm = torch.randperm(n, generator=self.generator, device=self.device)
         # Per-step bookkeeping is two list appends (the detached loss and logits), reduced once
-        # an epoch: an argmax after every optimizer step cost ~3% of an MLP epoch on a CPU, one
-        # argmax over the epoch's N x K logits (no larger than a K-feature copy of x) ~0.5%.
+        # an epoch: an argmax and a buffer write after every optimizer step cost ~3% of an MLP
+        # epoch on a CPU, this ~1% (the N x K logits are no larger than a K-feature copy of x).
         losses: list[torch.Tensor] = []
         logits: list[torch.Tensor] = []
         classify = self.classify
