@@ -20,10 +20,11 @@ import torch
 
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
 from reglab.optim.alias import OPTIMIZERS, SGD, Adadelta, Adagrad, Adam, AdamW, RMSprop, negate
-from reglab.optim.base import Context, Deferred, Optimizer, Transform, chain, identity, scale, scale_by_schedule
+from reglab.optim.base import Context, Deferred, Transform, chain, identity, scale, scale_by_schedule
 from reglab.optim.clip import add_noise, clip_by_global_norm, clip_by_value, global_norm
 from reglab.optim.decay import add_decayed_weights, add_l1, decay_groups, prox_l1
 from reglab.optim.momentum import trace
+from reglab.optim.optimizer import Optimizer
 
 # Implementation switches, and options a TOML recipe cannot express (functions).
 _NOT_OPTIONS = {"params", "lr", "foreach", "capturable", "differentiable", "weight_decay_schedule", "decoupled_weight_decay"}

@@ -29,10 +29,12 @@ import torch
 
 from reglab._checks import check_bool, check_float, check_lr
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
-from reglab.optim.base import Optimizer, Transform, chain, scale_by_schedule
+from reglab.optim.base import Transform, chain, scale_by_schedule
 from reglab.optim.clip import clip_by_global_norm, clip_by_value
 from reglab.optim.decay import add_decayed_weights, add_l1, prox_l1
 from reglab.optim.momentum import trace, trace_from_zero
+from reglab.optim.optimizer import Optimizer
+
 
 def negate() -> Transform:
     """``u ← −g``: ascend instead of descend (``maximize=True``)."""

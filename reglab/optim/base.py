@@ -1,4 +1,4 @@
-"""Transform, chain and Optimizer: optimizers as compositions of small update rules.
+"""Transform and chain: optimizers as compositions of small update rules.
 
 A ``Transform`` is a pair of functions over the tensors of one parameter group (optax's
 ``GradientTransformation``, on lists of tensors so that ``torch._foreach_*`` ops keep it fast):
@@ -13,12 +13,8 @@ A ``Transform`` is a pair of functions over the tensors of one parameter group (
 - ``after_step(state, ctx)`` (optional): acts on the parameters after the step, for
   operations that are not an additive update (the proximal L1 step).
 
-``Optimizer(params, transform)`` is a ``torch.optim.Optimizer``. Each ``step()`` runs, per
-parameter group, ``u = transform.update(g, ...)`` and then ``W ← W − η u`` with ``η =
-group["lr"]`` (a transform whose pieces are all ``elementwise`` runs on ~1 MB chunks of the
-group's tensors in turn, for cache locality), so that ``torch.optim.lr_scheduler`` schedules work unchanged. Per-parameter
-state lives in ``optimizer.state[p]`` under the transforms' names (plus ``step``), so
-``state_dict``/``load_state_dict`` behave as for any PyTorch optimizer.
+``chain(*transforms)`` runs pieces one after the other as one Transform. The
+``torch.optim.Optimizer`` that steps parameters with a Transform is in optimizer.py.
 
 >>> from reglab.optim import Optimizer, chain, scale_by_adam, add_decayed_weights
 >>> opt = Optimizer(model.parameters(), chain(scale_by_adam(), add_decayed_weights(1e-2)), lr=1e-3)  # doctest: +SKIP
@@ -26,14 +22,13 @@ state lives in ``optimizer.state[p]`` under the transforms' names (plus ``step``
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from reglab._checks import check_bool, check_float, check_lr, check_schedule
+from reglab._checks import check_float, check_schedule
 
 State = dict[str, list[Tensor]]
 
@@ -213,245 +208,3 @@ def _hashable(value: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-TRANSFORMS_KEPT = 16  # transforms an Optimizer keeps, one per distinct set of hyperparameters
-
-CHUNK = 2**18  # elements: the tensors an elementwise update runs over at once (~1 MB each in float32)
-
-
-def chunks(params: list[Tensor], size: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` ranges of consecutive tensors of about ``size`` elements (at least one tensor
-    each). An elementwise chain runs chunk by chunk, so that a chunk's parameters, gradients and
-    state stay in cache from one piece to the next, as they do in torch.optim's for-loop step,
-    while small tensors still share one ``_foreach`` call."""
-    out, lo, count = [], 0, 0
-    for i, p in enumerate(params):
-        if count and count + p.numel() > size:
-            out.append((lo, i))
-            lo, count = i, 0
-        count += p.numel()
-    out.append((lo, len(params)))
-    return out
-
-
-class Optimizer(torch.optim.Optimizer):
-    """A ``torch.optim.Optimizer`` whose update rule is a Transform.
-
-    ``transform`` is a Transform, or a function ``group -> Transform`` of the group's
-    hyperparameters (how the named optimizers let schedulers change them): it is called again
-    whenever a hyperparameter other than the learning rate has changed since the last step
-    (a piece reads ``lr`` from ``ctx.group`` at update time). ``lr`` may be a number or, as in
-    torch.optim, a one-element tensor that a scheduler changes in place; complex parameters
-    are stepped as torch.optim steps them (see ``as_real``).
-    ``fused=True`` selects the fast mode (reglab/optim/flat.py): one flat buffer per group and
-    one compiled update, equal to the readable implementation; ``compile=False`` keeps the
-    flat buffers but runs the update uncompiled.
-    """
-
-    sparse_grads = False  # takes sparse gradients (torch.optim's SGD and Adagrad do)
-    # torch.optim's names -> ours, for loading a torch.optim checkpoint of the same optimizer
-    torch_state_names: dict[str, str] = {}  # per-parameter state (exp_avg -> mu, ...)
-    torch_group_names: dict[str, str] = {}  # group options (decoupled_weight_decay -> decoupled)
-
-    def __init__(
-        self,
-        params: Iterable,
-        transform: Transform | Callable[[dict[str, Any]], Transform],
-        lr: float = 1.0,
-        *,
-        fused: bool | None = None,
-        compile: bool = True,
-        **defaults: Any,
-    ) -> None:
-        check_lr(lr)
-        if fused is not None:
-            check_bool("fused", fused)
-        check_bool("compile", compile)
-        if not isinstance(transform, Transform) and not callable(transform):
-            raise TypeError(f"transform must be a Transform or a function group -> Transform, got {transform!r} ({type(transform).__name__})")
-        if inspect.isfunction(transform) and transform.__module__.startswith("reglab.optim"):  # a piece's builder, uncalled
-            raise TypeError(f"transform: {transform.__name__} builds a piece; pass the piece, {transform.__name__}(...)")
-        self._transform = transform
-        self.fused = bool(fused)
-        self.compile = compile
-        self._flat: dict[int, FlatGroup] = {}  # fast mode: param-group index -> flat buffers
-        self._transforms: dict[tuple, Transform] = {}  # hyper_key(group) -> transform built for it
-        self._complex = False  # some parameter is complex: steps run on real views (see as_real)
-        super().__init__(params, {"lr": lr, "fused": fused, **defaults})
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        try:
-            self.check_group(group)
-        except Exception:
-            self.param_groups.pop()  # a refused group is not kept
-            raise
-        self._complex = self._complex or any(p.is_complex() for p in group["params"])
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        """Raise for a group this optimizer cannot step, when the group is added: a builder
-        ``group -> Transform`` is called on it now rather than at the first step."""
-        if not isinstance(self._transform, Transform):
-            built = self.transform_for({**group, "lr": float(group["lr"])})
-            if not isinstance(built, Transform):
-                raise TypeError(f"transform: the function group -> Transform returned {type(built).__name__}, not a Transform")
-
-    def transform_for(self, group: dict[str, Any]) -> Transform:
-        """The group's transform, built once per distinct set of hyperparameters: rebuilt at
-        every step, it cost SGD up to ~0.07 ms a step on 1M parameters (its code runs with CPU
-        caches just flushed by the previous step's large tensors)."""
-        t = self._transform
-        if isinstance(t, Transform):
-            return t
-        key = hyper_key(group)
-        transform = self._transforms.get(key)
-        if transform is None:
-            if len(self._transforms) == TRANSFORMS_KEPT:  # cycled momentum: a new key every step
-                del self._transforms[next(iter(self._transforms))]
-            transform = self._transforms[key] = t(group)
-        return transform
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for index, group in enumerate(self.param_groups):
-            if self.fused:
-                self._fast_step(index, group)
-                continue
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            if isinstance(group["lr"], Tensor):  # a one-element tensor, as torch.optim allows
-                group = {**group, "lr": group["lr"].item()}
-            transform = self.transform_for(group)
-            state = self._gather_state(params, transform)
-            steps = state.pop("step")
-            grads = [p.grad for p in params]
-            if any(g.is_sparse for g in grads):
-                grads = self.densify(grads)
-            if self._complex:
-                params, grads = as_real(params), as_real(grads)
-                state = {name: as_real(tensors) for name, tensors in state.items()}
-            for lo, hi in chunks(params, CHUNK) if transform.elementwise else [(0, len(params))]:
-                part = params[lo:hi]
-                part_state = {name: tensors[lo:hi] for name, tensors in state.items()}
-                ctx = Context(part, grads[lo:hi], steps[lo:hi], group)
-                updates = transform.update(ctx.grads, part_state, ctx)
-                apply_updates(part, updates, group["lr"])
-                if transform.after_step is not None:
-                    transform.after_step(part_state, ctx)
-                del updates  # free this chunk's temporaries: the next chunk's reuse their (cached) memory
-        return loss
-
-    def _fast_step(self, index: int, group: dict[str, Any]) -> None:
-        params = group["params"]
-        if not params:
-            return
-        flat = self._flat.get(index)
-        if flat is None:
-            flat = self._flat[index] = FlatGroup(params, self.densify)
-        flat.gather_grads()
-        flat.step(self.transform_for, group, self.state, self.compile)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """As torch.optim's; in fast mode gradients stay views of the flat buffer, zeroed."""
-        for index, group in enumerate(self.param_groups):
-            flat = self._flat.get(index)
-            if flat is not None:
-                flat.gather_grads()
-                flat.flat_g.zero_()
-                continue
-            for p in group["params"]:
-                if p.grad is not None:
-                    if set_to_none:
-                        p.grad = None
-                    else:
-                        p.grad.detach_().requires_grad_(False).zero_()
-
-    def densify(self, grads: list[Tensor]) -> list[Tensor]:
-        """Sparse gradients (``nn.Embedding(sparse=True)``) as dense ones, where the optimizer
-        takes them: for SGD and Adagrad the chain then makes torch.optim's sparse update (a row
-        without gradient gets a zero step, or its momentum's; tested against torch.optim)."""
-        if not self.sparse_grads:
-            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients, as in torch.optim (SGD and Adagrad do)")
-        return [g.to_dense() if g.is_sparse else g for g in grads]
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As torch.optim's, and it also takes the ``state_dict`` of the torch.optim optimizer
-        this one replaces: its state and options are renamed, and options torch.optim does not
-        have keep this optimizer's values, so a run started with torch.optim continues here."""
-        converted = self._from_torch(state_dict)
-        self._check_loaded(state_dict, converted)
-        super().load_state_dict(converted)
-        for flat in self._flat.values():
-            flat.dirty = True
-
-    def _check_loaded(self, saved: dict[str, Any], converted: dict[str, Any]) -> None:
-        """Before anything is replaced: each parameter's saved state has the names this
-        optimizer keeps (under the loaded options) and its parameter's shape. Loaded without
-        this, Adam's state in an SGD failed at the next step (KeyError 'momentum'), and another
-        model's state where the parameter counts happened to match failed in the update."""
-        if len(converted["param_groups"]) != len(self.param_groups):
-            return  # torch.optim's own check says what is wrong
-        for loaded, current in zip(converted["param_groups"], self.param_groups):
-            if len(loaded["params"]) != len(current["params"]):
-                return  # as above
-            keeps = None
-            for index, p in zip(loaded["params"], current["params"]):
-                state = converted["state"].get(index)
-                if not state:
-                    continue
-                if keeps is None:
-                    probe = p.new_zeros(1, dtype=p.real.dtype if p.is_complex() else p.dtype)
-                    keeps = {"step", *self.transform_for({**loaded, "lr": float(loaded["lr"])}).init([probe])}
-                if set(state) != keeps:
-                    names = ", ".join(sorted(saved["state"][index])) if index in saved["state"] else ", ".join(sorted(state))
-                    raise ValueError(
-                        f"load_state_dict: parameter {index}'s saved state holds {names}, but this {type(self).__name__} "
-                        f"keeps {', '.join(sorted(keeps))} with these options: the state_dict is another optimizer's (or one with other options, e.g. amsgrad)"
-                    )
-                for name, value in state.items():
-                    if isinstance(value, Tensor) and value.ndim and value.shape != p.shape:
-                        raise ValueError(
-                            f"load_state_dict: parameter {index}'s saved {name!r} has shape {tuple(value.shape)}, the parameter "
-                            f"{tuple(p.shape)}: the state_dict belongs to another model (or the parameters are in another order)"
-                        )
-
-    def _from_torch(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        if len(state_dict["param_groups"]) != len(self.param_groups):
-            return state_dict  # torch.optim's own check says what is wrong
-        states, names = {}, self.torch_state_names
-        for index, saved in state_dict["state"].items():
-            state = {  # SGD's momentum_buffer may be None, or sparse (after sparse gradients)
-                names.get(k, k): v.to_dense() if isinstance(v, Tensor) and v.is_sparse else v for k, v in saved.items() if v is not None
-            }
-            if state and "step" not in state:
-                state["step"] = 1  # torch.optim.SGD counts no steps; a momentum buffer means one was taken
-            states[index] = state
-        groups = []
-        for saved, current in zip(state_dict["param_groups"], self.param_groups):
-            renamed = {self.torch_group_names.get(k, k): v for k, v in saved.items()}
-            groups.append({**{k: v for k, v in current.items() if k != "params"}, **renamed})
-        return {**state_dict, "state": states, "param_groups": groups}
-
-    def _gather_state(self, params: list[Tensor], transform: Transform) -> dict[str, list]:
-        """Per-parameter state (created on first use) as lists over ``params``; steps += 1."""
-        fresh = [p for p in params if not self.state[p]]
-        if fresh:  # a complex parameter's state is built on its real view (each part starts alike)
-            for name, tensors in transform.init(as_real(fresh) if self._complex else fresh).items():
-                for p, tensor in zip(fresh, tensors):
-                    self.state[p][name] = torch.view_as_complex(tensor) if p.is_complex() else tensor
-            for p in fresh:
-                self.state[p]["step"] = 0
-        for p in params:
-            self.state[p]["step"] = int(self.state[p]["step"]) + 1  # int: a fast-mode state holds a tensor
-        names = self.state[params[0]].keys()
-        return {name: [self.state[p][name] for p in params] for name in names}
-
-
-from reglab.optim.flat import FlatGroup  # noqa: E402  (flat.py builds on Context and Transform)
