@@ -1,7 +1,10 @@
 """A study's trials in an Optuna storage: enqueue the grid once, claim a trial atomically,
 keep a lease on it while it runs, and detect workers that died.
 
-Every grid point ``(arm, seed)`` is an Optuna trial whose params are ``arm`` and ``seed``.
+Every grid point ``(arm, seed)`` is an Optuna trial with user attributes ``arm`` and ``seed``
+(also enqueued as fixed params, which Optuna turns into params only when a trial from
+``study.ask()`` suggests them; ``ask`` would make a trial of its own when none is waiting, a
+claim takes a waiting one or none).
 Points are enqueued as WAITING trials; a worker claims one by moving it WAITING → RUNNING,
 which Optuna's RDB storage does under a row lock (PostgreSQL ``SELECT ... FOR UPDATE``; for
 SQLite we open every transaction with ``BEGIN IMMEDIATE`` so that the read and the write of a
