@@ -81,6 +81,33 @@ def test_two_local_workers_complete_each_point_once(signals, tmp_path):
     assert {r["threads"] for r in rows} == {str(thread_share(2))}, "each worker uses its share of the cores, recorded per trial"
 
 
+def test_workers_with_several_threads_start_after_the_parent_ran_parallel_ops(signals, tmp_path):
+    """Forked workers hung for good in libgomp's barrier (the parent's OpenMP thread team does
+    not exist in a forked child) as soon as the parent had run a parallel op and each worker
+    had more than one thread: `reglab study --workers 2` on any machine of 4 cores or more.
+    Workers are spawned now; here the parent runs a 2-thread op first, then two 2-thread workers."""
+    code = (
+        "import sys, torch\n"
+        "from reglab.recipe import Recipe\n"
+        "from reglab.study import make_plan, run_study\n"
+        "torch.set_num_threads(2)\n"
+        "torch.ones(2**22).abs().sum()  # an OpenMP team of 2 threads in the parent\n"
+        f"base = Recipe().updated({{'data.name': 'npz', 'data.path': {str(signals)!r}, 'model.width': 16, 'training.epochs': 2}})\n"
+        "run_study(make_plan(base, arms=['baseline', 'dropout'], seeds=1), sys.argv[1], workers=2, threads=2)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # its workers die with it
+        proc.communicate()
+        pytest.fail("the study's workers did not finish in 120 s (a hang after fork?)")
+    assert proc.returncode == 0, err
+    counts, store = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({("baseline", 0): 1, ("dropout", 0): 1})
+    assert {t.user_attrs["summary"]["threads"] for t in store.trials([TrialState.COMPLETE])} == {2}
+
+
 def _results(folder):
     """Per trial: every metric and the per-epoch history without wall times."""
     out = {}
