@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -265,21 +266,30 @@ def main(argv: list[str] | None = None) -> int:
     from reglab.study.runner import StudyError
     from reglab.study.storage import StorageError
 
-    try:
-        args = build_parser().parse_args(argv)
-        return {"train": cmd_train, "study": cmd_study, "report": cmd_report}[args.command](args)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError, StorageError, StudyError) as e:
-        if os.environ.get("REGLAB_DEBUG"):
-            raise
-        print("reglab: error: " + " ".join(str(e).split()), file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # whoever read our output has gone (`reglab report DIR | head`): end quietly, as rich's console does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except KeyboardInterrupt:
-        print("reglab: interrupted; to continue, run the same command again (reglab train: add --resume)", file=sys.stderr)
-        return 130
+    debug = bool(os.environ.get("REGLAB_DEBUG"))  # Python's own tracebacks and warnings
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        try:
+            args = build_parser().parse_args(argv)
+            return {"train": cmd_train, "study": cmd_study, "report": cmd_report}[args.command](args)
+        except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError, StorageError, StudyError) as e:
+            if debug:
+                raise
+            print("reglab: error: " + " ".join(str(e).split()), file=sys.stderr)
+            return 2
+        except BrokenPipeError:
+            # whoever read our output has gone (`reglab report DIR | head`): end quietly, as rich's console does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except KeyboardInterrupt:
+            print("reglab: interrupted; to continue, run the same command again (reglab train: add --resume)", file=sys.stderr)
+            return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning in the command's style: one line on stderr, without Python's source line."""
+    print("reglab: warning: " + " ".join(str(message).split()), file=sys.stderr)
 
 
 if __name__ == "__main__":

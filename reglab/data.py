@@ -28,11 +28,13 @@ how overfitting depends on the amount of data (TECHNIQUES.md section 11).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import importlib.metadata
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -236,17 +238,29 @@ def _mnist1d(config: DataConfig, regression: bool):
     # that a cached set is read without importing the package (~1.6 s: it imports requests,
     # scipy.interpolate and matplotlib.pyplot).
     path = cache_dir() / f"mnist1d-{importlib.metadata.version('mnist1d')}.npz"
-    if not path.exists():
+    if path.exists():
+        with np.load(path) as d:
+            arrays = {k: d[k] for k in ("x", "y", "x_test", "y_test")}
+    else:
         from mnist1d.data import get_dataset_args, make_dataset
 
-        d = make_dataset(get_dataset_args())
-        path.parent.mkdir(parents=True, exist_ok=True)
+        made = make_dataset(get_dataset_args())
+        arrays = {k: made[k] for k in ("x", "y", "x_test", "y_test")}
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
-        os.replace(tmp, path)
-    with np.load(path) as d:
-        x, y = _tensors(d["x"], d["y"])
-        x_test, y_test = _tensors(d["x_test"], d["y_test"])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        except OSError as e:  # a read-only home, say: train on it all the same
+            with contextlib.suppress(OSError):  # a partial file, if any
+                tmp.unlink()
+            warnings.warn(
+                f"cannot cache MNIST-1D in {path.parent} ({e.strerror or e}); it was generated in memory, and will be"
+                " again in every process: set REGLAB_CACHE to a writable folder to keep it",
+                stacklevel=2,
+            )
+    x, y = _tensors(arrays["x"], arrays["y"])
+    x_test, y_test = _tensors(arrays["x_test"], arrays["y_test"])
     return x[:, None], y, x_test[:, None], y_test
 
 

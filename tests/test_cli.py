@@ -229,3 +229,15 @@ def test_an_output_folder_that_is_a_file_is_refused_before_training(tmp_path, ca
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"reglab: error: --out {out}: {tmp_path / 'data.npz'} is a file, not a folder"], lines
     assert (tmp_path / "data.npz").read_bytes() == b"not a folder"
+
+
+def test_warnings_are_one_line_in_the_command_style(tmp_path, monkeypatch, capsys):
+    """A warning printed Python's way (file, line, category and source line); the command
+    prints ``reglab: warning: ...`` instead (here: MNIST-1D cannot be cached)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("REGLAB_CACHE", str(blocker / "cache"))
+    assert main(["train", "--epochs", "1", "--width", "8", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "reglab: warning: cannot cache MNIST-1D in" in err and "REGLAB_CACHE" in err
+    assert "UserWarning" not in err and "data.py" not in err

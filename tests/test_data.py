@@ -33,6 +33,20 @@ def test_mnist1d_default_split_and_cache(monkeypatch):
     assert out.stdout.strip() == "False"
 
 
+def test_mnist1d_without_a_writable_cache_is_generated_in_memory(tmp_path, monkeypatch):
+    """An unwritable cache folder (a read-only home) ended the run with 'No such file or
+    directory: <cache>'; now the set is generated in memory, the same as cached, with a warning
+    that names the folder and REGLAB_CACHE."""
+    cached = load_data(DataConfig(), seed=0)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("REGLAB_CACHE", str(blocker / "cache"))  # under a file: cannot be made
+    with pytest.warns(UserWarning, match=r"cannot cache MNIST-1D in .*file/cache .*REGLAB_CACHE"):
+        d = load_data(DataConfig(), seed=0)
+    assert torch.equal(d.x_train, cached.x_train) and torch.equal(d.y_test, cached.y_test)
+    assert not (blocker / "cache").exists()
+
+
 def test_validation_split_is_deterministic_by_seed_and_disjoint():
     cfg = DataConfig(name="digits")
     a, b, c = load_data(cfg, 1), load_data(cfg, 1), load_data(cfg, 2)
