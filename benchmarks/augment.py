@@ -80,7 +80,10 @@ def main() -> None:
         for aug, fn in augs.items():
             batched = timed(lambda: fn(x), device, args.reps)
             loop = timed(lambda: [fn(x[i : i + 1]) for i in range(len(x))], device, max(3, args.reps // 10))
-            print(f"{name:8} {aug:14} {1000 * batched:7.3f} {batched / step:10.3f} {1000 * loop:9.2f} {loop / batched:13.1f}", flush=True)
+            print(
+                f"{name:8} {aug:14} {1000 * batched:7.3f} {batched / step:10.3f} {1000 * loop:9.2f} {loop / batched:13.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

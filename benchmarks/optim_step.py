@@ -114,8 +114,12 @@ def main() -> None:
     steady_allocator()
     device = torch.device(args.device)
     bandwidth = copy_bandwidth(device)
-    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} copy bandwidth={bandwidth / 1e9:.1f} GB/s")
-    print(f"{'case':32} {'eager':>8} {'fast':>8} {'loop':>8} {'foreach':>8} {'fused':>8} {'eager/nonfused':>15} {'fast/best':>10} {'floor%':>7}")
+    print(
+        f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} copy bandwidth={bandwidth / 1e9:.1f} GB/s"
+    )
+    print(
+        f"{'case':32} {'eager':>8} {'fast':>8} {'loop':>8} {'foreach':>8} {'fused':>8} {'eager/nonfused':>15} {'fast/best':>10} {'floor%':>7}"
+    )
     for size in args.sizes.split(","):
         total = int(float(size.rstrip("M")) * 1_000_000)
         for layout in args.layouts.split(","):
@@ -127,8 +131,15 @@ def main() -> None:
                 kw = OPTIONS[name]
                 # each implementation steps its own copy of the parameters and gradients: shared
                 # ones would stay in a large cache for those that share them (L3 can hold them)
-                makers = {"ours": lambda: getattr(ro, name)(clones(params), **kw), "fast": lambda: getattr(ro, name)(clones(params), **kw, fused=True)}
-                for impl, flag in (("loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
+                makers = {
+                    "ours": lambda: getattr(ro, name)(clones(params), **kw),
+                    "fast": lambda: getattr(ro, name)(clones(params), **kw, fused=True),
+                }
+                for impl, flag in (
+                    ("loop", {"foreach": False}),
+                    ("foreach", {"foreach": True}),
+                    ("fused", {"fused": True}),
+                ):
                     if impl != "fused" or name in FUSED:
                         makers[impl] = lambda flag=flag: getattr(torch.optim, name)(clones(params), **kw, **flag)
                 optimizers = {}

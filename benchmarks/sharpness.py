@@ -32,13 +32,20 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     base = Recipe().updated({"data.name": "digits"})
-    print(f"{'batch':>6} {'steps':>6} {'train loss':>12} {'test acc':>14} {'sharpness 1e-3':>16} {'sharpness 5e-4':>16}")
+    print(
+        f"{'batch':>6} {'steps':>6} {'train loss':>12} {'test acc':>14} {'sharpness 1e-3':>16} {'sharpness 5e-4':>16}"
+    )
     for batch, epochs in RUNS.items():
         rows = []
         for seed in seeds:
             data = load_data(base.data, seed)
             size = len(data.x_train) if batch == "full" else batch
-            changes = {"data.batch_size": size, "training.epochs": epochs, "training.seed": seed, "training.sharpness": 1e-3}
+            changes = {
+                "data.batch_size": size,
+                "training.epochs": epochs,
+                "training.seed": seed,
+                "training.sharpness": 1e-3,
+            }
             result = train_recipe(base.updated(changes))
             small_box = sharpness(result.model, data.x_train, data.y_train, LOSSES["cross_entropy"], 5e-4, seed=seed)
             steps = epochs * -(-len(data.x_train) // size)
@@ -46,7 +53,9 @@ def main() -> None:
             rows.append((steps, result.history[-1]["train_loss"], s["test_acc"], s["sharpness"], small_box))
         cols = list(zip(*rows))
         fmt = lambda v: f"{statistics.mean(v):.4g} ± {statistics.stdev(v) if len(v) > 1 else 0:.2g}"  # noqa: E731
-        print(f"{batch!s:>6} {cols[0][0]:>6} {fmt(cols[1]):>12} {fmt(cols[2]):>14} {fmt(cols[3]):>16} {fmt(cols[4]):>16}")
+        print(
+            f"{batch!s:>6} {cols[0][0]:>6} {fmt(cols[1]):>12} {fmt(cols[2]):>14} {fmt(cols[3]):>16} {fmt(cols[4]):>16}"
+        )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,14 @@ def trial_seconds(threads: int, runs: int = 1, epochs: int | None = None) -> lis
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     outs = [tempfile.mkdtemp(prefix="reglab-ceiling-") for _ in range(runs)]
     extra = ["--epochs", str(epochs)] if epochs else []
-    procs = [subprocess.Popen([sys.executable, "-m", "reglab.cli", "train", "--out", o, "--quiet", *extra], env=env, stdout=subprocess.DEVNULL) for o in outs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "reglab.cli", "train", "--out", o, "--quiet", *extra],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for o in outs
+    ]
     for p in procs:
         if p.wait():
             raise SystemExit("reglab train failed")
@@ -69,7 +76,9 @@ def ceiling(epochs: int | None, rounds: int = 3) -> None:
         single += trial_seconds(1, epochs=epochs)
         pair.append(max(trial_seconds(1, runs=2, epochs=epochs)))
     a, s, p = (statistics.median(v) for v in (alone, single, pair))
-    print(f"baseline trial (medians of {rounds}): {a:.2f} s with 2 threads; {s:.2f} s with 1 thread alone; {p:.2f} s with 1 thread, two at once")
+    print(
+        f"baseline trial (medians of {rounds}): {a:.2f} s with 2 threads; {s:.2f} s with 1 thread alone; {p:.2f} s with 1 thread, two at once"
+    )
     print(f"  each: 2 threads {_list(alone)}; 1 thread {_list(single)}; two at once {_list(pair)}")
     print(f"intra-op threads make a trial {s / a:.2f}x faster; ceiling of the 2-worker speed-up: {2 * a / p:.2f}x")
 
@@ -84,7 +93,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--single-thread", action="store_true", help="also time 1 worker limited to 1 thread")
     parser.add_argument("--keep", action="store_true", help="keep the study folders (report, results) and print where")
-    parser.add_argument("--ceiling", action="store_true", help="only time one trial with 2 threads, with 1, and two with 1 at once")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="only time one trial with 2 threads, with 1, and two with 1 at once"
+    )
     args = parser.parse_args()
     if args.ceiling:
         return ceiling(20 if args.quick else None)
@@ -96,7 +107,9 @@ def main() -> None:
         times[w] = run(w, epochs, keep=args.keep)
         print(f"workers={w} ({max(1, cores // w)} threads each): {times[w]:7.1f} s", flush=True)
     if 1 in times and 2 in times:
-        print(f"speed-up 1 worker / 2 workers: {times[1] / times[2]:.2f}x   (2 workers / 1 = {times[2] / times[1]:.3f})")
+        print(
+            f"speed-up 1 worker / 2 workers: {times[1] / times[2]:.2f}x   (2 workers / 1 = {times[2] / times[1]:.3f})"
+        )
     if args.single_thread:
         single = run(1, epochs, threads=1, keep=args.keep)
         print(f"workers=1 (1 thread): {single:7.1f} s", flush=True)

@@ -72,7 +72,9 @@ def main() -> None:
     sides = {
         "bare": lambda m, o: bare_loop(m, data, o, args.epochs, bs, 0),
         "fit": lambda m, o: fit(m, data, o, epochs=args.epochs, batch_size=bs),
-        "fit+checkpoint": lambda m, o: fit(m, data, o, epochs=args.epochs, batch_size=bs, callbacks=[Checkpointer(tmp / "c.pt")]),
+        "fit+checkpoint": lambda m, o: fit(
+            m, data, o, epochs=args.epochs, batch_size=bs, callbacks=[Checkpointer(tmp / "c.pt")]
+        ),
     }
     times = {k: [] for k in sides}
     for name, run in sides.items():  # warm-up

@@ -54,9 +54,9 @@ from reglab.train import (
     Trainer,
     diagnose,
     run_recipe,
+    train_recipe,
 )
 from reglab.train import fit as _fit
-from reglab.train import train_recipe
 
 
 def fit(model_or_recipe: Any, data: Data | None = None, optimizer: Any = None, **options: Any) -> Any:
@@ -67,7 +67,9 @@ def fit(model_or_recipe: Any, data: Data | None = None, optimizer: Any = None, *
             raise TypeError("fit(recipe) takes no other arguments: the recipe describes the whole run")
         return train_recipe(model_or_recipe)
     if data is None and optimizer is None and not isinstance(model_or_recipe, torch.nn.Module):
-        raise TypeError(f"fit takes a Recipe, or a model with data and an optimizer; got {type(model_or_recipe).__name__} (a dict of changes goes through Recipe().updated({{...}}))")
+        raise TypeError(
+            f"fit takes a Recipe, or a model with data and an optimizer; got {type(model_or_recipe).__name__} (a dict of changes goes through Recipe().updated({{...}}))"
+        )
     if data is None or optimizer is None:
         raise TypeError("fit(model, data, optimizer, epochs=..., batch_size=...) needs data and an optimizer")
     return _fit(model_or_recipe, data, optimizer, **options)

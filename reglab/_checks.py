@@ -94,7 +94,11 @@ def check_module(who: str, model: Any) -> None:
     import torch
 
     if not isinstance(model, torch.nn.Module):
-        hint = " (it finds weights by layer and name: pass the model, not model.parameters())" if not isinstance(model, torch.Tensor) else ""
+        hint = (
+            " (it finds weights by layer and name: pass the model, not model.parameters())"
+            if not isinstance(model, torch.Tensor)
+            else ""
+        )
         raise TypeError(f"{who} takes the model (a torch.nn.Module), got {type(model).__name__}{hint}")
 
 

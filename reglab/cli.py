@@ -49,7 +49,10 @@ _DEFAULT_WIDTHS = ", ".join(f"{kind} {width}" for kind, width in DEFAULT_WIDTH.i
 # flag -> (recipe key, argparse options); flags left unset do not override the recipe
 _RECIPE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--model": ("model.kind", {"choices": MODEL_KINDS}),
-    "--width": ("model.width", {"type": int, "help": f"hidden units (mlp) or channels (cnn); 0: the kind's default ({_DEFAULT_WIDTHS})"}),
+    "--width": (
+        "model.width",
+        {"type": int, "help": f"hidden units (mlp) or channels (cnn); 0: the kind's default ({_DEFAULT_WIDTHS})"},
+    ),
     "--depth": ("model.depth", {"type": int, "help": "hidden layers or conv blocks"}),
     "--activation": ("model.activation", {"choices": ACTIVATIONS}),
     "--norm": ("model.norm", {"choices": NORMS}),
@@ -58,25 +61,44 @@ _RECIPE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--optimizer": ("optimizer.name", {"help": "sgd, adagrad, adadelta, rmsprop, adam, adamw"}),
     "--lr": ("optimizer.lr", {"type": float, "help": "learning rate"}),
     "--momentum": ("optimizer.options.momentum", {"type": float, "help": "momentum (sgd, rmsprop)"}),
-    "--weight-decay": ("optimizer.options.weight_decay", {"type": float, "help": "weight decay λ (coupled L2 unless --decoupled)"}),
+    "--weight-decay": (
+        "optimizer.options.weight_decay",
+        {"type": float, "help": "weight decay λ (coupled L2 unless --decoupled)"},
+    ),
     "--clip-norm": ("optimizer.options.clip_norm", {"type": float, "help": "clip gradients to this global norm"}),
     "--clip-value": ("optimizer.options.clip_value", {"type": float, "help": "clip gradients elementwise to ±value"}),
     "--schedule": ("schedule.name", {"help": "none, step, multistep, exponential, cosine, onecycle, plateau"}),
     "--warmup": ("schedule.warmup_epochs", {"type": int, "help": "epochs of linear learning-rate warm-up"}),
     "--batch-size": ("data.batch_size", {"type": int}),
     "--valid-fraction": ("data.valid_fraction", {"type": float}),
-    "--train-size": ("data.train_size", {"type": int, "help": "use N training samples (a random subset; validation and test sets unchanged)"}),
+    "--train-size": (
+        "data.train_size",
+        {"type": int, "help": "use N training samples (a random subset; validation and test sets unchanged)"},
+    ),
     "--epochs": ("training.epochs", {"type": int}),
     "--seed": ("training.seed", {"type": int}),
     "--device": ("training.device", {"help": "cpu, cuda, cuda:N or auto"}),
-    "--sharpness": ("training.sharpness", {"type": float, "metavar": "EPS", "help": "measure Keskar's sharpness of the final weights in a box of radius EPS (e.g. 1e-3)"}),
-    "--loss": ("training.loss", {"choices": LOSSES, "help": "cross_entropy (classes), mse or mae (regression; default for diabetes: mse)"}),
+    "--sharpness": (
+        "training.sharpness",
+        {
+            "type": float,
+            "metavar": "EPS",
+            "help": "measure Keskar's sharpness of the final weights in a box of radius EPS (e.g. 1e-3)",
+        },
+    ),
+    "--loss": (
+        "training.loss",
+        {"choices": LOSSES, "help": "cross_entropy (classes), mse or mae (regression; default for diabetes: mse)"},
+    ),
     "--patience": ("early_stopping.patience", {"type": int, "help": "early-stopping patience (epochs)"}),
     "--l1": ("regularization.l1", {"type": float, "help": "L1 penalty α‖W‖₁ in the loss"}),
     "--l2": ("regularization.l2", {"type": float, "help": "L2 penalty (α/2)‖W‖² in the loss"}),
     "--l1-proximal": ("optimizer.options.l1_proximal", {"type": float, "help": "proximal L1 step (exact zeros)"}),
     "--input-noise": ("regularization.input_noise", {"type": float, "help": "σ of Gaussian noise on training inputs"}),
-    "--weight-noise": ("regularization.weight_noise", {"type": float, "help": "σ of Gaussian noise on weights per step"}),
+    "--weight-noise": (
+        "regularization.weight_noise",
+        {"type": float, "help": "σ of Gaussian noise on weights per step"},
+    ),
     "--shift": ("augment.shift", {"type": int, "help": "random shift/translation up to N samples or pixels"}),
     "--flip": ("augment.flip", {"type": float, "help": "probability of a horizontal flip"}),
     "--rotate": ("augment.rotate", {"type": float, "help": "random rotation up to ± degrees (images)"}),
@@ -92,21 +114,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train one recipe and diagnose over/underfitting")
     train.add_argument("--recipe", type=Path, help="recipe TOML file (default: the built-in recipe)")
-    train.add_argument("--dataset", help=f"{', '.join(d for d in DATASETS if d not in ('npz', 'csv'))}, or a .npz/.csv file")
+    train.add_argument(
+        "--dataset", help=f"{', '.join(d for d in DATASETS if d not in ('npz', 'csv'))}, or a .npz/.csv file"
+    )
     train.add_argument("--data-dir", help="folder holding the data set's files (fashion-mnist IDX files)")
     for flag, (key, options) in _RECIPE_FLAGS.items():
         train.add_argument(flag, dest=key, default=None, **options)
-    train.add_argument("--decoupled", action="store_true", help="decoupled weight decay (AdamW-style) for any optimizer")
+    train.add_argument(
+        "--decoupled", action="store_true", help="decoupled weight decay (AdamW-style) for any optimizer"
+    )
     train.add_argument("--early-stopping", action="store_true", help="stop when validation loss stops improving")
-    train.add_argument("--grad-norms", action="store_true", help="record each layer's gradient norm per epoch (vanishing/exploding)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe field, e.g. model.dropout=0.2")
+    train.add_argument(
+        "--grad-norms", action="store_true", help="record each layer's gradient norm per epoch (vanishing/exploding)"
+    )
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe field, e.g. model.dropout=0.2"
+    )
     train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     study = sub.add_parser("study", help="ablation of regularization techniques over seeds, with a report")
     study.add_argument("--config", type=Path, help="study TOML file: name, seeds, arms, base recipe, arm strengths")
-    study.add_argument("--arms", help="comma-separated arms (default: every arm that fits the data and loss); known: " + ", ".join(_arm_names()))
+    study.add_argument(
+        "--arms",
+        help="comma-separated arms (default: every arm that fits the data and loss); known: " + ", ".join(_arm_names()),
+    )
     study.add_argument("--seeds", type=int, help="seeds per arm (default 3)")
     study.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     study.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores // workers)")
@@ -149,7 +182,11 @@ def _implied(recipe: Recipe, changes: dict[str, Any]) -> None:
 
     if "model.kind" in changes and changes["model.kind"] != recipe.model.kind and "model.width" not in changes:
         changes["model.width"] = 0  # the new kind's default width
-    if changes.get("data.name") in REGRESSION_SETS and "training.loss" not in changes and not recipe.training.regression:
+    if (
+        changes.get("data.name") in REGRESSION_SETS
+        and "training.loss" not in changes
+        and not recipe.training.regression
+    ):
         changes["training.loss"] = "mse"
 
 
@@ -211,13 +248,20 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     table.add_column()
     rows = [
         ("verdict", d["verdict"]),
-        ("best epoch", "-" if d["best_epoch"] is None else f"{d['best_epoch']} (validation loss {d['best_valid_loss']:.4f})"),
+        (
+            "best epoch",
+            "-" if d["best_epoch"] is None else f"{d['best_epoch']} (validation loss {d['best_valid_loss']:.4f})",
+        ),
         ("stopped", f"epoch {summary['stopped_epoch']}: {summary['stop_reason']}"),
         ("gap at best / end", f"{d['gap_at_best']:.4f} / {d['gap_at_end']:.4f}"),
         ("overfitting onset", "-" if d["overfit_onset"] is None else f"epoch {d['overfit_onset']}"),
         *([("test accuracy", f"{summary['test_acc']:.4f}")] if "test_acc" in summary else []),
         ("test loss", f"{summary['test_loss']:.4f}"),
-        *([("sharpness", f"{summary['sharpness']:.4g} (ε = {summary['recipe']['training']['sharpness']:g})")] if "sharpness" in summary else []),
+        *(
+            [("sharpness", f"{summary['sharpness']:.4g} (ε = {summary['recipe']['training']['sharpness']:g})")]
+            if "sharpness" in summary
+            else []
+        ),
     ]
     for row in rows:
         table.add_row(*row)
@@ -246,7 +290,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     plan = make_plan(**options)
     for arm, why in plan.left_out.items():
         print(f"arm {arm} left out: it {why}")
-    board = run_study(plan, args.out, storage=args.storage, workers=args.workers, threads=args.threads, progress=not args.quiet)
+    board = run_study(
+        plan, args.out, storage=args.storage, workers=args.workers, threads=args.threads, progress=not args.quiet
+    )
     if not args.quiet:
         print_leaderboard(board, f"reglab study {plan.name}: {args.out}")
     print(f"report: {args.out / 'report.html'} (also results.csv, results.json)")
@@ -283,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
         except KeyboardInterrupt:
-            print("reglab: interrupted; to continue, run the same command again (reglab train: add --resume)", file=sys.stderr)
+            print(
+                "reglab: interrupted; to continue, run the same command again (reglab train: add --resume)",
+                file=sys.stderr,
+            )
             return 130
 
 

@@ -74,15 +74,25 @@ class Data:
         for field in ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test"):
             value = getattr(self, field)
             if not isinstance(value, torch.Tensor):
-                hint = "; torch.as_tensor converts a NumPy array (inputs as float32: dtype=torch.float32)" if type(value).__module__ == "numpy" else ""
+                hint = (
+                    "; torch.as_tensor converts a NumPy array (inputs as float32: dtype=torch.float32)"
+                    if type(value).__module__ == "numpy"
+                    else ""
+                )
                 raise TypeError(f"Data: {field} must be a torch.Tensor, got {type(value).__name__}{hint}")
             if field.startswith("y") and not value.is_floating_point() and value.dtype not in (torch.int64, torch.bool):
                 object.__setattr__(self, field, value.long())
-        parts = {"training": (self.x_train, self.y_train), "validation": (self.x_valid, self.y_valid), "test": (self.x_test, self.y_test)}
+        parts = {
+            "training": (self.x_train, self.y_train),
+            "validation": (self.x_valid, self.y_valid),
+            "test": (self.x_test, self.y_test),
+        }
         for where, (x, y) in parts.items():
             check_arrays(x, y, f"{where} data")
             if x.shape[1:] != self.x_train.shape[1:]:
-                raise ValueError(f"{where} inputs have shape {tuple(x.shape[1:])} per sample, training inputs {tuple(self.x_train.shape[1:])}")
+                raise ValueError(
+                    f"{where} inputs have shape {tuple(x.shape[1:])} per sample, training inputs {tuple(self.x_train.shape[1:])}"
+                )
             if y.is_floating_point() != self.regression or y.shape[1:] != self.y_train.shape[1:]:
                 kind = "targets" if y.is_floating_point() else "labels"
                 base = "targets" if self.regression else "labels"
@@ -95,7 +105,9 @@ class Data:
         check_int("num_classes", self.num_classes, low=2)
         for where, (_, y) in parts.items():
             if int(y.max()) >= self.num_classes:
-                raise ValueError(f"{where} data: labels must be in 0..{self.num_classes - 1} (num_classes = {self.num_classes}), found {int(y.max())}")
+                raise ValueError(
+                    f"{where} data: labels must be in 0..{self.num_classes - 1} (num_classes = {self.num_classes}), found {int(y.max())}"
+                )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -140,7 +152,9 @@ def load_data(config: DataConfig | str, seed: int = 0, regression: bool | None =
         x, y, x_test, y_test = _carve(x, y, config.test_fraction, _TEST_SPLIT_SEED)
     check_arrays(x_test, y_test, "test data")
     if x_test.shape[1:] != x.shape[1:]:
-        raise ValueError(f"test inputs have shape {tuple(x_test.shape[1:])} per sample, training inputs {tuple(x.shape[1:])}")
+        raise ValueError(
+            f"test inputs have shape {tuple(x_test.shape[1:])} per sample, training inputs {tuple(x.shape[1:])}"
+        )
     if regression:
         num_classes = 0
         if y_test.shape[1:] != y.shape[1:]:
@@ -155,10 +169,16 @@ def load_data(config: DataConfig | str, seed: int = 0, regression: bool | None =
     x_train, y_train, x_valid, y_valid = _carve(x, y, config.valid_fraction, seed)
     for part, xs in (("training", x_train), ("validation", x_valid)):
         if len(xs) == 0:
-            raise ValueError(f"the {part} split is empty: {len(x)} samples, data.valid_fraction = {config.valid_fraction}")
-    if config.train_size:  # less data (TECHNIQUES.md section 11): the split is in random order, so this is a random subset
+            raise ValueError(
+                f"the {part} split is empty: {len(x)} samples, data.valid_fraction = {config.valid_fraction}"
+            )
+    if (
+        config.train_size
+    ):  # less data (TECHNIQUES.md section 11): the split is in random order, so this is a random subset
         if config.train_size > len(x_train):
-            raise ValueError(f"data.train_size = {config.train_size}, but the training split holds {len(x_train)} samples")
+            raise ValueError(
+                f"data.train_size = {config.train_size}, but the training split holds {len(x_train)} samples"
+            )
         x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
     return Data(config.name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes, classes)
 
@@ -167,7 +187,9 @@ def check_arrays(x: torch.Tensor, y: torch.Tensor, where: str) -> None:
     """Raise ``ValueError`` for data that would break or silently spoil training: class
     labels ``(N,)`` (integers) or regression targets ``(N, D)`` (floating point)."""
     if x.ndim < 2:
-        raise ValueError(f"{where}: inputs must have shape (N, ...) with at least one feature axis, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{where}: inputs must have shape (N, ...) with at least one feature axis, got {tuple(x.shape)}"
+        )
     regression = torch.is_floating_point(y)
     if regression and y.ndim != 2:
         raise ValueError(
@@ -189,7 +211,9 @@ def check_arrays(x: torch.Tensor, y: torch.Tensor, where: str) -> None:
     if regression:
         bad = ~torch.isfinite(y)
         if bad.any():
-            raise ValueError(f"{where}: {int(bad.sum())} NaN/Inf targets (first in sample {int(bad.any(1).nonzero()[0])})")
+            raise ValueError(
+                f"{where}: {int(bad.sum())} NaN/Inf targets (first in sample {int(bad.any(1).nonzero()[0])})"
+            )
         return
     if y.dtype == torch.bool:
         raise ValueError(f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}")
@@ -205,8 +229,14 @@ def _data_config(config: object) -> DataConfig:
         return config
     if isinstance(config, (str, Path)):
         suffix = Path(config).suffix.lower()
-        return DataConfig(name=suffix[1:], path=str(config)) if suffix in (".npz", ".csv") else DataConfig(name=str(config))
-    raise TypeError(f"load_data takes a DataConfig (recipe.data), a data set's name or a .npz/.csv path; got {type(config).__name__}")
+        return (
+            DataConfig(name=suffix[1:], path=str(config))
+            if suffix in (".npz", ".csv")
+            else DataConfig(name=str(config))
+        )
+    raise TypeError(
+        f"load_data takes a DataConfig (recipe.data), a data set's name or a .npz/.csv path; got {type(config).__name__}"
+    )
 
 
 def _carve(x, y, fraction: float, seed: int):
@@ -330,7 +360,9 @@ def _npz(config: DataConfig, regression: bool):
     with np.load(path, allow_pickle=False) as d:
         for key in ("x", "y"):
             if key not in d:
-                raise ValueError(f"{path} has no array {key!r} (found {', '.join(d.files)}); expected x, y [, x_test, y_test]")
+                raise ValueError(
+                    f"{path} has no array {key!r} (found {', '.join(d.files)}); expected x, y [, x_test, y_test]"
+                )
         if ("x_test" in d) != ("y_test" in d):
             raise ValueError(f"{path}: x_test and y_test must be given together")
         y, y_test = d["y"], d["y_test"] if "y_test" in d else None
@@ -357,10 +389,21 @@ def _csv(config: DataConfig, regression: bool):
         raise ValueError(f"{path} is empty; expected a header row, then one sample per line")
     header = [name.strip() for name in rows[0][1]]
     if config.label_column not in header:
-        other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")) if len(header) == 1 and sep in header[0]), None)
+        other = next(
+            (
+                name
+                for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"))
+                if len(header) == 1 and sep in header[0]
+            ),
+            None,
+        )
         if other:
-            raise ValueError(f"{path} separates its columns with {other}; reglab reads comma-separated values (header: {header[0]!r})")
-        raise ValueError(f"{path} has no label column {config.label_column!r}; columns: {', '.join(header)} (set data.label_column)")
+            raise ValueError(
+                f"{path} separates its columns with {other}; reglab reads comma-separated values (header: {header[0]!r})"
+            )
+        raise ValueError(
+            f"{path} has no label column {config.label_column!r}; columns: {', '.join(header)} (set data.label_column)"
+        )
     for line, row in rows[1:]:
         if len(row) != len(header):
             raise ValueError(f"{path}: line {line} has {len(row)} fields, the header {len(header)}")
@@ -384,7 +427,9 @@ def _csv(config: DataConfig, regression: bool):
     except ValueError:
         if regression:
             line, bad = next((line, row[label].strip()) for line, row in rows[1:] if not _is_number(row[label]))
-            raise ValueError(f"{path}: line {line}: regression target {bad!r} in column {config.label_column!r} is not a number") from None
+            raise ValueError(
+                f"{path}: line {line}: regression target {bad!r} in column {config.label_column!r} is not a number"
+            ) from None
         y = names  # class names
     if regression:
         return *_tensors(x, y, regression=True), None, None
@@ -426,7 +471,9 @@ def _check_integral(y: np.ndarray, path) -> None:
     if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0):
         real = np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y))  # not a missing label: a real value
         hint = _REAL_HINT if real else ""
-        raise ValueError(f"{path}: labels must be integers 0..K-1, or class names (found non-integer or missing values){hint}")
+        raise ValueError(
+            f"{path}: labels must be integers 0..K-1, or class names (found non-integer or missing values){hint}"
+        )
 
 
 _LOADERS = {

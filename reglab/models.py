@@ -52,8 +52,28 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
     """Build the model a recipe describes for inputs of ``input_shape`` (one sample)."""
     width = config.resolved_width
     if config.kind == "mlp":
-        return mlp(math.prod(input_shape), num_classes, width, config.depth, config.activation, config.norm, config.dropout, config.groups, config.init)
-    return cnn(input_shape, num_classes, width, config.depth, config.activation, config.norm, config.dropout, config.groups, config.init)
+        return mlp(
+            math.prod(input_shape),
+            num_classes,
+            width,
+            config.depth,
+            config.activation,
+            config.norm,
+            config.dropout,
+            config.groups,
+            config.init,
+        )
+    return cnn(
+        input_shape,
+        num_classes,
+        width,
+        config.depth,
+        config.activation,
+        config.norm,
+        config.dropout,
+        config.groups,
+        config.init,
+    )
 
 
 def mlp(
@@ -133,7 +153,9 @@ def cnn(
 def _sample_shape(shape: object) -> tuple[int, ...]:
     """``cnn``'s ``input_shape``: a tuple of positive integers (one sample's shape, no batch axis)."""
     if not isinstance(shape, (tuple, list, torch.Size)):
-        raise TypeError(f"input_shape must be the shape of one sample, such as (1, 40) or (1, 28, 28), got {shape!r} ({type(shape).__name__})")
+        raise TypeError(
+            f"input_shape must be the shape of one sample, such as (1, 40) or (1, 28, 28), got {shape!r} ({type(shape).__name__})"
+        )
     for i, n in enumerate(shape):
         check_int(f"input_shape[{i}]", n, low=1)
     return tuple(shape)

@@ -50,16 +50,28 @@ class DataConfig:
     valid_fraction: float = 0.2  # carved from the training set, by seed
     test_fraction: float = 0.2  # only for data without its own test split (digits, diabetes, npz, csv)
     batch_size: int = 100  # >= the training-set size gives full-batch gradient descent
-    train_size: int = 0  # training samples used: 0 = the whole training split; N = a random N of it (by seed, nested in N)
-    label_column: str = "label"  # csv only: the column holding the labels (integers 0..K-1 or class names) or the target
+    train_size: int = (
+        0  # training samples used: 0 = the whole training split; N = a random N of it (by seed, nested in N)
+    )
+    label_column: str = (
+        "label"  # csv only: the column holding the labels (integers 0..K-1 or class names) or the target
+    )
 
     def __post_init__(self) -> None:
         check_choice("data.name", self.name, DATASETS)
         check_str("data.path", self.path)
         if self.name in ("npz", "csv") and not self.path:
             raise ValueError(f"data.path is required for data.name = {self.name!r}: give the file to load")
-        _fix(self, "valid_fraction", check_float("data.valid_fraction", self.valid_fraction, low=0, high=1, low_open=True, high_open=True))
-        _fix(self, "test_fraction", check_float("data.test_fraction", self.test_fraction, low=0, high=1, low_open=True, high_open=True))
+        _fix(
+            self,
+            "valid_fraction",
+            check_float("data.valid_fraction", self.valid_fraction, low=0, high=1, low_open=True, high_open=True),
+        )
+        _fix(
+            self,
+            "test_fraction",
+            check_float("data.test_fraction", self.test_fraction, low=0, high=1, low_open=True, high_open=True),
+        )
         if self.valid_fraction + self.test_fraction >= 1:
             raise ValueError(
                 f"data.valid_fraction + data.test_fraction must be < 1, got {self.valid_fraction} + {self.test_fraction}"
@@ -88,9 +100,13 @@ class ModelConfig:
         check_choice("model.norm", self.norm, NORMS)
         check_int("model.groups", self.groups, low=1)
         if self.norm == "group" and self.resolved_width % self.groups:
-            raise ValueError(f"model.groups must divide model.width for group norm, got groups={self.groups}, width={self.resolved_width}")
+            raise ValueError(
+                f"model.groups must divide model.width for group norm, got groups={self.groups}, width={self.resolved_width}"
+            )
         if self.norm == "instance" and self.kind == "mlp":
-            raise ValueError("model.norm = 'instance' needs spatial dimensions: use model.kind = 'cnn', or 'layer' norm for an mlp")
+            raise ValueError(
+                "model.norm = 'instance' needs spatial dimensions: use model.kind = 'cnn', or 'layer' norm for an mlp"
+            )
         _fix(self, "dropout", check_float("model.dropout", self.dropout, low=0, high=1, high_open=True))
         check_choice("model.init", self.init, INITS)
 
@@ -139,8 +155,14 @@ class ScheduleConfig:
         check_choice("schedule.name", self.name, SCHEDULES)
         check_int("schedule.warmup_epochs", self.warmup_epochs, low=0)
         if self.warmup_epochs and self.name in ("plateau", "onecycle"):
-            raise ValueError(f"schedule.warmup_epochs cannot be combined with schedule.name = {self.name!r} (it has its own ramp)")
-        _fix(self, "warmup_start_factor", check_float("schedule.warmup_start_factor", self.warmup_start_factor, low=0, high=1, low_open=True))
+            raise ValueError(
+                f"schedule.warmup_epochs cannot be combined with schedule.name = {self.name!r} (it has its own ramp)"
+            )
+        _fix(
+            self,
+            "warmup_start_factor",
+            check_float("schedule.warmup_start_factor", self.warmup_start_factor, low=0, high=1, low_open=True),
+        )
         check_int("schedule.step_size", self.step_size, low=1)
         if not isinstance(self.milestones, list):
             raise TypeError(f"schedule.milestones must be a list of epochs, got {self.milestones!r}")
@@ -150,7 +172,11 @@ class ScheduleConfig:
             raise ValueError(f"schedule.milestones must be increasing, got {self.milestones}")
         _fix(self, "gamma", check_float("schedule.gamma", self.gamma, low=0, high=1, low_open=True))
         _fix(self, "min_lr", check_float("schedule.min_lr", self.min_lr, low=0))
-        _fix(self, "pct_start", check_float("schedule.pct_start", self.pct_start, low=0, high=1, low_open=True, high_open=True))
+        _fix(
+            self,
+            "pct_start",
+            check_float("schedule.pct_start", self.pct_start, low=0, high=1, low_open=True, high_open=True),
+        )
         check_choice("schedule.monitor", self.monitor, MONITORS)
         check_int("schedule.patience", self.patience, low=0)
         _fix(self, "factor", check_float("schedule.factor", self.factor, low=0, high=1, low_open=True, high_open=True))
@@ -211,7 +237,11 @@ class MixingConfig:
     mode: str = "batch"  # batch: one λ per batch; elem: one λ per sample
 
     def __post_init__(self) -> None:
-        _fix(self, "label_smoothing", check_float("mixing.label_smoothing", self.label_smoothing, low=0, high=1, high_open=True))
+        _fix(
+            self,
+            "label_smoothing",
+            check_float("mixing.label_smoothing", self.label_smoothing, low=0, high=1, high_open=True),
+        )
         _fix(self, "mixup_alpha", check_float("mixing.mixup_alpha", self.mixup_alpha, low=0))
         _fix(self, "cutmix_alpha", check_float("mixing.cutmix_alpha", self.cutmix_alpha, low=0))
         _fix(self, "switch_prob", check_float("mixing.switch_prob", self.switch_prob, low=0, high=1))
@@ -226,7 +256,9 @@ class TrainingConfig:
     device: str = "cpu"  # cpu, cuda, cuda:N or auto (cuda when available)
     loss: str = "cross_entropy"  # classification; mse (outlier-sensitive) or mae (robust) for regression
     grad_norms: bool = False  # record each layer's mean gradient norm per epoch (grad_norm_1 = input layer)
-    sharpness: float = 0.0  # ε of Keskar's sharpness of the final weights on the training loss (0: not measured; paper: 1e-3)
+    sharpness: float = (
+        0.0  # ε of Keskar's sharpness of the final weights on the training loss (0: not measured; paper: 1e-3)
+    )
 
     @property
     def regression(self) -> bool:
@@ -236,7 +268,9 @@ class TrainingConfig:
         check_int("training.epochs", self.epochs, low=1)
         check_int("training.seed", self.seed, low=0, high=2**63 - 1)
         check_str("training.device", self.device)
-        if not (self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+        if not (
+            self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit())
+        ):
             raise ValueError(f"training.device must be cpu, cuda, cuda:N or auto; got {self.device!r}")
         check_choice("training.loss", self.loss, LOSSES)
         check_bool("training.grad_norms", self.grad_norms)
@@ -293,14 +327,22 @@ class Recipe:
         s, epochs = self.schedule, self.training.epochs
         late = f"not before the end of the run (training.epochs = {epochs})"
         if s.warmup_epochs >= epochs:
-            raise ValueError(f"schedule.warmup_epochs = {s.warmup_epochs} is not less than training.epochs = {epochs}: the learning rate would never reach optimizer.lr")
+            raise ValueError(
+                f"schedule.warmup_epochs = {s.warmup_epochs} is not less than training.epochs = {epochs}: the learning rate would never reach optimizer.lr"
+            )
         if s.name == "step" and s.warmup_epochs + s.step_size >= epochs:
             first = f"{s.warmup_epochs} warm-up + {s.step_size}" if s.warmup_epochs else f"{s.step_size}"
-            raise ValueError(f"schedule.step_size = {s.step_size}: the first decay would come after {first} epochs, {late}; use a smaller step_size")
+            raise ValueError(
+                f"schedule.step_size = {s.step_size}: the first decay would come after {first} epochs, {late}; use a smaller step_size"
+            )
         if s.name == "multistep" and not s.milestones:
-            raise ValueError("schedule.milestones is empty: multistep needs the epochs at which the learning rate decays, e.g. [50, 75]")
+            raise ValueError(
+                "schedule.milestones is empty: multistep needs the epochs at which the learning rate decays, e.g. [50, 75]"
+            )
         if s.name == "multistep" and s.milestones[0] >= epochs:
-            raise ValueError(f"schedule.milestones {s.milestones}: the first decay would come after {s.milestones[0]} epochs, {late}")
+            raise ValueError(
+                f"schedule.milestones {s.milestones}: the first decay would come after {s.milestones[0]} epochs, {late}"
+            )
 
     def _check_task(self) -> None:
         """A regression loss needs real-valued targets and no label-side technique; cross-entropy
@@ -313,14 +355,20 @@ class Recipe:
                 raise ValueError(f"data.name = {name!r} has real-valued targets: set training.loss to 'mse' or 'mae'")
             return
         if name not in REGRESSION_SETS + ("npz", "csv"):
-            raise ValueError(f"training.loss = {loss!r} is a regression loss, but data.name = {name!r} has class labels; use cross_entropy")
+            raise ValueError(
+                f"training.loss = {loss!r} is a regression loss, but data.name = {name!r} has class labels; use cross_entropy"
+            )
         m = self.mixing
         for field_name in ("label_smoothing", "mixup_alpha", "cutmix_alpha"):
             if getattr(m, field_name):
-                raise ValueError(f"mixing.{field_name} = {getattr(m, field_name)} needs class labels; training.loss = {loss!r} is a regression loss")
+                raise ValueError(
+                    f"mixing.{field_name} = {getattr(m, field_name)} needs class labels; training.loss = {loss!r} is a regression loss"
+                )
         for where, monitor in (("early_stopping", self.early_stopping.monitor), ("schedule", self.schedule.monitor)):
             if monitor.endswith("_acc"):
-                raise ValueError(f"{where}.monitor = {monitor!r}: a regression run has no accuracy; monitor valid_loss or train_loss")
+                raise ValueError(
+                    f"{where}.monitor = {monitor!r}: a regression run has no accuracy; monitor valid_loss or train_loss"
+                )
 
     # -- dict / TOML -----------------------------------------------------------------------
     @classmethod
@@ -367,7 +415,9 @@ class Recipe:
         """A new, re-validated Recipe with dotted-key changes, e.g. ``{"model.width": 64}``
         (a whole section as a table works too: ``{"model": {"width": 64}}``)."""
         if not isinstance(changes, dict):
-            raise TypeError(f"changes must be a dict of recipe keys to values, e.g. {{'model.width': 64}}; got {type(changes).__name__}")
+            raise TypeError(
+                f"changes must be a dict of recipe keys to values, e.g. {{'model.width': 64}}; got {type(changes).__name__}"
+            )
         d = self.to_dict()
         flat = {}
         for key, value in changes.items():
@@ -419,4 +469,6 @@ _SECTIONS = {
 def _reject_unknown(where: str, d: dict[str, Any], known) -> None:
     unknown = sorted(set(d) - set(known))
     if unknown:
-        raise ValueError(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in {where}; known: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in {where}; known: {', '.join(sorted(known))}"
+        )

@@ -40,4 +40,3 @@ def signals(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "signals.npz"
     np.savez(path, x=x[:, None, :].astype(np.float32), y=y)
     return path
-

@@ -10,14 +10,44 @@ from reglab.recipe import Recipe
 
 def test_train_writes_the_promised_files(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--dataset", "digits", "--width", "32", "--epochs", "3", "--batch-size", "64", "--seed", "1",
-                 "--early-stopping", "--patience", "2", "--set", "model.dropout=0.1", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--width",
+            "32",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--seed",
+            "1",
+            "--early-stopping",
+            "--patience",
+            "2",
+            "--set",
+            "model.dropout=0.1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     history = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert {"epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"} <= set(history[0])
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("best_epoch", "stopped_epoch", "stop_reason", "test_loss", "test_acc", "diagnosis", "recipe", "versions"):
+    for key in (
+        "best_epoch",
+        "stopped_epoch",
+        "stop_reason",
+        "test_loss",
+        "test_acc",
+        "diagnosis",
+        "recipe",
+        "versions",
+    ):
         assert key in summary
     assert summary["diagnosis"]["verdict"] in ("underfitting", "good fit", "overfitting")
     assert set(summary["versions"]) == {"python", "torch", "reglab"}
@@ -35,7 +65,22 @@ def test_a_diverging_run_is_reported_as_diverged_with_its_files(tmp_path, capsys
     ends normally with its history, summary, curves and the verdict "diverged" (it ended with
     "cannot diagnose" and no history.json)."""
     out = tmp_path / "hot"
-    args = ["train", "--dataset", "digits", "--width", "16", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "5", "--out", str(out), "--quiet"]
+    args = [
+        "train",
+        "--dataset",
+        "digits",
+        "--width",
+        "16",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--epochs",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diagnosis"]["verdict"] == "diverged" and summary["stopped_epoch"] < 5
@@ -48,8 +93,13 @@ def test_a_diverging_run_is_reported_as_diverged_with_its_files(tmp_path, capsys
 
 
 def test_recipe_file_and_flag_override(tmp_path):
-    Recipe.from_dict({"data": {"name": "digits"}, "model": {"width": 16}, "training": {"epochs": 1}}).save(tmp_path / "r.toml")
-    assert main(["train", "--recipe", str(tmp_path / "r.toml"), "--epochs", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    Recipe.from_dict({"data": {"name": "digits"}, "model": {"width": 16}, "training": {"epochs": 1}}).save(
+        tmp_path / "r.toml"
+    )
+    assert (
+        main(["train", "--recipe", str(tmp_path / "r.toml"), "--epochs", "2", "--out", str(tmp_path / "o"), "--quiet"])
+        == 0
+    )
     recipe = Recipe.load(tmp_path / "o" / "recipe.toml")
     assert (recipe.model.width, recipe.training.epochs) == (16, 2)
 
@@ -61,7 +111,10 @@ def test_train_on_a_csv_with_class_names(tmp_path):
     args = ["train", "--dataset", str(tmp_path / "d.csv"), "--set", 'data.label_column="kind"', "--epochs", "1"]
     assert main([*args, "--width", "8", "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["classes"] == ["ham", "spam"] and "classes" not in json.loads((tmp_path / "run" / "history.json").read_text())[0]
+    assert (
+        summary["classes"] == ["ham", "spam"]
+        and "classes" not in json.loads((tmp_path / "run" / "history.json").read_text())[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -92,7 +145,9 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys, argv, words):
 
 def test_console_command_exits_2_with_one_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "reglab.cli", "train", "--epochs", "-3", "--out", str(tmp_path / "o")], capture_output=True, text=True
+        [sys.executable, "-m", "reglab.cli", "train", "--epochs", "-3", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "reglab: error: training.epochs must be >= 1, got -3"
@@ -109,18 +164,52 @@ def test_existing_output_is_not_overwritten(tmp_path, capsys):
 
 def test_resume_with_nothing_to_resume_says_so_and_starts(tmp_path, capsys):
     out = tmp_path / "typo"
-    assert main(["train", "--dataset", "digits", "--width", "8", "--epochs", "1", "--out", str(out), "--quiet", "--resume"]) == 0
+    assert (
+        main(
+            ["train", "--dataset", "digits", "--width", "8", "--epochs", "1", "--out", str(out), "--quiet", "--resume"]
+        )
+        == 0
+    )
     assert f"nothing to resume in {out}" in capsys.readouterr().err
     assert (out / "checkpoint.pt").exists()
-    assert main(["train", "--dataset", "digits", "--width", "8", "--epochs", "1", "--out", str(out), "--quiet", "--resume"]) == 0
+    assert (
+        main(
+            ["train", "--dataset", "digits", "--width", "8", "--epochs", "1", "--out", str(out), "--quiet", "--resume"]
+        )
+        == 0
+    )
     assert "nothing to resume" not in capsys.readouterr().err  # the second time there is a finished run to report
 
 
 def test_optimizer_schedule_and_clipping_flags(tmp_path):
     out = tmp_path / "o"
-    args = ["train", "--dataset", "digits", "--width", "16", "--epochs", "4", "--optimizer", "sgd", "--lr", "0.1",
-            "--momentum", "0.9", "--weight-decay", "1e-3", "--decoupled", "--clip-norm", "1.0", "--schedule", "cosine",
-            "--warmup", "1", "--out", str(out), "--quiet"]
+    args = [
+        "train",
+        "--dataset",
+        "digits",
+        "--width",
+        "16",
+        "--epochs",
+        "4",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        "1e-3",
+        "--decoupled",
+        "--clip-norm",
+        "1.0",
+        "--schedule",
+        "cosine",
+        "--warmup",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     recipe = Recipe.load(out / "recipe.toml")
     assert recipe.optimizer.options == {"momentum": 0.9, "weight_decay": 1e-3, "decoupled": True, "clip_norm": 1.0}
@@ -131,9 +220,42 @@ def test_optimizer_schedule_and_clipping_flags(tmp_path):
 
 def test_regularization_flags_reach_the_recipe(tmp_path):
     out = tmp_path / "o"
-    args = ["train", "--dataset", "digits", "--width", "16", "--epochs", "2", "--l2", "1e-3", "--l1-proximal", "0.01",
-            "--input-noise", "0.1", "--weight-noise", "0.01", "--shift", "1", "--flip", "0.5", "--rotate", "10",
-            "--cutout", "2", "--label-smoothing", "0.1", "--mixup", "0.2", "--cutmix", "1.0", "--train-size", "300", "--out", str(out), "--quiet"]
+    args = [
+        "train",
+        "--dataset",
+        "digits",
+        "--width",
+        "16",
+        "--epochs",
+        "2",
+        "--l2",
+        "1e-3",
+        "--l1-proximal",
+        "0.01",
+        "--input-noise",
+        "0.1",
+        "--weight-noise",
+        "0.01",
+        "--shift",
+        "1",
+        "--flip",
+        "0.5",
+        "--rotate",
+        "10",
+        "--cutout",
+        "2",
+        "--label-smoothing",
+        "0.1",
+        "--mixup",
+        "0.2",
+        "--cutmix",
+        "1.0",
+        "--train-size",
+        "300",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     r = Recipe.load(out / "recipe.toml")
     assert (r.regularization.l2, r.regularization.input_noise, r.regularization.weight_noise) == (1e-3, 0.1, 0.01)
@@ -148,7 +270,10 @@ def test_augmenting_tabular_data_is_refused_before_training(tmp_path, capsys):
     import numpy as np
 
     np.savez(tmp_path / "t.npz", x=np.random.default_rng(0).normal(size=(50, 4)), y=np.arange(50) % 2)
-    assert main(["train", "--dataset", str(tmp_path / "t.npz"), "--shift", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert (
+        main(["train", "--dataset", str(tmp_path / "t.npz"), "--shift", "2", "--out", str(tmp_path / "o"), "--quiet"])
+        == 2
+    )
     assert "augmentations need signals" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -171,8 +296,26 @@ def test_augmentations_larger_than_the_samples_are_refused_before_training(tmp_p
 
 def test_train_a_regression(tmp_path, capsys):
     out = tmp_path / "reg"
-    assert main(["train", "--dataset", "diabetes", "--width", "32", "--epochs", "5", "--batch-size", "32",
-                 "--early-stopping", "--out", str(out), "--quiet"]) == 0  # diabetes implies --loss mse
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "diabetes",
+                "--width",
+                "32",
+                "--epochs",
+                "5",
+                "--batch-size",
+                "32",
+                "--early-stopping",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )  # diabetes implies --loss mse
     recipe = Recipe.load(out / "recipe.toml")
     assert (recipe.data.name, recipe.training.loss) == ("diabetes", "mse")
     history = json.loads((out / "history.json").read_text())
@@ -183,8 +326,25 @@ def test_train_a_regression(tmp_path, capsys):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "test loss" in printed and "test accuracy" not in printed
-    assert main(["train", "--dataset", "diabetes", "--loss", "mae", "--width", "8", "--epochs", "1",
-                 "--out", str(tmp_path / "mae"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "diabetes",
+                "--loss",
+                "mae",
+                "--width",
+                "8",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "mae"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert Recipe.load(tmp_path / "mae" / "recipe.toml").training.loss == "mae"
 
 
@@ -193,7 +353,10 @@ def test_train_a_regression(tmp_path, capsys):
     [
         (["train", "--loss", "mse"], ["'mnist1d' has class labels"]),
         (["train", "--dataset", "diabetes", "--mixup", "0.2"], ["mixing.mixup_alpha", "class labels"]),
-        (["study", "--dataset", "diabetes", "--arms", "baseline,label-smoothing"], ["arm 'label-smoothing'", "needs class labels"]),
+        (
+            ["study", "--dataset", "diabetes", "--arms", "baseline,label-smoothing"],
+            ["arm 'label-smoothing'", "needs class labels"],
+        ),
         (["study", "--loss", "mae"], ["'mnist1d' has class labels"]),
     ],
 )
@@ -206,8 +369,26 @@ def test_regression_mistakes_are_one_line(tmp_path, capsys, argv, words):
 
 def test_grad_norms_and_sharpness_flags(tmp_path, capsys):
     out = tmp_path / "s"
-    assert main(["train", "--dataset", "digits", "--width", "16", "--epochs", "2", "--sharpness", "1e-3", "--grad-norms",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--width",
+                "16",
+                "--epochs",
+                "2",
+                "--sharpness",
+                "1e-3",
+                "--grad-norms",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     recipe = Recipe.load(out / "recipe.toml")
     assert recipe.training.sharpness == 1e-3 and recipe.training.grad_norms

@@ -113,7 +113,10 @@ def test_npz_and_csv(tmp_path):
     np.savetxt(tmp_path / "d.csv", table, delimiter=",", header=header, comments="")
     c = load_data(DataConfig(name="csv", path=str(tmp_path / "d.csv")), 0)
     assert c.input_shape == (5,) and c.num_classes == 3
-    assert torch.allclose(torch.sort(torch.cat([c.x_train, c.x_valid, c.x_test])[:, 0])[0], torch.sort(torch.tensor(x[:, 0], dtype=torch.float32))[0])
+    assert torch.allclose(
+        torch.sort(torch.cat([c.x_train, c.x_valid, c.x_test])[:, 0])[0],
+        torch.sort(torch.tensor(x[:, 0], dtype=torch.float32))[0],
+    )
     with pytest.raises(ValueError, match="no label column 'y'"):
         load_data(DataConfig(name="csv", path=str(tmp_path / "d.csv"), label_column="y"), 0)
 
@@ -153,7 +156,16 @@ def test_class_names_as_labels(tmp_path):
         ("a\tlabel\n1.0\t0\n2.0\t1\n", "separates its columns with tabs"),
         ("a,label\n" + "1.0,spam\n" * 20, "the labels hold one class \\('spam'\\); a classifier needs at least 2"),
     ],
-    ids=["not-a-number", "short-row", "missing-number-label", "missing-name-label", "empty", "semicolons", "tabs", "one-class"],
+    ids=[
+        "not-a-number",
+        "short-row",
+        "missing-number-label",
+        "missing-name-label",
+        "empty",
+        "semicolons",
+        "tabs",
+        "one-class",
+    ],
 )
 def test_malformed_csv_names_the_line(tmp_path, text, match):
     (tmp_path / "d.csv").write_text(text)
@@ -170,7 +182,11 @@ def test_malformed_csv_names_the_line(tmp_path, text, match):
         (np.ones((10, 3)), np.full(10, 0.5), "integers"),
         (np.ones(10), np.zeros(10), "shape"),
         (np.ones((0, 3)), np.zeros(0), "no samples"),
-        (np.ones((10, 3)), np.zeros(10), "the labels hold one class \\(0\\); a classifier needs at least 2; for real-valued"),
+        (
+            np.ones((10, 3)),
+            np.zeros(10),
+            "the labels hold one class \\(0\\); a classifier needs at least 2; for real-valued",
+        ),
     ],
 )
 def test_bad_user_data_is_refused_before_training(tmp_path, x, y, match):
@@ -230,7 +246,9 @@ def test_regression_targets_from_npz_and_csv(tmp_path):
     d = load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="price"), 0, regression=True)
     assert d.y_train.dtype == torch.float32 and torch.allclose(d.y_train[:, 0], d.x_train[:, 0] * 0.5 + 0.25)
     # the same csv as classification data: 0.25, 0.75, ... are not class labels, and the error says what to set
-    with pytest.raises(ValueError, match=r"labels must be integers.*regression\) set training.loss = mse or mae \(--loss mse\)"):
+    with pytest.raises(
+        ValueError, match=r"labels must be integers.*regression\) set training.loss = mse or mae \(--loss mse\)"
+    ):
         load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="price"), 0)
     np.savez(tmp_path / "gap.npz", x=x[:4], y=np.array([0.0, np.nan, 1.0, 2.0]))  # a missing label: no regression hint
     with pytest.raises(ValueError, match=r"missing values\)$"):
@@ -261,7 +279,9 @@ def test_train_size_keeps_a_nested_random_subset_and_the_same_validation_and_tes
     full = load_data(DataConfig(name="digits"), seed=3)
     small, smaller = (load_data(DataConfig(name="digits", train_size=n), seed=3) for n in (400, 100))
     assert (len(small.x_train), len(smaller.x_train)) == (400, 100)
-    assert torch.equal(smaller.x_train, small.x_train[:100]) and torch.equal(small.x_train, full.x_train[:400]), "nested in N"
+    assert torch.equal(smaller.x_train, small.x_train[:100]) and torch.equal(small.x_train, full.x_train[:400]), (
+        "nested in N"
+    )
     for d in (small, smaller):
         assert torch.equal(d.x_valid, full.x_valid) and torch.equal(d.x_test, full.x_test) and d.num_classes == 10
     other = load_data(DataConfig(name="digits", train_size=400), seed=4)
@@ -281,19 +301,33 @@ def _parts(n=12, features=3, classes=3, seed=0):
 @pytest.mark.parametrize(
     "change, match",
     [
-        ({"x_valid": lambda x: x.masked_fill(torch.eye(len(x), x.shape[1], dtype=torch.bool), float("nan"))}, r"validation data: \d+ NaN/Inf input values"),
+        (
+            {"x_valid": lambda x: x.masked_fill(torch.eye(len(x), x.shape[1], dtype=torch.bool), float("nan"))},
+            r"validation data: \d+ NaN/Inf input values",
+        ),
         ({"y_test": lambda y: y + 5}, r"test data: labels must be in 0..2 \(num_classes = 3\), found 7"),
         ({"x_test": lambda x: x[:, :2]}, r"test inputs have shape \(2,\) per sample, training inputs \(3,\)"),
         ({"y_train": lambda y: y[:-1]}, "training data: 12 inputs but 11 labels"),
-        ({"y_valid": lambda y: y.float()[:, None]}, "validation targets are torch.float32 .* training labels torch.int64"),
+        (
+            {"y_valid": lambda y: y.float()[:, None]},
+            "validation targets are torch.float32 .* training labels torch.int64",
+        ),
         ({"num_classes": lambda k: 1}, "num_classes must be >= 2"),
     ],
 )
 def test_a_data_object_is_checked_when_made(change, match):
     """Data built by hand (the library's fit takes one) gets the checks load_data makes."""
     x, y = _parts()
-    fields = {"x_train": x, "y_train": y, "x_valid": x.clone(), "y_valid": y.clone(), "x_test": x.clone(), "y_test": y.clone(), "num_classes": 3}
-    (key, fn), = change.items()
+    fields = {
+        "x_train": x,
+        "y_train": y,
+        "x_valid": x.clone(),
+        "y_valid": y.clone(),
+        "x_test": x.clone(),
+        "y_test": y.clone(),
+        "num_classes": 3,
+    }
+    ((key, fn),) = change.items()
     fields[key] = fn(fields[key])
     with pytest.raises(ValueError, match=match):
         Data("mine", **fields)
@@ -319,11 +353,18 @@ def test_data_by_hand_takes_tensors_and_any_integer_labels():
 def test_load_data_takes_a_name_or_a_file(tmp_path):
     by_name = load_data("digits", seed=3)
     by_config = load_data(DataConfig(name="digits"), 3)
-    assert by_name.name == "digits" and torch.equal(by_name.x_train, by_config.x_train) and torch.equal(by_name.y_valid, by_config.y_valid)
+    assert (
+        by_name.name == "digits"
+        and torch.equal(by_name.x_train, by_config.x_train)
+        and torch.equal(by_name.y_valid, by_config.y_valid)
+    )
     f = tmp_path / "tiny.npz"
     np.savez(f, x=np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32), y=np.arange(40) % 2)
     assert load_data(str(f)).input_shape == (5,) and load_data(f).num_classes == 2
-    with pytest.raises(TypeError, match="load_data takes a DataConfig \\(recipe.data\\), a data set's name or a .npz/.csv path; got dict"):
+    with pytest.raises(
+        TypeError,
+        match="load_data takes a DataConfig \\(recipe.data\\), a data set's name or a .npz/.csv path; got dict",
+    ):
         load_data({"name": "digits"})
     with pytest.raises(ValueError, match="data.name must be one of"):
         load_data("mnist-1d")

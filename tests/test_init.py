@@ -27,7 +27,19 @@ def test_names_two_families_share_stay_in_the_families():
 def test_star_import_gives_the_techniques():
     ns = {}
     exec("from reglab import *", ns)
-    assert {"SGD", "Adam", "AdamW", "chain", "mixup", "cutmix", "cutout", "Penalty", "InputNoise", "EarlyStopping", "fit"} <= set(ns)
+    assert {
+        "SGD",
+        "Adam",
+        "AdamW",
+        "chain",
+        "mixup",
+        "cutmix",
+        "cutout",
+        "Penalty",
+        "InputNoise",
+        "EarlyStopping",
+        "fit",
+    } <= set(ns)
     assert "Any" not in ns and "annotations" not in ns
 
 
@@ -35,7 +47,10 @@ def test_fit_says_what_it_takes():
     import pytest
     import torch
 
-    with pytest.raises(TypeError, match=r"fit takes a Recipe, or a model with data and an optimizer; got dict \(a dict of changes goes through Recipe\(\).updated"):
+    with pytest.raises(
+        TypeError,
+        match=r"fit takes a Recipe, or a model with data and an optimizer; got dict \(a dict of changes goes through Recipe\(\).updated",
+    ):
         reglab.fit({"training.epochs": 3})
     with pytest.raises(TypeError, match="needs data and an optimizer"):
         reglab.fit(torch.nn.Linear(2, 2))

@@ -166,7 +166,11 @@ def test_builders_refuse_bad_arguments_naming_them(kwargs, error, words):
 @pytest.mark.parametrize("init", ["xavier_uniform", "he_normal", "auto"])
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_builders_take_init_and_match_initialize(kind, init):
-    build = (lambda **kw: mlp(64, 10, width=48, **kw)) if kind == "mlp" else (lambda **kw: cnn((1, 8, 8), 10, width=48, **kw))
+    build = (
+        (lambda **kw: mlp(64, 10, width=48, **kw))
+        if kind == "mlp"
+        else (lambda **kw: cnn((1, 8, 8), 10, width=48, **kw))
+    )
     torch.manual_seed(0)
     built = build(activation="tanh", init=init)
     torch.manual_seed(0)
@@ -177,10 +181,15 @@ def test_builders_take_init_and_match_initialize(kind, init):
     torch.manual_seed(0)
     default = build(activation="tanh")
     torch.manual_seed(0)
-    assert all(torch.equal(a, b) for a, b in zip(default.parameters(), build(activation="tanh", init=None).parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(default.parameters(), build(activation="tanh", init=None).parameters())
+    )
     first = next(m for m in default.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
     assert float(first.bias.detach().abs().max()) > 0  # None leaves PyTorch's init (biases not zeroed)
-    with pytest.raises(ValueError, match="init must be one of auto, he_normal, he_uniform, xavier_normal, xavier_uniform; got .orthogonal."):
+    with pytest.raises(
+        ValueError,
+        match="init must be one of auto, he_normal, he_uniform, xavier_normal, xavier_uniform; got .orthogonal.",
+    ):
         build(init="orthogonal")
 
 

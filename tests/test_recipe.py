@@ -7,7 +7,13 @@ from reglab.recipe import Recipe
 
 def test_defaults_are_the_overfitting_baseline():
     r = Recipe()
-    assert (r.data.name, r.data.batch_size, r.model.kind, r.model.resolved_width, r.model.depth) == ("mnist1d", 100, "mlp", 256, 2)
+    assert (r.data.name, r.data.batch_size, r.model.kind, r.model.resolved_width, r.model.depth) == (
+        "mnist1d",
+        100,
+        "mlp",
+        256,
+        2,
+    )
     assert (r.optimizer.name, r.optimizer.lr, r.training.epochs) == ("adam", 1e-3, 100)
     assert not r.early_stopping.enabled
 
@@ -56,7 +62,9 @@ def test_updated_takes_whole_sections_and_refuses_what_is_no_key():
 
 def test_a_field_outside_its_table_names_the_table(tmp_path):
     (tmp_path / "flat.toml").write_text("epochs = 3\n")
-    with pytest.raises(ValueError, match=r"epochs is a field of \[training\]: write it under \[training\] \(as training.epochs\)"):
+    with pytest.raises(
+        ValueError, match=r"epochs is a field of \[training\]: write it under \[training\] \(as training.epochs\)"
+    ):
         Recipe.load(tmp_path / "flat.toml")
 
 
@@ -108,14 +116,30 @@ def test_save_makes_the_folder_and_leaves_no_temporary(tmp_path):
         ({"training": {"loss": "l2"}}, ValueError, ["training.loss", "l2", "cross_entropy, mae, mse"]),
         ({"training": {"loss": "mse"}}, ValueError, ["regression loss", "'mnist1d' has class labels"]),
         ({"data": {"name": "diabetes"}}, ValueError, ["'diabetes' has real-valued targets", "mse"]),
-        ({"data": {"name": "diabetes"}, "training": {"loss": "mae"}, "mixing": {"mixup_alpha": 0.2}}, ValueError,
-         ["mixing.mixup_alpha", "class labels"]),
-        ({"data": {"name": "diabetes"}, "training": {"loss": "mse"}, "mixing": {"label_smoothing": 0.1}}, ValueError,
-         ["mixing.label_smoothing"]),
-        ({"data": {"name": "diabetes"}, "training": {"loss": "mse"}, "early_stopping": {"monitor": "valid_acc"}}, ValueError,
-         ["early_stopping.monitor", "no accuracy"]),
-        ({"data": {"name": "diabetes"}, "training": {"loss": "mse"}, "schedule": {"name": "plateau", "monitor": "train_acc"}},
-         ValueError, ["schedule.monitor", "no accuracy"]),
+        (
+            {"data": {"name": "diabetes"}, "training": {"loss": "mae"}, "mixing": {"mixup_alpha": 0.2}},
+            ValueError,
+            ["mixing.mixup_alpha", "class labels"],
+        ),
+        (
+            {"data": {"name": "diabetes"}, "training": {"loss": "mse"}, "mixing": {"label_smoothing": 0.1}},
+            ValueError,
+            ["mixing.label_smoothing"],
+        ),
+        (
+            {"data": {"name": "diabetes"}, "training": {"loss": "mse"}, "early_stopping": {"monitor": "valid_acc"}},
+            ValueError,
+            ["early_stopping.monitor", "no accuracy"],
+        ),
+        (
+            {
+                "data": {"name": "diabetes"},
+                "training": {"loss": "mse"},
+                "schedule": {"name": "plateau", "monitor": "train_acc"},
+            },
+            ValueError,
+            ["schedule.monitor", "no accuracy"],
+        ),
     ],
 )
 def test_bad_values_name_field_and_value(change, error, words):

@@ -26,15 +26,23 @@ class Augment:
     def __init__(self, config: AugmentConfig, input_shape: tuple[int, ...]) -> None:
         rank = len(input_shape) + 1
         if rank not in (3, 4):
-            raise ValueError(f"augmentations need signals (C, L) or images (C, H, W); this data set's samples have shape {input_shape}")
+            raise ValueError(
+                f"augmentations need signals (C, L) or images (C, H, W); this data set's samples have shape {input_shape}"
+            )
         image_only = [name for name in ("vflip", "rotate") if getattr(config, name)]
         if image_only and rank != 4:
-            raise ValueError(f"augment.{image_only[0]} needs images (C, H, W); this data set's samples have shape {input_shape}")
+            raise ValueError(
+                f"augment.{image_only[0]} needs images (C, H, W); this data set's samples have shape {input_shape}"
+            )
         c, sides = config, input_shape[1:]
         if c.shift >= min(sides):
-            raise ValueError(f"augment.shift = {c.shift} must be smaller than the samples' side ({'x'.join(map(str, sides))}): larger shifts move whole samples out")
+            raise ValueError(
+                f"augment.shift = {c.shift} must be smaller than the samples' side ({'x'.join(map(str, sides))}): larger shifts move whole samples out"
+            )
         if c.cutout > max(sides):
-            raise ValueError(f"augment.cutout = {c.cutout} is larger than the samples ({'x'.join(map(str, sides))}): it would erase them whole")
+            raise ValueError(
+                f"augment.cutout = {c.cutout} is larger than the samples ({'x'.join(map(str, sides))}): it would erase them whole"
+            )
         steps = []
         if c.flip:
             steps.append(lambda x, g: flip(x, g, p=c.flip))

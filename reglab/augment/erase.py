@@ -26,7 +26,9 @@ def _box(lo: torch.Tensor, hi: torch.Tensor, size: int, axis: int, ndim: int) ->
     return inside.reshape(view)
 
 
-def cutout(x: torch.Tensor, generator: torch.Generator, size: int = 8, p: float = 1.0, value: float = 0.0) -> torch.Tensor:
+def cutout(
+    x: torch.Tensor, generator: torch.Generator, size: int = 8, p: float = 1.0, value: float = 0.0
+) -> torch.Tensor:
     """Fill a box of side ``size`` (clipped at the border) with ``value`` in each chosen sample."""
     _check_common(p, generator)
     check_float("value", value)
@@ -76,7 +78,11 @@ def erase(
             ]
         box = torch.ones_like(erased[:, :1])
         for axis, (extent, length) in enumerate(zip(spatial, lengths), start=2):
-            start = (torch.rand(n, generator=generator, device=generator.device).to(x.device) * (extent - length + 1)).floor().long()
+            start = (
+                (torch.rand(n, generator=generator, device=generator.device).to(x.device) * (extent - length + 1))
+                .floor()
+                .long()
+            )
             box = box & _box(start, start + length, extent, axis, x.ndim)
         erased |= box
     return torch.where(erased & _chosen(x, generator, p), torch.full_like(x, value), x)

@@ -79,7 +79,9 @@ def translate(x: torch.Tensor, offsets: list[torch.Tensor], mode: str = "zeros")
     return out
 
 
-def shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 4, p: float = 1.0, mode: str = "zeros") -> torch.Tensor:
+def shift(
+    x: torch.Tensor, generator: torch.Generator, max_shift: int = 4, p: float = 1.0, mode: str = "zeros"
+) -> torch.Tensor:
     """Translate each chosen sample by ``k ~ U{−max_shift..max_shift}`` along every spatial
     axis (circular: indices mod size; zeros: 0 where nothing moved in)."""
     _check_common(p, generator)
@@ -87,8 +89,13 @@ def shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 4, p: fl
     check_int("max_shift", max_shift, low=0)
     check_choice("mode", mode, ("circular", "zeros"))
     if max_shift >= min(x.shape[2:]):  # zeros: whole samples moved out; circular: no more than a smaller shift
-        raise ValueError(f"max_shift = {max_shift} must be smaller than the samples' side ({'x'.join(map(str, x.shape[2:]))})")
-    offsets = [torch.randint(-max_shift, max_shift + 1, (len(x),), generator=generator, device=generator.device) for _ in x.shape[2:]]
+        raise ValueError(
+            f"max_shift = {max_shift} must be smaller than the samples' side ({'x'.join(map(str, x.shape[2:]))})"
+        )
+    offsets = [
+        torch.randint(-max_shift, max_shift + 1, (len(x),), generator=generator, device=generator.device)
+        for _ in x.shape[2:]
+    ]
     moved = translate(x, offsets, mode)
     return moved if p == 1 else torch.where(_chosen(x, generator, p), moved, x)
 
@@ -113,7 +120,9 @@ def rotate(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0, p
     return torch.where(_chosen(x, generator, p), _affine(x, theta), x)
 
 
-def scale(x: torch.Tensor, generator: torch.Generator, low: float = 0.9, high: float = 1.1, p: float = 1.0) -> torch.Tensor:
+def scale(
+    x: torch.Tensor, generator: torch.Generator, low: float = 0.9, high: float = 1.1, p: float = 1.0
+) -> torch.Tensor:
     """Zoom each chosen sample by ``s ~ U[low, high]`` about its center (``s > 1`` enlarges)."""
     _check_common(p, generator)
     _check_rank(x, (3, 4), "scale")

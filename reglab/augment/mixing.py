@@ -39,7 +39,9 @@ def _check_batch(who: str, x: torch.Tensor, y: torch.Tensor) -> None:
     check_tensor(who, "x", x)
     check_tensor(who, "y", y)
     if x.ndim == 0 or len(x) != len(y):
-        raise ValueError(f"{who}: x and y must hold one batch, as many labels as samples; got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}")
+        raise ValueError(
+            f"{who}: x and y must hold one batch, as many labels as samples; got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}"
+        )
 
 
 def _target_dtype(x: torch.Tensor) -> torch.dtype:

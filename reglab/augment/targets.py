@@ -23,12 +23,16 @@ def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
             raise ValueError(f"soft targets must have {num_classes} columns (num_classes), got shape {tuple(y.shape)}")
         return y
     if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"labels must be class indices (integers, shape (N,)) or soft targets (N, K), got {y.dtype} of shape {tuple(y.shape)}")
+        raise TypeError(
+            f"labels must be class indices (integers, shape (N,)) or soft targets (N, K), got {y.dtype} of shape {tuple(y.shape)}"
+        )
     try:
         return F.one_hot(y.long(), num_classes).float()
     except RuntimeError:  # torch checks the range on the CPU (on a GPU, the data checks did it before training)
         bad = y[(y < 0) | (y >= num_classes)]
-        raise ValueError(f"labels must be in 0..{num_classes - 1} (num_classes = {num_classes}), got {int(bad[0])}") from None
+        raise ValueError(
+            f"labels must be in 0..{num_classes - 1} (num_classes = {num_classes}), got {int(bad[0])}"
+        ) from None
 
 
 def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:

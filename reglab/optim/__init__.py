@@ -27,7 +27,15 @@ from reglab.optim.momentum import trace
 from reglab.optim.optimizer import Optimizer
 
 # Implementation switches, and options a TOML recipe cannot express (functions).
-_NOT_OPTIONS = {"params", "lr", "foreach", "capturable", "differentiable", "weight_decay_schedule", "decoupled_weight_decay"}
+_NOT_OPTIONS = {
+    "params",
+    "lr",
+    "foreach",
+    "capturable",
+    "differentiable",
+    "weight_decay_schedule",
+    "decoupled_weight_decay",
+}
 
 
 def option_names(name: str) -> list[str]:
@@ -64,7 +72,11 @@ def build_optimizer(
         model = params
         params = model.parameters()
         weight_decay = kwargs.get("weight_decay", getattr(cls, "_default_weight_decay", 0.0))
-        shrink = {"weight_decay": weight_decay, "l1": kwargs.get("l1", 0.0), "l1_proximal": kwargs.get("l1_proximal", 0.0)}
+        shrink = {
+            "weight_decay": weight_decay,
+            "l1": kwargs.get("l1", 0.0),
+            "l1_proximal": kwargs.get("l1_proximal", 0.0),
+        }
         if any(shrink.values()) and not decay_all:
             decay, keep = decay_groups(model, weight_decay)
             params = [{**decay, **shrink}, {**keep, **{k: 0.0 for k in shrink}}]

@@ -34,7 +34,9 @@ def _denominator(second_moment, eps: float, eps_in_sqrt: bool):
     return d
 
 
-def scale_by_adagrad(eps: float = 1e-10, initial_accumulator_value: float = 0.0, eps_in_sqrt: bool = False) -> Transform:
+def scale_by_adagrad(
+    eps: float = 1e-10, initial_accumulator_value: float = 0.0, eps_in_sqrt: bool = False
+) -> Transform:
     """Adagrad (Duchi et al. 2011): ``G ← G + g² ; u = g / (√G + ε)``, or ``g / √(G + ε)``
     with ``eps_in_sqrt`` (the course form). ``G`` starts at ``initial_accumulator_value``."""
     _check(eps, eps_in_sqrt)
@@ -54,9 +56,9 @@ def scale_by_adagrad(eps: float = 1e-10, initial_accumulator_value: float = 0.0,
 def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Transform:
     """Adadelta (Zeiler 2012, arXiv:1212.5701), with ``Δ`` the step before η (η = 1 in the paper):
 
-        E[g²] ← ρ E[g²] + (1 − ρ) g²
-        Δ     = √(E[Δ²] + ε) / √(E[g²] + ε) · g          (the optimizer applies W ← W − η Δ)
-        E[Δ²] ← ρ E[Δ²] + (1 − ρ) Δ²
+    E[g²] ← ρ E[g²] + (1 − ρ) g²
+    Δ     = √(E[Δ²] + ε) / √(E[g²] + ε) · g          (the optimizer applies W ← W − η Δ)
+    E[Δ²] ← ρ E[Δ²] + (1 − ρ) Δ²
     """
     _check(eps, rho=rho)
 
@@ -80,7 +82,9 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Transform:
     return Transform(init, update, elementwise=True)
 
 
-def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False, eps_in_sqrt: bool = False) -> Transform:
+def scale_by_rms(
+    alpha: float = 0.99, eps: float = 1e-8, centered: bool = False, eps_in_sqrt: bool = False
+) -> Transform:
     """RMSprop (Hinton 2012): ``G ← γ G + (1 − γ) g² ; u = g / (√G + ε)`` (``γ = alpha``), or
     ``g / √(G + ε)`` with ``eps_in_sqrt``. ``centered`` divides by the estimated standard
     deviation instead: ``ḡ ← γ ḡ + (1 − γ) g ; u = g / (√(G − ḡ²) + ε)``."""

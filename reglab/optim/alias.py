@@ -179,7 +179,9 @@ class SGD(_Named):
     ) -> None:
         check_float("dampening", dampening)
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError(f"nesterov needs momentum > 0 and dampening = 0, got momentum={momentum}, dampening={dampening}")
+            raise ValueError(
+                f"nesterov needs momentum > 0 and dampening = 0, got momentum={momentum}, dampening={dampening}"
+            )
         super().__init__(
             params, lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
             maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused, decoupled=decoupled,
@@ -202,7 +204,11 @@ class Adagrad(_Named):
     Same signature and defaults as ``torch.optim.Adagrad``.
     """
 
-    _ranges = {"lr_decay": (0.0, None, False), "initial_accumulator_value": (0.0, None, False), "eps": (0.0, None, False)}
+    _ranges = {
+        "lr_decay": (0.0, None, False),
+        "initial_accumulator_value": (0.0, None, False),
+        "eps": (0.0, None, False),
+    }
     torch_state_names = {"sum": "sum_sq"}
     sparse_grads = True
 

@@ -125,7 +125,9 @@ def chain(*transforms: Transform) -> Transform:
     """Apply ``transforms`` one after the other; their state names must not collide."""
     for i, t in enumerate(transforms):
         if not isinstance(t, Transform):
-            raise TypeError(f"chain: argument {i} must be a Transform (a piece such as scale_by_adam()), got {t!r} ({type(t).__name__})")
+            raise TypeError(
+                f"chain: argument {i} must be a Transform (a piece such as scale_by_adam()), got {t!r} ({type(t).__name__})"
+            )
 
     def init(params: list[Tensor]) -> State:
         state: State = {}

@@ -40,7 +40,9 @@ from torch import Tensor
 from reglab.optim.base import Context, Deferred, Transform, hyper_key
 
 
-def _update(transform: Transform, hyper: dict[str, Any], p: Tensor, g: Tensor, state: dict[str, Tensor], scalars: Tensor) -> None:
+def _update(
+    transform: Transform, hyper: dict[str, Any], p: Tensor, g: Tensor, state: dict[str, Tensor], scalars: Tensor
+) -> None:
     """One step of ``transform`` on flat tensors, in place: the function that gets compiled.
     ``scalars`` holds the learning rate, the step ``t`` and then this step's ``ctx.per_step``
     numbers, computed on the host in call order (one small tensor: one host-to-kernel copy)."""
@@ -87,7 +89,9 @@ class FlatGroup:
         if len({(p.dtype, p.device) for p in params}) != 1 or any(p.is_sparse for p in params):
             raise ValueError("fused=True needs the parameters of a group to share one dtype and device (and be dense)")
         if params[0].is_complex():
-            raise ValueError("fused=True supports real floating-point parameters only; step complex ones with fused=False")
+            raise ValueError(
+                "fused=True supports real floating-point parameters only; step complex ones with fused=False"
+            )
         self.params = params
         self.densify = densify  # a sparse gradient as a dense one, or the optimizer's error
         self.flat_p = torch.cat([p.detach().reshape(-1) for p in params])
@@ -149,7 +153,9 @@ class FlatGroup:
             per_param[p]["step"] = self.step_count
         self.dirty = False
 
-    def step(self, make_transform: Callable[[dict[str, Any]], Transform], group: dict[str, Any], per_param, compile: bool) -> None:
+    def step(
+        self, make_transform: Callable[[dict[str, Any]], Transform], group: dict[str, Any], per_param, compile: bool
+    ) -> None:
         """One step of the group; the transform is built (and compiled) once per distinct set
         of hyperparameters, the learning rate excepted."""
         key = hyper_key(group)
@@ -166,7 +172,9 @@ class FlatGroup:
         scalars.write([float(group["lr"]), float(self.t), *(float(fn(self.t)) for fn in per_step)])
         run(self.flat_p, self.flat_g, self.state, scalars.tensor)
 
-    def _variant(self, key: tuple, make_transform: Callable[[dict[str, Any]], Transform], group: dict[str, Any], compile: bool) -> tuple:
+    def _variant(
+        self, key: tuple, make_transform: Callable[[dict[str, Any]], Transform], group: dict[str, Any], compile: bool
+    ) -> tuple:
         """The update for a new set of hyperparameters: compiled (and kept) while the group has
         fewer than ``COMPILE_LIMIT`` compiled variants, else run uncompiled (only the latest
         uncompiled variant is kept: a schedule may produce a new one at every step)."""
@@ -257,9 +265,17 @@ class _Compiled:
             self(*args)
             return
         except Exception as e:  # no C++ compiler, unsupported backend, ...: stay correct, lose speed
-            warnings.warn(f"fused=True could not compile the update ({type(e).__name__}: {e}); running it uncompiled", stacklevel=4)
+            warnings.warn(
+                f"fused=True could not compile the update ({type(e).__name__}: {e}); running it uncompiled",
+                stacklevel=4,
+            )
             self.compiled, self.traced = _update, None
             _update(self.transform, self.hyper, *args)
             return
-        if self.graph is None and self.traced and len(self.traced) == 1 and all(isinstance(x, Tensor) for x in self.traced[0][1]):
+        if (
+            self.graph is None
+            and self.traced
+            and len(self.traced) == 1
+            and all(isinstance(x, Tensor) for x in self.traced[0][1])
+        ):
             self.graph = (*self.traced[0], args)

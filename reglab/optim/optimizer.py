@@ -76,9 +76,15 @@ class Optimizer(torch.optim.Optimizer):
             check_bool("fused", fused)
         check_bool("compile", compile)
         if not isinstance(transform, Transform) and not callable(transform):
-            raise TypeError(f"transform must be a Transform or a function group -> Transform, got {transform!r} ({type(transform).__name__})")
-        if inspect.isfunction(transform) and transform.__module__.startswith("reglab.optim"):  # a piece's builder, uncalled
-            raise TypeError(f"transform: {transform.__name__} builds a piece; pass the piece, {transform.__name__}(...)")
+            raise TypeError(
+                f"transform must be a Transform or a function group -> Transform, got {transform!r} ({type(transform).__name__})"
+            )
+        if inspect.isfunction(transform) and transform.__module__.startswith(
+            "reglab.optim"
+        ):  # a piece's builder, uncalled
+            raise TypeError(
+                f"transform: {transform.__name__} builds a piece; pass the piece, {transform.__name__}(...)"
+            )
         self._transform = transform
         self.fused = bool(fused)
         self.compile = compile
@@ -103,7 +109,9 @@ class Optimizer(torch.optim.Optimizer):
         if not isinstance(self._transform, Transform):
             built = self.transform_for({**group, "lr": float(group["lr"])})
             if not isinstance(built, Transform):
-                raise TypeError(f"transform: the function group -> Transform returned {type(built).__name__}, not a Transform")
+                raise TypeError(
+                    f"transform: the function group -> Transform returned {type(built).__name__}, not a Transform"
+                )
 
     def transform_for(self, group: dict[str, Any]) -> Transform:
         """The group's transform, built once per distinct set of hyperparameters: rebuilt at
@@ -185,7 +193,9 @@ class Optimizer(torch.optim.Optimizer):
         takes them: for SGD and Adagrad the chain then makes torch.optim's sparse update (a row
         without gradient gets a zero step, or its momentum's; tested against torch.optim)."""
         if not self.sparse_grads:
-            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients, as in torch.optim (SGD and Adagrad do)")
+            raise RuntimeError(
+                f"{type(self).__name__} does not support sparse gradients, as in torch.optim (SGD and Adagrad do)"
+            )
         return [g.to_dense() if g.is_sparse else g for g in grads]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -217,7 +227,11 @@ class Optimizer(torch.optim.Optimizer):
                     probe = p.new_zeros(1, dtype=p.real.dtype if p.is_complex() else p.dtype)
                     keeps = {"step", *self.transform_for({**loaded, "lr": float(loaded["lr"])}).init([probe])}
                 if set(state) != keeps:
-                    names = ", ".join(sorted(saved["state"][index])) if index in saved["state"] else ", ".join(sorted(state))
+                    names = (
+                        ", ".join(sorted(saved["state"][index]))
+                        if index in saved["state"]
+                        else ", ".join(sorted(state))
+                    )
                     raise ValueError(
                         f"load_state_dict: parameter {index}'s saved state holds {names}, but this {type(self).__name__} "
                         f"keeps {', '.join(sorted(keeps))} with these options: the state_dict is another optimizer's (or one with other options, e.g. amsgrad)"
@@ -235,7 +249,9 @@ class Optimizer(torch.optim.Optimizer):
         states, names = {}, self.torch_state_names
         for index, saved in state_dict["state"].items():
             state = {  # SGD's momentum_buffer may be None, or sparse (after sparse gradients)
-                names.get(k, k): v.to_dense() if isinstance(v, Tensor) and v.is_sparse else v for k, v in saved.items() if v is not None
+                names.get(k, k): v.to_dense() if isinstance(v, Tensor) and v.is_sparse else v
+                for k, v in saved.items()
+                if v is not None
             }
             if state and "step" not in state:
                 state["step"] = 1  # torch.optim.SGD counts no steps; a momentum buffer means one was taken

@@ -40,7 +40,9 @@ def build_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, ep
         return None
     if name == "plateau":
         mode = "max" if "acc" in config.monitor else "min"
-        return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=config.factor, patience=config.patience, min_lr=config.min_lr)
+        return lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=config.factor, patience=config.patience, min_lr=config.min_lr
+        )
     if name == "onecycle":
         max_lr = [g["lr"] for g in optimizer.param_groups]
         return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=epochs, pct_start=config.pct_start)
@@ -48,7 +50,9 @@ def build_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, ep
     main = {
         "none": lambda: lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0),
         "step": lambda: lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma),
-        "multistep": lambda: lr_scheduler.MultiStepLR(optimizer, milestones=[m - warmup for m in config.milestones], gamma=config.gamma),
+        "multistep": lambda: lr_scheduler.MultiStepLR(
+            optimizer, milestones=[m - warmup for m in config.milestones], gamma=config.gamma
+        ),
         "exponential": lambda: lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma),
         "cosine": lambda: lr_scheduler.CosineAnnealingLR(optimizer, T_max=rest, eta_min=config.min_lr),
     }[name]

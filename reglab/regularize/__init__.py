@@ -3,4 +3,13 @@
 from reglab.regularize.noise import InputNoise, WeightNoise, gaussian_noise
 from reglab.regularize.penalties import Penalty, l1_penalty, l2_penalty, penalized, weight_stats
 
-__all__ = ["InputNoise", "Penalty", "WeightNoise", "gaussian_noise", "l1_penalty", "l2_penalty", "penalized", "weight_stats"]
+__all__ = [
+    "InputNoise",
+    "Penalty",
+    "WeightNoise",
+    "gaussian_noise",
+    "l1_penalty",
+    "l2_penalty",
+    "penalized",
+    "weight_stats",
+]

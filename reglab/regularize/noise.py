@@ -51,7 +51,9 @@ class WeightNoise:
 
         self._saved = []
         for w in penalized(trainer.model):
-            noise = torch.randn(w.shape, generator=trainer.generator, device=trainer.generator.device, dtype=w.dtype).to(w.device)
+            noise = torch.randn(
+                w.shape, generator=trainer.generator, device=trainer.generator.device, dtype=w.dtype
+            ).to(w.device)
             self._saved.append((w, w.detach().clone()))
             w.add_(noise, alpha=self.sigma)
 

@@ -63,7 +63,9 @@ def run_study(
     from reglab._checks import check_folder, check_int
 
     if not isinstance(plan, Plan):
-        raise TypeError(f"plan must be a Plan: make_plan(recipe, arms=[...], seeds=3) builds one; got {type(plan).__name__}")
+        raise TypeError(
+            f"plan must be a Plan: make_plan(recipe, arms=[...], seeds=3) builds one; got {type(plan).__name__}"
+        )
     workers = check_int("workers", workers, low=1)
     threads = thread_share(workers) if threads is None else check_int("threads", threads, low=1)
     out = check_folder("out", out)
@@ -75,7 +77,9 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     _write_pointer(out, url, plan.name)
     total, done = len(plan.arm_names) * len(plan.seeds), len(store.completed())
-    workers = max(1, min(workers, total - done))  # a process per missing trial at most; `threads` stays the share asked for
+    workers = max(
+        1, min(workers, total - done)
+    )  # a process per missing trial at most; `threads` stays the share asked for
     with _Progress(total, done, enabled=progress) as bar:
         if workers == 1:
             before = torch.get_num_threads()
@@ -96,7 +100,9 @@ def rebuild_report(out: str | Path, storage: str | None = None, name: str | None
     saved = json.loads(pointer.read_text()) if pointer.exists() else {}
     if storage is None:
         if not saved and not (out / "study.db").exists():
-            raise FileNotFoundError(f"{out} holds no study (no study.json or study.db); give the study's folder, or --storage and --name")
+            raise FileNotFoundError(
+                f"{out} holds no study (no study.json or study.db); give the study's folder, or --storage and --name"
+            )
         if saved.get("password_removed"):
             raise ValueError(f"the storage URL of {out} had a password, which is not stored; pass --storage URL")
         storage = saved.get("storage") or sqlite_url(out)
@@ -121,7 +127,9 @@ class _Progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+            )
             self.bar.start()
             self.task = self.bar.add_task("trials", total=self.total, completed=self.done)
         return self
@@ -130,7 +138,11 @@ class _Progress:
         if event == "done":
             self.done += 1
         if self.enabled:
-            self.bar.update(self.task, completed=self.done, description=f"trials ({arm} seed {seed})" if event == "start" else "trials")
+            self.bar.update(
+                self.task,
+                completed=self.done,
+                description=f"trials ({arm} seed {seed})" if event == "start" else "trials",
+            )
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:

@@ -53,7 +53,9 @@ def learning_curves(curves: dict[str, list], order: Sequence[str], loss: str = "
     n = len(order)
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), sharey=True, squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 2.7 * rows), sharey=True, squeeze=False, constrained_layout=True
+    )
     top = _common_top([mean_curve(curves[a], "valid_loss") for a in order])
     for ax, arm in zip(axes.flat, order):
         train, valid = mean_curve(curves[arm], "train_loss"), mean_curve(curves[arm], "valid_loss")
@@ -120,7 +122,9 @@ def metric_bars(board: Sequence[dict[str, Any]], metric: str = "test_acc", label
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.65 * len(board)), 4), constrained_layout=True)
     names = [e["arm"] for e in board]
-    colors = ["black" if e["arm"] == "baseline" else ("tab:green" if e["verdict"] == "better" else "tab:gray") for e in board]
+    colors = [
+        "black" if e["arm"] == "baseline" else ("tab:green" if e["verdict"] == "better" else "tab:gray") for e in board
+    ]
     mean, std = np.array([e[metric] for e in board]), np.array([e[f"{metric}_std"] for e in board])
     ax.bar(names, mean, yerr=std, color=colors, capsize=3)
     base = next((e[metric] for e in board if e["arm"] == "baseline"), None)

@@ -51,10 +51,19 @@ ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # an arm's runs live in OU
 # measurably lowers MNIST-1D's validation loss versus the baseline over three seeds.
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "baseline": ("the base recipe, no regularization", {}),
-    "early-stopping": ("stop 10 epochs after the best validation loss, restore the best weights", {"early_stopping.enabled": True}),
+    "early-stopping": (
+        "stop 10 epochs after the best validation loss, restore the best weights",
+        {"early_stopping.enabled": True},
+    ),
     "l2": ("coupled L2: λ·W added to the gradient (weights only)", {"optimizer.options.weight_decay": 1e-2}),
-    "weight-decay": ("decoupled weight decay (AdamW): W ← W − ηλW", {"optimizer.options.weight_decay": 0.5, "optimizer.options.decoupled": True}),
-    "l1-proximal": ("proximal L1: soft-threshold by ηλ after each step, exact zeros", {"optimizer.options.l1_proximal": 0.1}),
+    "weight-decay": (
+        "decoupled weight decay (AdamW): W ← W − ηλW",
+        {"optimizer.options.weight_decay": 0.5, "optimizer.options.decoupled": True},
+    ),
+    "l1-proximal": (
+        "proximal L1: soft-threshold by ηλ after each step, exact zeros",
+        {"optimizer.options.l1_proximal": 0.1},
+    ),
     "dropout": ("dropout p = 0.3 after each hidden layer", {"model.dropout": 0.3}),
     "batch-norm": ("batch normalization in each hidden layer", {"model.norm": "batch"}),
     "input-noise": ("Gaussian noise σ = 0.3 on training inputs", {"regularization.input_noise": 0.3}),
@@ -87,7 +96,9 @@ class Plan:
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
     combination: bool = False  # run the combination arm after the others
-    left_out: dict[str, str] = field(default_factory=dict, compare=False)  # built-in arms that do not fit the data -> why; not in to_dict
+    left_out: dict[str, str] = field(
+        default_factory=dict, compare=False
+    )  # built-in arms that do not fit the data -> why; not in to_dict
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -131,29 +142,41 @@ def make_plan(
     """
     base = Recipe() if base is None else base
     if not isinstance(base, Recipe):
-        raise TypeError(f"base must be a Recipe (Recipe(), Recipe.load(path) or Recipe().updated({{...}})), got {type(base).__name__}")
+        raise TypeError(
+            f"base must be a Recipe (Recipe(), Recipe.load(path) or Recipe().updated({{...}})), got {type(base).__name__}"
+        )
     if arms is not None and (isinstance(arms, str) or not all(isinstance(a, str) for a in arms)):
         raise TypeError(f"arms must be a list of arm names, such as ['baseline', 'dropout'], got {arms!r}")
     overrides = dict(overrides or {})
     for n in overrides:
         if not isinstance(n, str) or not ARM_NAME.fullmatch(n):
-            raise ValueError(f"arm name {n!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit (it names a folder)")
+            raise ValueError(
+                f"arm name {n!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit (it names a folder)"
+            )
     if overrides.get(BASELINE):
-        raise ValueError("the baseline arm is the base recipe: change it under [base] in the study file (or with flags), not [arm.baseline]")
+        raise ValueError(
+            "the baseline arm is the base recipe: change it under [base] in the study file (or with flags), not [arm.baseline]"
+        )
     if not check_str("name", name).strip():
         raise ValueError(f"the study's name must not be empty, got {name!r}")
     known = {**ARMS, **{k: ("user arm", {}) for k in overrides if k not in ARMS}}
     left_out: dict[str, str] = {}
     if arms is None:
         left_out = unfit_arms(base, input_shape(base))
-        names = [*[a for a in ARMS if a != COMBINATION and a not in left_out], *[n for n in overrides if n not in ARMS], COMBINATION]
+        names = [
+            *[a for a in ARMS if a != COMBINATION and a not in left_out],
+            *[n for n in overrides if n not in ARMS],
+            COMBINATION,
+        ]
     else:
         names = list(arms)
     if not names:
         raise ValueError("the study has no arms; name at least one (known: " + ", ".join(known) + ")")
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown arm {unknown[0]!r}; known arms: {', '.join(known)} (or define it under [arm.NAME] in a study file)")
+        raise ValueError(
+            f"unknown arm {unknown[0]!r}; known arms: {', '.join(known)} (or define it under [arm.NAME] in a study file)"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"arms must be distinct, got {names}")
     if COMBINATION in overrides:
@@ -164,9 +187,14 @@ def make_plan(
             continue
         description, changes = known[n]
         if n in overrides:
-            description, changes = ("user arm" if n not in ARMS else f"{ARMS[n][0]} (strength set by the study file)"), dict(overrides[n])
+            description, changes = (
+                ("user arm" if n not in ARMS else f"{ARMS[n][0]} (strength set by the study file)"),
+                dict(overrides[n]),
+            )
         built.append(_arm(n, description, changes, base))
-    for n in sorted(set(overrides) - set(names)):  # defined but not run now: checked all the same, so a typo fails today
+    for n in sorted(
+        set(overrides) - set(names)
+    ):  # defined but not run now: checked all the same, so a typo fails today
         _arm(n, "", overrides[n], base)
     combination = COMBINATION in names
     if combination and BASELINE not in names:
@@ -181,7 +209,9 @@ def unfit_arms(base: Recipe, input_shape: Sequence[int]) -> dict[str, str]:
     if len(input_shape) < 2:
         out.update({a: f"needs signals or images; samples here have shape {tuple(input_shape)}" for a in AXIS_ARMS})
     if base.training.regression:
-        out.update({a: f"needs class labels; training.loss = {base.training.loss!r} is a regression loss" for a in LABEL_ARMS})
+        out.update(
+            {a: f"needs class labels; training.loss = {base.training.loss!r} is a regression loss" for a in LABEL_ARMS}
+        )
     return {a: out[a] for a in ARMS if a in out}
 
 

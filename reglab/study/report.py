@@ -64,9 +64,13 @@ def write_report(store: StudyStore, out: str | Path) -> Leaderboard:
     board = Leaderboard(leaderboard(rows, order))
     done = {(r["arm"], r["seed"]) for r in rows}
     board.missing = [(a, s) for a in plan.arm_names for s in plan.seeds if (a, s) not in done]
-    _atomic_write(out / "results.json", json.dumps([{k: v for k, v in r.items() if k != "weights"} for r in rows], indent=1))
+    _atomic_write(
+        out / "results.json", json.dumps([{k: v for k, v in r.items() if k != "weights"} for r in rows], indent=1)
+    )
     _write_csv(out / "results.csv", rows)
-    _atomic_write(out / "report.html", render_html(plan, rows, board, combo, total=len(plan.arm_names) * len(plan.seeds)))
+    _atomic_write(
+        out / "report.html", render_html(plan, rows, board, combo, total=len(plan.arm_names) * len(plan.seeds))
+    )
     return board
 
 
@@ -91,7 +95,14 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer.writeheader()
         for r in rows:
             d = r["diagnosis"]
-            writer.writerow({**{k: r.get(k) for k in CSV_FIELDS}, "gap_at_end": d["gap_at_end"], "verdict": d["verdict"], "recipe": json.dumps(r["recipe"])})
+            writer.writerow(
+                {
+                    **{k: r.get(k) for k in CSV_FIELDS},
+                    "gap_at_end": d["gap_at_end"],
+                    "verdict": d["verdict"],
+                    "recipe": json.dumps(r["recipe"]),
+                }
+            )
     tmp.replace(path)
 
 
@@ -118,9 +129,13 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
     parts = []
     if helped:
         listed = ", ".join(f"{e['arm']} ({e['change']:+.0%})" for e in helped)
-        parts.append(f"On this data {len(helped)} of {len(singles)} techniques beat the baseline on test loss: {listed}.")
+        parts.append(
+            f"On this data {len(helped)} of {len(singles)} techniques beat the baseline on test loss: {listed}."
+        )
         accuracy = f", accuracy {helped[0]['test_acc']:.1%}" if has_accuracy(board) else ""
-        parts.append(f"The best single technique is {helped[0]['arm']} (test loss {helped[0]['test_loss']:.3f}{accuracy}).")
+        parts.append(
+            f"The best single technique is {helped[0]['arm']} (test loss {helped[0]['test_loss']:.3f}{accuracy})."
+        )
     else:
         parts.append(f"None of the {len(singles)} techniques beat the baseline on test loss by the rule below.")
     worse = [e["arm"] for e in singles if e["verdict"] == "worse"]
@@ -138,7 +153,9 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
             line += f", {'better' if entry['test_loss'] < helped[0]['test_loss'] else 'not better'} than {helped[0]['arm']} alone"
         parts.append(line + ".")
         if combo.get("skipped"):
-            parts.append(f"Helpers left out of the combination (a better arm of their family was in, or three were): {', '.join(combo['skipped'])}.")
+            parts.append(
+                f"Helpers left out of the combination (a better arm of their family was in, or three were): {', '.join(combo['skipped'])}."
+            )
     return " ".join(parts)
 
 
@@ -161,7 +178,9 @@ def _fmt(x: Any, spec: str = ".3f") -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, Any]], combo: dict[str, Any], total: int) -> str:
+def render_html(
+    plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, Any]], combo: dict[str, Any], total: int
+) -> str:
     esc = html.escape
     curves = {arm: [r["history"] for r in rs] for arm, rs in by_arm(rows).items()}
     order = [e["arm"] for e in board]
@@ -174,7 +193,9 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
         f"{b.training.epochs} epochs · batch {b.data.batch_size} · seeds {', '.join(map(str, plan.seeds))}</p>"
     )
     if getattr(board, "missing", None):
-        body.append(f"<p class=missing>Not finished yet: {esc(missing_words(board.missing))}; run the study again to finish them.</p>")
+        body.append(
+            f"<p class=missing>Not finished yet: {esc(missing_words(board.missing))}; run the study again to finish them.</p>"
+        )
     if rows:
         body += [
             "<h2>Diagnosis and recommendation</h2>",
@@ -183,15 +204,30 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
         ]
     body += ["<h2>Leaderboard</h2>", _table(board), f"<p class=rule>{RULE}</p>"]
     if rows:
-        body += ["<h2>Learning curves</h2>", _img(figures.learning_curves(curves, order, loss), "train vs validation loss per arm")]
-        body += ["<h2>Validation loss, all arms</h2>", _img(figures.validation_overlay(curves, order), "validation loss of all arms")]
+        body += [
+            "<h2>Learning curves</h2>",
+            _img(figures.learning_curves(curves, order, loss), "train vs validation loss per arm"),
+        ]
+        body += [
+            "<h2>Validation loss, all arms</h2>",
+            _img(figures.validation_overlay(curves, order), "validation loss of all arms"),
+        ]
         hist = {arm: by_arm(rows)[arm][0]["weights"] for arm in ("baseline", "l1-proximal", "l2") if arm in curves}
         if hist:
-            body += ["<h2>First-layer weights</h2>", _img(figures.weight_histograms(hist), "first-layer weight histograms")]
+            body += [
+                "<h2>First-layer weights</h2>",
+                _img(figures.weight_histograms(hist), "first-layer weight histograms"),
+            ]
         if has_accuracy(board):
-            body += ["<h2>Test accuracy</h2>", _img(figures.metric_bars(board, "test_acc", "test accuracy"), "test accuracy per arm")]
+            body += [
+                "<h2>Test accuracy</h2>",
+                _img(figures.metric_bars(board, "test_acc", "test accuracy"), "test accuracy per arm"),
+            ]
         else:  # regression: the test loss is the measure
-            body += ["<h2>Test loss</h2>", _img(figures.metric_bars(board, "test_loss", f"test {loss}"), "test loss per arm")]
+            body += [
+                "<h2>Test loss</h2>",
+                _img(figures.metric_bars(board, "test_loss", f"test {loss}"), "test loss per arm"),
+            ]
     body += ["<h2>Arms</h2>", _arms_table(plan, combo)]
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
@@ -200,12 +236,28 @@ def render_html(plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, An
         "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}.meta,.rule{color:#555}.missing{color:#a60}"
         ".rec{font-size:1.1em}code{background:#f3f3f3;padding:0 .2em}"
     )
-    return f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>reglab study: {esc(plan.name)}</title><style>{style}</style></head><body>\n' + "\n".join(body) + "\n</body></html>\n"
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>reglab study: {esc(plan.name)}</title><style>{style}</style></head><body>\n'
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
 
 
 def _table(board: Sequence[dict[str, Any]]) -> str:
     acc = has_accuracy(board)
-    head = ["arm", "seeds", *(["test accuracy"] if acc else []), "test loss", "vs baseline", "best epoch", "stopped epoch", "final gap", "zero weights", "p (Welch)", "verdict"]
+    head = [
+        "arm",
+        "seeds",
+        *(["test accuracy"] if acc else []),
+        "test loss",
+        "vs baseline",
+        "best epoch",
+        "stopped epoch",
+        "final gap",
+        "zero weights",
+        "p (Welch)",
+        "verdict",
+    ]
     lines = ["<table id=leaderboard><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for e in board:
         cells = [
@@ -214,7 +266,11 @@ def _table(board: Sequence[dict[str, Any]]) -> str:
             f"{e['gap']:.3f}", f"{e['zero_frac']:.1%}", _fmt(e["p_value"], ".3g"), e["verdict"],
         ]  # fmt: skip
         css = e["verdict"].split()[0]
-        lines.append(f"<tr class={css} data-arm='{html.escape(e['arm'])}'>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        lines.append(
+            f"<tr class={css} data-arm='{html.escape(e['arm'])}'>"
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
     return "\n".join(lines) + "</tbody></table>"
 
 
@@ -222,12 +278,22 @@ def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
     lines = ["<table><thead><tr><th>arm</th><th>what it does</th><th>recipe changes</th></tr></thead><tbody>"]
     arms = [(a.name, a.description, a.changes) for a in plan.arms]
     if plan.combination:
-        arms.append((COMBINATION, ARMS[COMBINATION][0] + (f": {', '.join(combo['arms'])}" if combo.get("arms") else ""), combo.get("changes", {})))
+        arms.append(
+            (
+                COMBINATION,
+                ARMS[COMBINATION][0] + (f": {', '.join(combo['arms'])}" if combo.get("arms") else ""),
+                combo.get("changes", {}),
+            )
+        )
     for name, desc, changes in arms:
         text = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "none"
-        lines.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td><td><code>{html.escape(text)}</code></td></tr>")
+        lines.append(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td><td><code>{html.escape(text)}</code></td></tr>"
+        )
     for name, why in plan.left_out.items():
-        lines.append(f"<tr class=left-out><td>{html.escape(name)}</td><td>not run: it {html.escape(why)}</td><td></td></tr>")
+        lines.append(
+            f"<tr class=left-out><td>{html.escape(name)}</td><td>not run: it {html.escape(why)}</td><td></td></tr>"
+        )
     return "\n".join(lines) + "</tbody></table>"
 
 
@@ -240,7 +306,19 @@ def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
 
     acc = has_accuracy(board)
     table = Table(title=title)
-    for col in ("arm", "seeds", *(["test acc"] if acc else []), "test loss", "vs base", "best ep", "stop ep", "gap", "zeros", "p", "verdict"):
+    for col in (
+        "arm",
+        "seeds",
+        *(["test acc"] if acc else []),
+        "test loss",
+        "vs base",
+        "best ep",
+        "stop ep",
+        "gap",
+        "zeros",
+        "p",
+        "verdict",
+    ):
         table.add_column(col, justify="left" if col in ("arm", "verdict") else "right")
     for e in board:
         style = {"better": "green", "worse": "red", "diverged": "red italic", "baseline": "bold"}.get(e["verdict"])
@@ -253,4 +331,8 @@ def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
     console.width = max(console.width, 120)  # the table stays readable in narrow or piped output
     console.print(table)
     if getattr(board, "missing", None):
-        console.print(f"not finished yet: {missing_words(board.missing)}; run the study again to finish them", style="yellow", highlight=False)
+        console.print(
+            f"not finished yet: {missing_words(board.missing)}; run the study again to finish them",
+            style="yellow",
+            highlight=False,
+        )

@@ -65,7 +65,9 @@ def _plan_differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     if names[0] != names[1]:
         said.append(f"arms: {', '.join(names[0])} -> {', '.join(names[1])}")
     else:
-        said += [f"arm {a['name']}: {a['changes']} -> {b['changes']}" for a, b in zip(old["arms"], new["arms"]) if a != b]
+        said += [
+            f"arm {a['name']}: {a['changes']} -> {b['changes']}" for a, b in zip(old["arms"], new["arms"]) if a != b
+        ]
     if old["seeds"] != new["seeds"]:
         said.append(f"seeds: {', '.join(map(str, old['seeds']))} -> {', '.join(map(str, new['seeds']))}")
     if old["combination"] != new["combination"]:
@@ -97,7 +99,11 @@ def combination(plan: Plan, store: StudyStore, done: dict[tuple[str, int], Any] 
     attrs = store.attrs()
     if "combination" not in attrs:
         done = store.completed() if done is None else done
-        rows = [{"arm": arm, "seed": seed, **t.user_attrs["summary"]} for (arm, seed), t in done.items() if arm != COMBINATION]
+        rows = [
+            {"arm": arm, "seed": seed, **t.user_attrs["summary"]}
+            for (arm, seed), t in done.items()
+            if arm != COMBINATION
+        ]
         store.set_attr("combination", combination_changes(plan, rows))
         attrs = store.attrs()
     return attrs["combination"]
@@ -149,7 +155,9 @@ def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path) -> None:
     try:
         recipe = recipe_for(plan, store, arm, seed)
         with store.leased(trial_id):
-            result = run_recipe(recipe, run_dir(out, arm, seed, recipe), resume=True, plots=False, checkpoint_every=CHECKPOINT_EVERY)
+            result = run_recipe(
+                recipe, run_dir(out, arm, seed, recipe), resume=True, plots=False, checkpoint_every=CHECKPOINT_EVERY
+            )
     except BaseException as e:
         store.fail(trial_id, f"{type(e).__name__}: {e}")
         if isinstance(e, Exception):
@@ -182,7 +190,11 @@ def trial_attrs(result: Any) -> dict[str, Any]:
     first = first[first.isfinite()]  # a diverged run's weights may be NaN: histogram what is finite
     m = float(first.abs().max()) if len(first) else 0.0
     m = m or 1.0
-    histogram = {"edges": torch.linspace(-m, m, 61).tolist(), "counts": torch.histc(first, bins=60, min=-m, max=m).tolist(), "zeros": int((first == 0).sum())}
+    histogram = {
+        "edges": torch.linspace(-m, m, 61).tolist(),
+        "counts": torch.histc(first, bins=60, min=-m, max=m).tolist(),
+        "zeros": int((first == 0).sum()),
+    }
     return _finite({"summary": summary, "history": history, "weights": histogram})
 
 
@@ -210,7 +222,12 @@ def _worker_main(plan_dict: dict[str, Any], url: str, out: str, threads: int, ev
     torch.set_num_threads(threads)
     try:
         plan = Plan.from_dict(plan_dict)
-        work(plan, StudyStore(url, plan.name), Path(out), on_trial=lambda arm, seed, event: events.put((arm, seed, event)))
+        work(
+            plan,
+            StudyStore(url, plan.name),
+            Path(out),
+            on_trial=lambda arm, seed, event: events.put((arm, seed, event)),
+        )
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - reported on the worker's stderr, then exit code 1
@@ -219,7 +236,12 @@ def _worker_main(plan_dict: dict[str, Any], url: str, out: str, threads: int, ev
 
 
 def run_workers(
-    plan: Plan, store: StudyStore, out: Path, workers: int, threads: int, on_trial: Callable[[str, int, str], None] | None = None
+    plan: Plan,
+    store: StudyStore,
+    out: Path,
+    workers: int,
+    threads: int,
+    on_trial: Callable[[str, int, str], None] | None = None,
 ) -> None:
     """Run ``workers`` local processes (each with ``threads`` torch threads) until the study
     is complete; ``on_trial(arm, seed, event)`` hears of each trial's start and end.
@@ -236,7 +258,9 @@ def run_workers(
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     procs = [
-        ctx.Process(target=_worker_main, args=(plan.to_dict(), store.url, str(out), threads, events, os.getpid()), daemon=True)
+        ctx.Process(
+            target=_worker_main, args=(plan.to_dict(), store.url, str(out), threads, events, os.getpid()), daemon=True
+        )
         for _ in range(workers)
     ]
     for p in procs:
@@ -245,7 +269,9 @@ def run_workers(
         while any(p.is_alive() for p in procs):
             failed = [p for p in procs if p.exitcode not in (None, 0)]
             if failed:
-                raise StudyError(f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command")
+                raise StudyError(
+                    f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command"
+                )
             try:
                 event = events.get(timeout=0.2)
             except queue.Empty:
@@ -254,7 +280,9 @@ def run_workers(
                 on_trial(*event)
         failed = [p for p in procs if p.exitcode != 0]
         if failed:
-            raise StudyError(f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command")
+            raise StudyError(
+                f"a worker exited with code {failed[0].exitcode} (its error is printed above); resume with the same command"
+            )
     finally:
         for p in procs:
             if p.is_alive():

@@ -76,7 +76,9 @@ def leaderboard(rows: Sequence[dict[str, Any]], arm_order: Sequence[str]) -> lis
         else:
             losses = [r["test_loss"] for r in rs]
             entry["p_value"] = welch_p(losses, base)
-            entry["verdict"] = "better" if better(losses, base) else ("worse" if better(base, losses) else "no significant difference")
+            entry["verdict"] = (
+                "better" if better(losses, base) else ("worse" if better(base, losses) else "no significant difference")
+            )
         entry["change"] = entry["test_loss"] / _mean(base) - 1 if base else math.nan
         board.append(entry)
     return sorted(board, key=lambda e: (math.isnan(e["test_loss"]), e["test_loss"]))
@@ -106,7 +108,11 @@ def combination_changes(plan: Any, rows: Sequence[dict[str, Any]]) -> dict[str, 
     merged. An arm whose changes set a key already set to another value is left out."""
     groups = by_arm(rows)
     base = [r["valid_loss"] for r in groups[BASELINE]]
-    helpers = [a.name for a in plan.arms if a.name != BASELINE and a.name in groups and better([r["valid_loss"] for r in groups[a.name]], base)]
+    helpers = [
+        a.name
+        for a in plan.arms
+        if a.name != BASELINE and a.name in groups and better([r["valid_loss"] for r in groups[a.name]], base)
+    ]
     helpers.sort(key=lambda a: _mean([r["valid_loss"] for r in groups[a]]))
     changes: dict[str, Any] = {}
     used: list[str] = []
@@ -115,7 +121,11 @@ def combination_changes(plan: Any, rows: Sequence[dict[str, Any]]) -> dict[str, 
     for name in helpers:
         arm = plan.arm(name)
         mine = _resolved_changes(arm)
-        if len(used) == COMBINE_MAX or family(arm) in families or any(k in changes and changes[k] != v for k, v in mine.items()):
+        if (
+            len(used) == COMBINE_MAX
+            or family(arm) in families
+            or any(k in changes and changes[k] != v for k, v in mine.items())
+        ):
             skipped.append(name)
             continue
         changes.update(mine)

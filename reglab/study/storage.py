@@ -152,7 +152,9 @@ class StudyStore:
         self.storage = open_storage(url)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.study = optuna.create_study(storage=self.storage, study_name=name, direction="minimize", load_if_exists=True)
+            self.study = optuna.create_study(
+                storage=self.storage, study_name=name, direction="minimize", load_if_exists=True
+            )
         self.study_id = self.study._study_id
 
     @classmethod
@@ -162,7 +164,9 @@ class StudyStore:
         storage = open_storage(url)
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
         if name not in names:
-            raise StorageError(f"the storage {redact_url(url)} holds no study named {name!r} (it holds: {', '.join(names) or 'none'})")
+            raise StorageError(
+                f"the storage {redact_url(url)} holds no study named {name!r} (it holds: {', '.join(names) or 'none'})"
+            )
         return cls(url, name)
 
     # -- study attributes ----------------------------------------------------------------------
@@ -183,7 +187,10 @@ class StudyStore:
         from optuna.trial import TrialState
 
         done: dict[tuple[str, int], Any] = {}
-        for t in sorted(_having(trials, TrialState.COMPLETE) if trials is not None else self.trials([TrialState.COMPLETE]), key=lambda t: t.number):
+        for t in sorted(
+            _having(trials, TrialState.COMPLETE) if trials is not None else self.trials([TrialState.COMPLETE]),
+            key=lambda t: t.number,
+        ):
             done.setdefault(key_of(t), t)
         return done
 
@@ -223,7 +230,8 @@ class StudyStore:
 
         key = key_of(claimed)
         return any(
-            key_of(t) == key and t.number != claimed.number for t in self.trials([TrialState.RUNNING, TrialState.COMPLETE])
+            key_of(t) == key and t.number != claimed.number
+            for t in self.trials([TrialState.RUNNING, TrialState.COMPLETE])
         )
 
     def renew(self, trial_id: int) -> None:

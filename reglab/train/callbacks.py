@@ -58,7 +58,9 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
     name: Keras users write ``val_loss``)."""
     if monitor in record:
         return record[monitor]
-    raise KeyError(f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{_nearest(monitor, record)}")
+    raise KeyError(
+        f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{_nearest(monitor, record)}"
+    )
 
 
 def _nearest(monitor: str, keys) -> str:
@@ -82,10 +84,16 @@ def check_monitors(trainer: Trainer) -> None:
             who = type(cb).__name__
             if monitor in writers:
                 writer = type(writers[monitor]).__name__
-                raise ValueError(f"{who} monitors {monitor!r}, which {writer} adds after it: put {writer} before {who} in the callbacks")
+                raise ValueError(
+                    f"{who} monitors {monitor!r}, which {writer} adds after it: put {writer} before {who} in the callbacks"
+                )
             keys = [*recorded, *(k for k in writers if k not in recorded)]
-            task = " (a regression run records no accuracy)" if monitor.endswith("_acc") and not trainer.classify else ""
-            raise ValueError(f"{who} monitors {monitor!r}, which the history will not record{task}; it records {', '.join(keys)}{_nearest(monitor, keys)}")
+            task = (
+                " (a regression run records no accuracy)" if monitor.endswith("_acc") and not trainer.classify else ""
+            )
+            raise ValueError(
+                f"{who} monitors {monitor!r}, which the history will not record{task}; it records {', '.join(keys)}{_nearest(monitor, keys)}"
+            )
         recorded += getattr(cb, "records", ())
 
 
@@ -220,14 +228,18 @@ class LRScheduler(Callback):
     records = ()
 
     def __init__(self, scheduler: Any, monitor: str = "valid_loss") -> None:
-        if not isinstance(scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
+        if not isinstance(
+            scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        ):
             raise TypeError(f"LRScheduler takes a torch.optim.lr_scheduler scheduler, got {type(scheduler).__name__}")
         self.scheduler = scheduler
         self.monitor = check_str("monitor", monitor)
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.scheduler.optimizer is not trainer.optimizer:  # it would schedule an optimizer that does not train
-            raise ValueError("LRScheduler: the scheduler was built on another optimizer than the one training the model")
+            raise ValueError(
+                "LRScheduler: the scheduler was built on another optimizer than the one training the model"
+            )
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

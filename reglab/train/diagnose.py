@@ -61,7 +61,9 @@ def diagnose(
     rise_tolerance = check_float("rise_tolerance", rise_tolerance, low=0)
     underfit_fraction = check_float("underfit_fraction", underfit_fraction, low=0, low_open=True)
     if chance is None and num_classes < 2:
-        raise ValueError(f"diagnose needs num_classes >= 2 (chance level ln K) or a chance loss, got num_classes={num_classes}")
+        raise ValueError(
+            f"diagnose needs num_classes >= 2 (chance level ln K) or a chance loss, got num_classes={num_classes}"
+        )
     if not history:
         raise ValueError("cannot diagnose an empty history: no epoch was run")
     train = np.array([r["train_loss"] for r in history], dtype=float)
@@ -121,7 +123,9 @@ def _diverged(train: np.ndarray, valid: np.ndarray, epochs: list[int], best: int
         final_train_loss=float(train[-1]),
         gap_at_best=nan if best is None else float(valid[best] - train[best]),
         gap_at_end=float(valid[-1] - train[-1]),
-        valid_rise=nan if best is None else float((valid[-1] - valid[best]) / abs(valid[best]) if valid[best] else math.inf),
+        valid_rise=nan
+        if best is None
+        else float((valid[-1] - valid[best]) / abs(valid[best]) if valid[best] else math.inf),
         overfit_onset=None,
         explanation=f"diverged: {why}; {summary}.",
     )

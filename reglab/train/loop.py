@@ -89,7 +89,15 @@ class Trainer:
     def record_keys(self) -> tuple[str, ...]:
         """The keys of each epoch's record that the loop writes (callbacks may add more)."""
         acc = self.classify
-        return ("epoch", "train_loss", *(["train_acc"] if acc else []), "valid_loss", *(["valid_acc"] if acc else []), "lr", "time")
+        return (
+            "epoch",
+            "train_loss",
+            *(["train_acc"] if acc else []),
+            "valid_loss",
+            *(["valid_acc"] if acc else []),
+            "lr",
+            "time",
+        )
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> History:
@@ -203,7 +211,11 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "callbacks": {key: cb_state for key, cb in self._keyed_callbacks() if hasattr(cb, "state_dict") and (cb_state := cb.state_dict())},
+            "callbacks": {
+                key: cb_state
+                for key, cb in self._keyed_callbacks()
+                if hasattr(cb, "state_dict") and (cb_state := cb.state_dict())
+            },
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -251,7 +263,9 @@ def fit(
 
     >>> history = fit(model, data, torch.optim.Adam(model.parameters()), epochs=5, batch_size=100)  # doctest: +SKIP
     """
-    return Trainer(model, data, optimizer, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks), **options).fit()
+    return Trainer(
+        model, data, optimizer, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks), **options
+    ).fit()
 
 
 def _hard(y: torch.Tensor) -> torch.Tensor:
@@ -262,8 +276,18 @@ def _hard(y: torch.Tensor) -> torch.Tensor:
 def _check_parts(model: Any, data: Any, optimizer: Any) -> None:
     for name, value, kind, hint in (
         ("model", model, nn.Module, "a torch.nn.Module"),
-        ("data", data, Data, "a reglab Data: reglab.load_data(recipe.data, seed), or Data(name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes)"),
-        ("optimizer", optimizer, torch.optim.Optimizer, "a torch.optim.Optimizer built on the model's parameters (a reglab.optim one too)"),
+        (
+            "data",
+            data,
+            Data,
+            "a reglab Data: reglab.load_data(recipe.data, seed), or Data(name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes)",
+        ),
+        (
+            "optimizer",
+            optimizer,
+            torch.optim.Optimizer,
+            "a torch.optim.Optimizer built on the model's parameters (a reglab.optim one too)",
+        ),
     ):
         if not isinstance(value, kind):
             raise TypeError(f"{name} must be {hint}; got {_what(value)}")
@@ -277,10 +301,14 @@ def _loss_fn(loss_fn: Any, data: Data) -> Callable[[torch.Tensor, torch.Tensor],
         fn = LOSSES[check_choice("loss_fn", loss_fn, LOSSES)]
         if (loss_fn == "cross_entropy") == data.regression:
             targets = "real-valued targets (a regression)" if data.regression else "class labels"
-            raise ValueError(f"loss_fn = {loss_fn!r} does not fit {targets}: cross_entropy is for class labels, mse and mae for real-valued targets")
+            raise ValueError(
+                f"loss_fn = {loss_fn!r} does not fit {targets}: cross_entropy is for class labels, mse and mae for real-valued targets"
+            )
         return fn
     if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be a function (output, target) -> loss or a name ({', '.join(LOSSES)}); got {_what(loss_fn)}")
+        raise TypeError(
+            f"loss_fn must be a function (output, target) -> loss or a name ({', '.join(LOSSES)}); got {_what(loss_fn)}"
+        )
     return loss_fn
 
 
@@ -290,9 +318,13 @@ def _callbacks(callbacks: Iterable[Any]) -> list[Any]:
     out = list(callbacks)
     for i, cb in enumerate(out):
         if isinstance(cb, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
-            raise TypeError(f"callbacks[{i}] is a torch scheduler ({type(cb).__name__}); wrap it as reglab.train.LRScheduler(scheduler), which steps it once per epoch")
+            raise TypeError(
+                f"callbacks[{i}] is a torch scheduler ({type(cb).__name__}); wrap it as reglab.train.LRScheduler(scheduler), which steps it once per epoch"
+            )
         if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
-            raise TypeError(f"callbacks[{i}] is {_what(cb)}, which has none of the hooks a callback has ({', '.join(HOOKS)})")
+            raise TypeError(
+                f"callbacks[{i}] is {_what(cb)}, which has none of the hooks a callback has ({', '.join(HOOKS)})"
+            )
     return out
 
 
@@ -329,7 +361,9 @@ def _check_model(model: nn.Module, data: Data, outputs: bool) -> None:
         with torch.no_grad():
             out = model(data.x_train[:1])
     except RuntimeError as e:
-        raise ValueError(f"the model does not take the data's inputs (a sample has shape {tuple(data.x_train.shape[1:])}): {e}") from None
+        raise ValueError(
+            f"the model does not take the data's inputs (a sample has shape {tuple(data.x_train.shape[1:])}): {e}"
+        ) from None
     finally:
         model.train(was_training)
     want = data.num_outputs
@@ -344,7 +378,9 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None
     model's trains nothing); a subset is fine (the rest frozen)."""
     mine = {id(p) for p in model.parameters()}
     if not any(id(p) in mine for group in optimizer.param_groups for p in group["params"]):
-        raise ValueError("the optimizer holds none of the model's parameters (was it built for another model?): nothing would train")
+        raise ValueError(
+            "the optimizer holds none of the model's parameters (was it built for another model?): nothing would train"
+        )
 
 
 def _check_batch_norm(model: nn.Module, n: int, batch_size: int) -> None:

@@ -6,12 +6,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
 LOSS_LABELS = {"cross_entropy": "cross-entropy loss", "mse": "mean squared error", "mae": "mean absolute error"}
 
 
 def plot_curves(
-    history: Sequence[dict[str, Any]], path: str | Path, best_epoch: int | None = None, title: str = "", loss: str = "cross_entropy"
+    history: Sequence[dict[str, Any]],
+    path: str | Path,
+    best_epoch: int | None = None,
+    title: str = "",
+    loss: str = "cross_entropy",
 ) -> None:
     """Save ``path`` (PNG): loss and accuracy (when recorded: not for regression) per epoch,
     the best epoch marked by a dashed line, and per-layer gradient norms when recorded."""
@@ -23,7 +26,13 @@ def plot_curves(
     epochs = [r["epoch"] for r in history]
     panels = [("loss", LOSS_LABELS[loss])] + ([("acc", "accuracy")] if "train_acc" in history[0] else [])
     layers = sorted((k for k in history[0] if k.startswith("grad_norm_")), key=lambda k: int(k.rsplit("_", 1)[1]))
-    fig, axes = plt.subplots(1, len(panels) + bool(layers), figsize=(5 * (len(panels) + bool(layers)), 4), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels) + bool(layers),
+        figsize=(5 * (len(panels) + bool(layers)), 4),
+        constrained_layout=True,
+        squeeze=False,
+    )
     if layers:  # vanishing / exploding gradients: one line per layer, log scale
         ax = axes[0][-1]
         for k in layers:

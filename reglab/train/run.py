@@ -79,7 +79,9 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
     seed = recipe.training.seed
     data = (data or load_data(recipe.data, seed, regression=recipe.training.regression)).to(device)
     if data.regression != recipe.training.regression:
-        raise ValueError(f"training.loss = {recipe.training.loss!r} does not fit the data given ({'regression targets' if data.regression else 'class labels'})")
+        raise ValueError(
+            f"training.loss = {recipe.training.loss!r} does not fit the data given ({'regression targets' if data.regression else 'class labels'})"
+        )
     torch.manual_seed(seed)
     model = build_model(recipe.model, data.input_shape, data.num_outputs).to(device)
     o = recipe.optimizer
@@ -124,7 +126,9 @@ def batch_transforms(recipe: Recipe, data: Data) -> list:
         out.append(LabelSmoothing(data.num_classes, m.label_smoothing))
     if m.mixup_alpha or m.cutmix_alpha:
         if m.cutmix_alpha and len(data.input_shape) not in (2, 3):
-            raise ValueError(f"mixing.cutmix_alpha needs signals or images; this data set's samples have shape {data.input_shape}")
+            raise ValueError(
+                f"mixing.cutmix_alpha needs signals or images; this data set's samples have shape {data.input_shape}"
+            )
         out.append(Mixing(data.num_classes, m.mixup_alpha, m.cutmix_alpha, m.switch_prob, m.prob, m.mode))
     return out
 
@@ -196,7 +200,13 @@ def run_recipe(
     if plots:
         from reglab.train.plots import plot_curves
 
-        plot_curves(result.history, out / "curves.png", best_epoch=result.diagnosis.best_epoch, title=out.name, loss=recipe.training.loss)
+        plot_curves(
+            result.history,
+            out / "curves.png",
+            best_epoch=result.diagnosis.best_epoch,
+            title=out.name,
+            loss=recipe.training.loss,
+        )
     return result
 
 
@@ -212,7 +222,12 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
         from reglab.train.sharpness import sharpness  # imports scipy.optimize: only when asked
 
         extra["sharpness"] = sharpness(
-            trainer.model, data.x_train, data.y_train, trainer.loss_fn, recipe.training.sharpness, seed=recipe.training.seed
+            trainer.model,
+            data.x_train,
+            data.y_train,
+            trainer.loss_fn,
+            recipe.training.sharpness,
+            seed=recipe.training.seed,
         )
     summary = {
         "best_epoch": diagnosis.best_epoch,

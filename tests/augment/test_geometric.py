@@ -72,7 +72,18 @@ def test_shift_by_k_then_minus_k_restores_the_interior(x):
     assert torch.equal(back[interior], x[interior])
     assert torch.equal(translate(translate(x, offsets, "circular"), [-k for k in offsets], "circular"), x)
     signal = torch.arange(10.0).reshape(1, 1, 10)
-    assert translate(signal, [torch.tensor([2])]).flatten().tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6, 7]  # out[j] = x[j - 2]
+    assert translate(signal, [torch.tensor([2])]).flatten().tolist() == [
+        0,
+        0,
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+    ]  # out[j] = x[j - 2]
     assert translate(signal, [torch.tensor([-3])], "circular").flatten().tolist() == [3, 4, 5, 6, 7, 8, 9, 0, 1, 2]
 
 
@@ -175,7 +186,10 @@ def test_erase_area_and_value():
         (lambda: scale(IMAGES, gen(), 0.0, 1.0), "low"),
         (lambda: cutout(IMAGES, gen(), 0), "size"),
         (lambda: shift(IMAGES, gen(), 10), "max_shift = 10 must be smaller than the samples' side (12x10)"),
-        (lambda: shift(SIGNALS, gen(), 40, mode="circular"), "max_shift = 40 must be smaller than the samples' side (40)"),
+        (
+            lambda: shift(SIGNALS, gen(), 40, mode="circular"),
+            "max_shift = 40 must be smaller than the samples' side (40)",
+        ),
         (lambda: cutout(SIGNALS, gen(), 41), "size = 41 is larger than the samples (40)"),
         (lambda: cutout(IMAGES, gen(), 3, value=float("nan")), "value"),
         (lambda: erase(IMAGES, gen(), value=float("inf")), "value"),
@@ -185,7 +199,13 @@ def test_erase_area_and_value():
         (lambda: scale(IMAGES, None), "generator must be a torch.Generator"),
         (lambda: cutout(IMAGES, None), "generator must be a torch.Generator"),
         (lambda: erase(IMAGES, None), "generator must be a torch.Generator"),
-        *[(lambda fn=fn: fn(IMAGES.numpy(), gen()), f"{fn.__name__}: x must be a torch.Tensor, got ndarray; torch.as_tensor(x) converts a NumPy array") for fn in (flip, shift, rotate, scale, cutout, erase)],
+        *[
+            (
+                lambda fn=fn: fn(IMAGES.numpy(), gen()),
+                f"{fn.__name__}: x must be a torch.Tensor, got ndarray; torch.as_tensor(x) converts a NumPy array",
+            )
+            for fn in (flip, shift, rotate, scale, cutout, erase)
+        ],
         (lambda: shift(SIGNALS.tolist(), gen()), "shift: x must be a torch.Tensor, got list"),
     ],
 )

@@ -6,7 +6,16 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-from reglab.augment import LabelSmoothing, Mixing, cutmix, mixup, one_hot, sample_beta, smooth_labels, soft_cross_entropy
+from reglab.augment import (
+    LabelSmoothing,
+    Mixing,
+    cutmix,
+    mixup,
+    one_hot,
+    sample_beta,
+    smooth_labels,
+    soft_cross_entropy,
+)
 
 
 def gen(seed=0):
@@ -124,15 +133,30 @@ def test_mixing_policy_switches_and_respects_prob():
         (lambda: mixup(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), None, num_classes=2), "generator"),
         (lambda: cutmix(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 7, num_classes=2), "generator"),
         (lambda: Mixing(3, mixup_alpha=1.0)(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), None), "generator"),
-        (lambda: mixup(torch.zeros(2, 3), torch.tensor([0, 12]), gen(), num_classes=10), "labels must be in 0..9 (num_classes = 10), got 12"),
+        (
+            lambda: mixup(torch.zeros(2, 3), torch.tensor([0, 12]), gen(), num_classes=10),
+            "labels must be in 0..9 (num_classes = 10), got 12",
+        ),
         (lambda: smooth_labels(torch.tensor([-1, 0]), 3, 0.1), "labels must be in 0..2 (num_classes = 3), got -1"),
         (lambda: smooth_labels(torch.rand(4), 3, 0.1), "labels must be class indices"),
         (lambda: smooth_labels(torch.zeros(4, 2), 3, 0.1), "soft targets must have 3 columns"),
         (lambda: one_hot(torch.zeros(2, dtype=torch.long), 0), "num_classes"),
-        (lambda: mixup(torch.zeros(4, 3), torch.zeros(3, dtype=torch.long), gen(), num_classes=2), "mixup: x and y must hold one batch, as many labels as samples; got x of shape (4, 3) and y of shape (3,)"),
-        (lambda: cutmix(torch.zeros(4, 1, 6), torch.zeros(5, dtype=torch.long), gen(), num_classes=2), "cutmix: x and y must hold one batch"),
-        (lambda: Mixing(3, mixup_alpha=1.0, prob=0.0)(torch.zeros(4, 3), torch.zeros(2, dtype=torch.long), gen()), "Mixing: x and y must hold one batch"),
-        (lambda: mixup(torch.zeros(4, 3), [0, 1, 0, 1], gen(), num_classes=2), "mixup: y must be a torch.Tensor, got list"),
+        (
+            lambda: mixup(torch.zeros(4, 3), torch.zeros(3, dtype=torch.long), gen(), num_classes=2),
+            "mixup: x and y must hold one batch, as many labels as samples; got x of shape (4, 3) and y of shape (3,)",
+        ),
+        (
+            lambda: cutmix(torch.zeros(4, 1, 6), torch.zeros(5, dtype=torch.long), gen(), num_classes=2),
+            "cutmix: x and y must hold one batch",
+        ),
+        (
+            lambda: Mixing(3, mixup_alpha=1.0, prob=0.0)(torch.zeros(4, 3), torch.zeros(2, dtype=torch.long), gen()),
+            "Mixing: x and y must hold one batch",
+        ),
+        (
+            lambda: mixup(torch.zeros(4, 3), [0, 1, 0, 1], gen(), num_classes=2),
+            "mixup: y must be a torch.Tensor, got list",
+        ),
         (lambda: mixup(torch.tensor(1.0), torch.zeros(1, dtype=torch.long), gen(), num_classes=2), "got x of shape ()"),
         (lambda: smooth_labels([0, 1], 3, 0.1), "one_hot: labels must be a torch.Tensor, got list"),
     ],

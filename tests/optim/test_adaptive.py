@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from reference import adadelta, adagrad, adam, adamw, rmsprop, run
 
 import reglab.optim as ro
-from reference import adadelta, adagrad, adam, adamw, rmsprop, run
 
 STEPS = 100
 

@@ -125,7 +125,11 @@ def _complex_problem(seed=0):
     and imaginary parts (``sin`` of the real part, ``|p − t|²``, a random linear term)."""
     g = torch.Generator().manual_seed(seed)
     draw = lambda s: torch.randn(s, generator=g, dtype=torch.complex128)  # noqa: E731
-    params, targets, noise = [draw(s) for s in SHAPES], [draw(s) for s in SHAPES], [[draw(s) for s in SHAPES] for _ in range(50)]
+    params, targets, noise = (
+        [draw(s) for s in SHAPES],
+        [draw(s) for s in SHAPES],
+        [[draw(s) for s in SHAPES] for _ in range(50)],
+    )
 
     def loss(ps, t):
         n = noise[t % len(noise)]
@@ -168,7 +172,9 @@ def test_torch_lr_schedulers_drive_our_optimizers():
             p.grad = torch.ones(3)
             opt.step()
             s.step()
-            seen.append((opt.param_groups[0]["lr"], opt.param_groups[0].get("momentum"), opt.param_groups[0].get("betas")))
+            seen.append(
+                (opt.param_groups[0]["lr"], opt.param_groups[0].get("momentum"), opt.param_groups[0].get("betas"))
+            )
         return seen, p.detach()
 
     for cls in ("SGD", "Adam"):
@@ -202,7 +208,9 @@ def test_tensor_lr_as_torch_optim(name, fused):
     cls = ro.OPTIMIZERS[name]
     extra = {"momentum": 0.9} if name == "sgd" else {}
     ours = run(cls, fused=fused, **extra)
-    torch.testing.assert_close(ours, run(getattr(torch.optim, cls.__name__), foreach=False, **extra), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(
+        ours, run(getattr(torch.optim, cls.__name__), foreach=False, **extra), rtol=1e-12, atol=1e-14
+    )
 
 
 SPARSE = [
@@ -407,7 +415,10 @@ def test_a_state_dict_of_another_optimizer_or_model_is_refused_and_nothing_is_re
     sgd = ro.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sgd.step()
     before = {k: v.clone() for k, v in sgd.state[model[0].weight].items() if isinstance(v, torch.Tensor)}
-    with pytest.raises(ValueError, match=r"parameter 0's saved state holds exp_avg, exp_avg_sq, step, but this SGD keeps momentum, step"):
+    with pytest.raises(
+        ValueError,
+        match=r"parameter 0's saved state holds exp_avg, exp_avg_sq, step, but this SGD keeps momentum, step",
+    ):
         sgd.load_state_dict(adam.state_dict())
     assert sgd.param_groups[0]["momentum"] == 0.9 and "betas" not in sgd.param_groups[0]
     assert all(torch.equal(sgd.state[model[0].weight][k], v) for k, v in before.items())
@@ -415,7 +426,10 @@ def test_a_state_dict_of_another_optimizer_or_model_is_refused_and_nothing_is_re
     theirs = ro.Adam(other.parameters())
     other(torch.randn(3, 8)).sum().backward()
     theirs.step()
-    with pytest.raises(ValueError, match=r"parameter 0's saved 'mu' has shape \(4, 8\), the parameter \(8, 4\): the state_dict belongs to another model"):
+    with pytest.raises(
+        ValueError,
+        match=r"parameter 0's saved 'mu' has shape \(4, 8\), the parameter \(8, 4\): the state_dict belongs to another model",
+    ):
         ro.Adam(model.parameters()).load_state_dict(theirs.state_dict())
     amsgrad = ro.Adam(model.parameters(), amsgrad=True)
     amsgrad.step()

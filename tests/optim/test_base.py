@@ -73,7 +73,9 @@ def test_no_piece_writes_into_its_input(first, second):
         transform.update(grads, state, ctx)
         assert all(torch.equal(g, k) for g, k in zip(grads, kept_grads)), "gradients were modified"
         for name in inner_state:
-            assert all(torch.equal(a, b) for a, b in zip(state[name], inner_state[name])), f"state {name} was modified by {second}"
+            assert all(torch.equal(a, b) for a, b in zip(state[name], inner_state[name])), (
+                f"state {name} was modified by {second}"
+            )
 
 
 def _deferred_case():
@@ -118,7 +120,9 @@ def test_a_piece_after_a_deferred_update_gets_it_evaluated():
     w.grad = torch.tensor([0.5, 0.25], dtype=torch.float64)
     ro.Optimizer([w], ro.chain(ro.scale_by_adam(), ro.Transform(lambda p: {}, record)), lr=0.1).step()
     assert not isinstance(seen[0], ro.Deferred)
-    torch.testing.assert_close(seen[0][0], torch.tensor([1.0, 1.0], dtype=torch.float64), rtol=1e-6, atol=0)  # m̂/√v̂ = sign(g)
+    torch.testing.assert_close(
+        seen[0][0], torch.tensor([1.0, 1.0], dtype=torch.float64), rtol=1e-6, atol=0
+    )  # m̂/√v̂ = sign(g)
     torch.testing.assert_close(w.detach(), torch.tensor([0.9, -2.1], dtype=torch.float64), rtol=1e-6, atol=0)
 
 
@@ -143,7 +147,11 @@ def test_a_piece_after_a_deferred_update_gets_it_evaluated():
         (lambda: ro.add_l1(-1.0), ValueError, "alpha must be >= 0"),
         (lambda: ro.prox_l1(-1.0), ValueError, "alpha must be >= 0"),
         (lambda: ro.scale_by_adagrad(eps=0.0), ValueError, "eps must be > 0"),
-        (lambda: ro.scale_by_adagrad(initial_accumulator_value=-1.0), ValueError, "initial_accumulator_value must be >= 0"),
+        (
+            lambda: ro.scale_by_adagrad(initial_accumulator_value=-1.0),
+            ValueError,
+            "initial_accumulator_value must be >= 0",
+        ),
         (lambda: ro.scale_by_adadelta(rho=2.0), ValueError, "rho must be in [0.0, 1.0)"),
         (lambda: ro.scale_by_adam(b1=1.5), ValueError, "b1 must be in [0.0, 1.0), got 1.5"),
         (lambda: ro.scale_by_adam(b2=1.0), ValueError, "b2 must be in [0.0, 1.0)"),

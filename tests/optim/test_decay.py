@@ -36,7 +36,9 @@ def _model():
 def test_sgd_l2_penalty_equals_weight_decay_2_lambda():
     lam = 0.01
     m1, m2 = _model(), _model()
-    with_penalty = _train(m1, ro.SGD(m1.parameters(), lr=0.1), penalty=lambda m: lam * sum((p**2).sum() for p in m.parameters()))
+    with_penalty = _train(
+        m1, ro.SGD(m1.parameters(), lr=0.1), penalty=lambda m: lam * sum((p**2).sum() for p in m.parameters())
+    )
     with_decay = _train(m2, ro.SGD(m2.parameters(), lr=0.1, weight_decay=2 * lam))
     torch.testing.assert_close(with_penalty, with_decay, rtol=1e-12, atol=1e-14)
 
@@ -159,7 +161,9 @@ def test_decay_groups_exclude_biases_norms_and_names():
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     ids = lambda ps: {id(p) for p in ps}  # noqa: E731
     assert ids(decay["params"]) == ids([model[0].weight, model[3].weight])
-    assert ids(no_decay["params"]) == ids([model[0].bias, model[1].weight, model[1].bias, model[3].bias, model.embedding_table])
+    assert ids(no_decay["params"]) == ids(
+        [model[0].bias, model[1].weight, model[1].bias, model[3].bias, model.embedding_table]
+    )
     opt = ro.AdamW([decay, no_decay], lr=0.1)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
 
@@ -168,7 +172,9 @@ def test_decay_groups_checks_its_arguments():
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
     with pytest.raises(ValueError, match="weight_decay must be >= 0"):
         ro.decay_groups(model, -0.1)
-    with pytest.raises(ValueError, match=r"exclude: 'embeding' is in no parameter's name \(0.weight, 0.bias, 1.weight, 1.bias\)"):
+    with pytest.raises(
+        ValueError, match=r"exclude: 'embeding' is in no parameter's name \(0.weight, 0.bias, 1.weight, 1.bias\)"
+    ):
         ro.decay_groups(model, 0.1, exclude=("embeding",))
     decay, no_decay = ro.decay_groups(model, 0.1, exclude="1.")  # one name, not its characters
     assert [p.shape for p in decay["params"]] == [(8, 4)] and len(no_decay["params"]) == 3

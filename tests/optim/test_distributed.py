@@ -23,7 +23,9 @@ WORLD = 2
 
 def _batches():
     g = torch.Generator().manual_seed(0)
-    return [(torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)) for _ in range(6)]
+    return [
+        (torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)) for _ in range(6)
+    ]
 
 
 def _model():

@@ -33,7 +33,9 @@ def _params(seed=0):
 
 def _run(name, options, fused, steps=40, compile=False, params=None):
     ps = [p.clone().requires_grad_() for p in (params or _params())]
-    opt = getattr(ro, name)([{"params": ps[:2]}, {"params": ps[2:], "lr": options.get("lr", 0.01) / 2}], fused=fused, **options)
+    opt = getattr(ro, name)(
+        [{"params": ps[:2]}, {"params": ps[2:], "lr": options.get("lr", 0.01) / 2}], fused=fused, **options
+    )
     opt.compile = compile
     for t in range(steps):
         opt.zero_grad()
@@ -57,7 +59,9 @@ def test_flat_equals_readable(name, options):
                 torch.testing.assert_close(f_opt.state[b][key], value, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("name, options", [CASES[2], CASES[10], CASES[11]], ids=["sgd-nesterov-decoupled", "adam-course", "adamw-prox"])
+@pytest.mark.parametrize(
+    "name, options", [CASES[2], CASES[10], CASES[11]], ids=["sgd-nesterov-decoupled", "adam-course", "adamw-prox"]
+)
 def test_compiled_equals_readable(name, options):
     readable, _ = _run(name, options, fused=False, steps=20)
     compiled, opt = _run(name, options, fused=True, steps=20, compile=True)
@@ -107,7 +111,11 @@ def test_fused_state_dict_round_trip_and_readable_interop():
 
 
 def test_fused_refuses_mixed_dtypes():
-    opt = ro.SGD([torch.zeros(2, requires_grad=True), torch.zeros(2, dtype=torch.float64, requires_grad=True)], lr=0.1, fused=True)
+    opt = ro.SGD(
+        [torch.zeros(2, requires_grad=True), torch.zeros(2, dtype=torch.float64, requires_grad=True)],
+        lr=0.1,
+        fused=True,
+    )
     for p in opt.param_groups[0]["params"]:
         p.grad = torch.ones_like(p)
     with pytest.raises(ValueError, match="one dtype and device"):
@@ -144,6 +152,7 @@ def test_compiled_graph_is_called_directly_and_reads_each_steps_scalars():
 def test_transform_that_is_not_one_graph_runs_through_dynamo():
     """Gradient noise draws from its own torch.Generator: dynamo splits the update, so every
     call goes through dynamo (with graph breaks) and the result is still the readable one."""
+
     def run(fused):
         p = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
         opt = ro.Optimizer([p], ro.chain(ro.add_noise(0.1), ro.scale_by_adam()), lr=0.01, fused=fused)

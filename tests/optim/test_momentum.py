@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from reference import momentum, run, sgd
 
 import reglab.optim as ro
-from reference import momentum, run, sgd
 
 A = np.diag(np.linspace(0.5, 5.0, 6))  # an ill-conditioned quadratic, where momentum matters
 B = np.linspace(-1, 1, 6)

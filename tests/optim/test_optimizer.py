@@ -11,7 +11,9 @@ def test_a_builder_is_tried_when_a_group_is_added():
     returns no Transform failed only at the first step, the first with 'b1 must be a number,
     got {the whole group}'; now at construction. A refused group is not kept."""
     w = [torch.zeros(2, requires_grad=True)]
-    with pytest.raises(TypeError, match=r"transform: scale_by_adam builds a piece; pass the piece, scale_by_adam\(...\)"):
+    with pytest.raises(
+        TypeError, match=r"transform: scale_by_adam builds a piece; pass the piece, scale_by_adam\(...\)"
+    ):
         ro.Optimizer(w, ro.scale_by_adam)
     with pytest.raises(TypeError, match="the function group -> Transform returned int, not a Transform"):
         ro.Optimizer(w, lambda group: 3)
@@ -98,7 +100,10 @@ def test_chunks_cover_the_group_and_global_pieces_see_all_of_it(monkeypatch):
 
     monkeypatch.setattr(optimizer, "CHUNK", 1)
     elementwise = ro.Transform(lambda p: {}, record, elementwise=True)
-    for transform, expected in ((elementwise, [1] * len(params)), (ro.chain(ro.clip_by_global_norm(1.0), elementwise), [len(params)])):
+    for transform, expected in (
+        (elementwise, [1] * len(params)),
+        (ro.chain(ro.clip_by_global_norm(1.0), elementwise), [len(params)]),
+    ):
         ws = [p.clone().requires_grad_() for p in params]
         for w in ws:
             w.grad = torch.ones_like(w)

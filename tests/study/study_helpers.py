@@ -8,10 +8,25 @@ from reglab.recipe import Recipe
 
 
 def tiny_base(path, epochs=6) -> Recipe:
-    return Recipe().updated({"data.name": "npz", "data.path": str(path), "data.batch_size": 32, "model.width": 16, "training.epochs": epochs})
+    return Recipe().updated(
+        {
+            "data.name": "npz",
+            "data.path": str(path),
+            "data.batch_size": 32,
+            "model.width": 16,
+            "training.epochs": epochs,
+        }
+    )
 
 
 def run_cli(*args, timeout=300, **kwargs):
     """``reglab ARGS`` in a fresh process (one torch thread, like a worker of a busy machine)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "reglab.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "reglab.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from study_helpers import tiny_base
 
 from reglab.recipe import Recipe
 from reglab.study.plan import ARMS, COMBINATION, Plan, load_study_file, make_plan
-from study_helpers import tiny_base
 
 
 def test_default_plan_has_every_arm_three_seeds_and_the_combination():
@@ -56,12 +56,18 @@ def test_plan_round_trips_through_its_dict():
         ({"overrides": {"../evil": {"model.dropout": 0.1}}, "arms": ["baseline"]}, r"arm name '\.\./evil' must"),
         ({"overrides": {"a,b": {"model.dropout": 0.1}}}, r"arm name 'a,b' must"),
         ({"overrides": {"": {"model.dropout": 0.1}}}, r"arm name '' must"),
-        ({"overrides": {"baseline": {"model.dropout": 0.1}}}, r"baseline arm is the base recipe: change it under \[base\]"),
+        (
+            {"overrides": {"baseline": {"model.dropout": 0.1}}},
+            r"baseline arm is the base recipe: change it under \[base\]",
+        ),
         ({"name": ""}, "name must not be empty"),
         ({"name": "  "}, "name must not be empty"),
         ({"arms": "baseline"}, r"arms must be a list of arm names, such as \['baseline', 'dropout'\], got 'baseline'"),
         ({"arms": ["baseline", 3]}, "arms must be a list of arm names"),
-        ({"base": {"training": {"epochs": 3}}}, r"base must be a Recipe \(Recipe\(\), Recipe.load\(path\) or Recipe\(\).updated\(\{...\}\)\), got dict"),
+        (
+            {"base": {"training": {"epochs": 3}}},
+            r"base must be a Recipe \(Recipe\(\), Recipe.load\(path\) or Recipe\(\).updated\(\{...\}\)\), got dict",
+        ),
         ({"seeds": [0, -1]}, r"seeds\[1\] must be >= 0, got -1"),
     ],
 )
@@ -73,7 +79,9 @@ def test_bad_plans_fail_naming_the_problem(kwargs, match):
 def test_run_study_refuses_what_is_not_a_plan(tmp_path):
     from reglab.study import run_study
 
-    with pytest.raises(TypeError, match=r"plan must be a Plan: make_plan\(recipe, arms=\[...\], seeds=3\) builds one; got dict"):
+    with pytest.raises(
+        TypeError, match=r"plan must be a Plan: make_plan\(recipe, arms=\[...\], seeds=3\) builds one; got dict"
+    ):
         run_study({"arms": ["baseline"]}, tmp_path / "s")
     assert not (tmp_path / "s").exists()
 

@@ -17,7 +17,9 @@ from optuna.trial import TrialState
 from reglab.study.storage import StudyStore, key_of
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-pytestmark = pytest.mark.skipif(not BIN and not os.environ.get("CI"), reason="PostgreSQL is not installed (CI installs it)")
+pytestmark = pytest.mark.skipif(
+    not BIN and not os.environ.get("CI"), reason="PostgreSQL is not installed (CI installs it)"
+)
 
 
 def _free_port() -> int:
@@ -42,18 +44,45 @@ def postgres_url():
         subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
 
     run(f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres")
-    run(f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(root, "log"), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+    run(
+        f"{bindir}/pg_ctl",
+        "-D",
+        data,
+        "-w",
+        "-l",
+        os.path.join(root, "log"),
+        "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+        "start",
+    )
     try:
         run(f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "reglab")
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/reglab"
     finally:
-        subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True, timeout=60
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
 def test_two_workers_on_one_postgresql_study_complete_each_point_once(signals, tmp_path, postgres_url):
     arms = ("baseline", "dropout", "mixup")
-    args = ["study", "--dataset", signals, "--width", 16, "--epochs", 4, "--seeds", 3, "--arms", ",".join(arms), "--storage", postgres_url, "--quiet"]
+    args = [
+        "study",
+        "--dataset",
+        signals,
+        "--width",
+        16,
+        "--epochs",
+        4,
+        "--seeds",
+        3,
+        "--arms",
+        ",".join(arms),
+        "--storage",
+        postgres_url,
+        "--quiet",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(tmp_path / f"machine{i}")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)

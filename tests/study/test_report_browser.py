@@ -12,12 +12,14 @@ import time
 import urllib.request
 
 import pytest
-
-from reglab.study import make_plan, run_study
 from study_helpers import tiny_base
 
+from reglab.study import make_plan, run_study
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium is not installed (CI installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="chromium is not installed (CI installs it)"
+)
 
 
 class DevTools:
@@ -74,7 +76,11 @@ def chromium(tmp_path):
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tmp_path, chromium, task, request):
     arms = ["baseline", "early-stopping", "l1-proximal", "l2", "dropout", "combination"]
-    base = tiny_base(signals) if task == "classification" else tiny_base(signals).updated({"data.name": "diabetes", "training.loss": "mse"})
+    base = (
+        tiny_base(signals)
+        if task == "classification"
+        else tiny_base(signals).updated({"data.name": "diabetes", "training.loss": "mse"})
+    )
     run_study(make_plan(base, arms=arms, seeds=2), tmp_path / "study")
     with urllib.request.urlopen(f"http://127.0.0.1:{chromium}/json/list") as response:
         pages = json.loads(response.read())
@@ -91,7 +97,9 @@ def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tm
         expression="[...document.images].map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])",
     )["result"]["value"]  # fmt: skip
     listed = tools.call(
-        "Runtime.evaluate", returnByValue=True, expression="[...document.querySelectorAll('#leaderboard tbody tr')].map(r => r.dataset.arm)"
+        "Runtime.evaluate",
+        returnByValue=True,
+        expression="[...document.querySelectorAll('#leaderboard tbody tr')].map(r => r.dataset.arm)",
     )["result"]["value"]
     time.sleep(0.5)
     tools.call("Runtime.evaluate", expression="1")  # collect events that arrived meanwhile
@@ -101,7 +109,10 @@ def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tm
         or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
     ]  # fmt: skip
     figures = ["train vs validation loss per arm", "validation loss of all arms", "first-layer weight histograms"]
-    assert [alt for alt, *_ in images] == [*figures, "test accuracy per arm" if task == "classification" else "test loss per arm"]
+    assert [alt for alt, *_ in images] == [
+        *figures,
+        "test accuracy per arm" if task == "classification" else "test loss per arm",
+    ]
     assert all(complete and w > 0 and h > 0 for _, complete, w, h in images), images
     assert sorted(listed) == sorted(arms)
     assert errors == []

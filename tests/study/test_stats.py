@@ -42,18 +42,32 @@ def _rows(arm, test, valid=None):
 
 
 def test_leaderboard_sorts_by_test_loss_and_applies_the_rule():
-    rows = _rows("baseline", [1.8, 1.7, 1.9]) + _rows("dropout", [1.1, 1.2, 1.15]) + _rows("mixup", [1.6, 1.95, 1.7]) + _rows("l2", [2.6, 2.7, 2.65])
+    rows = (
+        _rows("baseline", [1.8, 1.7, 1.9])
+        + _rows("dropout", [1.1, 1.2, 1.15])
+        + _rows("mixup", [1.6, 1.95, 1.7])
+        + _rows("l2", [2.6, 2.7, 2.65])
+    )
     board = leaderboard(rows, ["baseline", "dropout", "mixup", "l2"])
     assert [e["arm"] for e in board] == ["dropout", "mixup", "baseline", "l2"]
     verdicts = {e["arm"]: e["verdict"] for e in board}
-    assert verdicts == {"dropout": "better", "mixup": "no significant difference", "baseline": "baseline", "l2": "worse"}
+    assert verdicts == {
+        "dropout": "better",
+        "mixup": "no significant difference",
+        "baseline": "baseline",
+        "l2": "worse",
+    }
     d = board[0]
-    assert d["test_loss"] == pytest.approx(1.15) and d["test_loss_std"] == pytest.approx(np.std([1.1, 1.2, 1.15], ddof=1))
+    assert d["test_loss"] == pytest.approx(1.15) and d["test_loss_std"] == pytest.approx(
+        np.std([1.1, 1.2, 1.15], ddof=1)
+    )
     assert d["change"] == pytest.approx(1.15 / 1.8 - 1)
 
 
 def test_combination_takes_the_best_helper_of_each_family_on_validation_loss():
-    plan = make_plan(arms=["baseline", "l2", "weight-decay", "dropout", "mixup", "shift", "early-stopping", "combination"])
+    plan = make_plan(
+        arms=["baseline", "l2", "weight-decay", "dropout", "mixup", "shift", "early-stopping", "combination"]
+    )
     test = [1.0, 1.0, 1.0]  # test loss must not matter
     rows = (
         _rows("baseline", test, [1.8, 1.7, 1.9])
@@ -67,7 +81,12 @@ def test_combination_takes_the_best_helper_of_each_family_on_validation_loss():
     combo = combination_changes(plan, rows)
     assert combo["arms"] == ["shift", "dropout", "weight-decay"]
     assert combo["skipped"] == ["early-stopping", "l2"]
-    assert combo["changes"] == {"augment.shift": 4, "model.dropout": 0.3, "optimizer.options.weight_decay": 0.5, "optimizer.options.decoupled": True}
+    assert combo["changes"] == {
+        "augment.shift": 4,
+        "model.dropout": 0.3,
+        "optimizer.options.weight_decay": 0.5,
+        "optimizer.options.decoupled": True,
+    }
 
 
 def test_families():
@@ -75,4 +94,6 @@ def test_families():
     fams = {a.name: family(a) for a in plan.arms if a.name != "baseline"}
     assert fams["shift"] == fams["mixup"] == fams["input-noise"] == fams["label-smoothing"] == "data"
     assert fams["l2"] == fams["weight-decay"] == fams["l1-proximal"] == "weights"
-    assert fams["dropout"] == fams["batch-norm"] == fams["half-width"] == "model" and fams["early-stopping"] == "stopping"
+    assert (
+        fams["dropout"] == fams["batch-norm"] == fams["half-width"] == "model" and fams["early-stopping"] == "stopping"
+    )

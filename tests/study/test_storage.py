@@ -79,7 +79,9 @@ def test_lease_rules():
     assert lease_is_dead(None, now, now - 2 * GRACE) and not lease_is_dead(None, now, now - 1)
 
 
-@pytest.mark.parametrize("url", ["nosuchdriver://x/y", "postgresql+psycopg2://u:secret@127.0.0.1:9/db", "sqlite:////no/such/folder/x.db"])
+@pytest.mark.parametrize(
+    "url", ["nosuchdriver://x/y", "postgresql+psycopg2://u:secret@127.0.0.1:9/db", "sqlite:////no/such/folder/x.db"]
+)
 def test_unreachable_storage_is_one_line_without_password(url):
     with pytest.raises(StorageError) as e:
         StudyStore(url, "s")

@@ -8,15 +8,19 @@ import sys
 
 import numpy as np
 import pytest
+from study_helpers import run_cli
 
 from reglab.study import ARMS
-from study_helpers import run_cli
 
 ARGS = ["--width", 16, "--epochs", 3, "--seeds", 2, "--arms", "baseline,dropout", "--quiet"]
 
 
 def _snapshot(folder):
-    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +50,19 @@ def test_report_rebuilds_from_storage(finished):
         (["--workers", 0], "workers"),
         (["--arms", ""], "the study has no arms"),
     ],
-    ids=["unknown-arm", "malformed-file", "unreachable-storage", "missing-data", "changed-plan", "zero-workers", "no-arms"],
+    ids=[
+        "unknown-arm",
+        "malformed-file",
+        "unreachable-storage",
+        "missing-data",
+        "changed-plan",
+        "zero-workers",
+        "no-arms",
+    ],
 )
-def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(finished, signals, tmp_path, extra, message):
+def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(
+    finished, signals, tmp_path, extra, message
+):
     bad = tmp_path / "bad.toml"
     bad.write_text("arms = [")
     before = _snapshot(finished)
@@ -69,8 +83,14 @@ def test_output_into_a_closed_pipe_ends_quietly(finished, signals, command):
     read, write = os.pipe()
     os.close(read)  # every write to the pipe now fails with EPIPE
     try:
-        r = subprocess.run([sys.executable, "-m", "reglab.cli", *map(str, args)], stdout=write, stderr=subprocess.PIPE,
-                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        r = subprocess.run(
+            [sys.executable, "-m", "reglab.cli", *map(str, args)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     finally:
         os.close(write)
     assert r.returncode == 1 and r.stderr == "", r.stderr
@@ -90,7 +110,20 @@ def test_a_study_of_a_tabular_csv_runs_the_arms_that_fit(tmp_path):
     y = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
     lines = ["a,b,c,d,e,f,label", *(",".join([*(f"{v:.4f}" for v in row), label]) for row, label in zip(x, y))]
     (tmp_path / "tab.csv").write_text("\n".join(lines) + "\n")
-    r = run_cli("study", "--dataset", tmp_path / "tab.csv", "--width", 8, "--epochs", 2, "--seeds", 1, "--quiet", "--out", tmp_path / "s")
+    r = run_cli(
+        "study",
+        "--dataset",
+        tmp_path / "tab.csv",
+        "--width",
+        8,
+        "--epochs",
+        2,
+        "--seeds",
+        1,
+        "--quiet",
+        "--out",
+        tmp_path / "s",
+    )
     assert r.returncode == 0, r.stderr
     assert "arm shift left out: it needs signals or images; samples here have shape (6,)" in r.stdout
     assert "arm cutmix left out" in r.stdout

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
+from study_helpers import run_cli, tiny_base
 
 from reglab.recipe import Recipe
 from reglab.study import make_plan, print_leaderboard, rebuild_report, run_study
 from reglab.study.runner import thread_share
 from reglab.study.storage import StudyStore, key_of, sqlite_url
-
-from study_helpers import run_cli, tiny_base
 
 ARMS = ["baseline", "dropout", "l1-proximal", "shift", "combination"]
 
@@ -51,17 +50,31 @@ def test_study_runs_every_point_once_writes_the_report_and_resumes_nothing(signa
 
 
 def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path, capsys):
-    base = Recipe().updated({"data.name": "diabetes", "training.loss": "mse", "data.batch_size": 32, "model.width": 32, "training.epochs": 30})
+    base = Recipe().updated(
+        {
+            "data.name": "diabetes",
+            "training.loss": "mse",
+            "data.batch_size": 32,
+            "model.width": 32,
+            "training.epochs": 30,
+        }
+    )
     plan = make_plan(base, arms=["baseline", "early-stopping", "dropout", "combination"], seeds=2)
     board = run_study(plan, tmp_path)
-    assert [e["arm"] for e in board] == sorted(plan.arm_names, key=lambda a: next(e["test_loss"] for e in board if e["arm"] == a))
+    assert [e["arm"] for e in board] == sorted(
+        plan.arm_names, key=lambda a: next(e["test_loss"] for e in board if e["arm"] == a)
+    )
     assert all(math.isnan(e["test_acc"]) for e in board)
     baseline = next(e for e in board if e["arm"] == "baseline")
-    assert baseline["test_loss"] < 0.8, "standardized targets: a constant prediction's MSE is ~1, the MLP must do better"
+    assert baseline["test_loss"] < 0.8, (
+        "standardized targets: a constant prediction's MSE is ~1, the MLP must do better"
+    )
     rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert len(rows) == 8 and {r["test_acc"] for r in rows} == {""}
     for e in board:  # the leaderboard's means are the trials' MSEs
-        assert e["test_loss"] == pytest.approx(sum(float(r["test_loss"]) for r in rows if r["arm"] == e["arm"]) / 2, rel=1e-12)
+        assert e["test_loss"] == pytest.approx(
+            sum(float(r["test_loss"]) for r in rows if r["arm"] == e["arm"]) / 2, rel=1e-12
+        )
     page = (tmp_path / "report.html").read_text()
     assert "test accuracy" not in page and "<h2>Test loss</h2>" in page and "mean squared error" in page
     print_leaderboard(board, "regression")
@@ -78,7 +91,9 @@ def test_two_local_workers_complete_each_point_once(signals, tmp_path):
     pids = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.COMPLETE])}
     assert len(pids) == 2, "both workers ran trials"
     rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
-    assert {r["threads"] for r in rows} == {str(thread_share(2))}, "each worker uses its share of the cores, recorded per trial"
+    assert {r["threads"] for r in rows} == {str(thread_share(2))}, (
+        "each worker uses its share of the cores, recorded per trial"
+    )
 
 
 def test_workers_with_several_threads_start_after_the_parent_ran_parallel_ops(signals, tmp_path):
@@ -95,7 +110,9 @@ def test_workers_with_several_threads_start_after_the_parent_ran_parallel_ops(si
         f"base = Recipe().updated({{'data.name': 'npz', 'data.path': {str(signals)!r}, 'model.width': 16, 'training.epochs': 2}})\n"
         "run_study(make_plan(base, arms=['baseline', 'dropout'], seeds=1), sys.argv[1], workers=2, threads=2)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         _, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -120,11 +137,26 @@ def _results(folder):
 
 @pytest.mark.slow
 def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, tmp_path, capsys):
-    args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 50, "--seeds", 2, "--quiet"]
+    args = [
+        "study",
+        "--dataset",
+        signals,
+        "--set",
+        "data.batch_size=32",
+        "--width",
+        16,
+        "--epochs",
+        50,
+        "--seeds",
+        2,
+        "--quiet",
+    ]
     args += ["--arms", "baseline,dropout,l2,combination"]
     ref = run_cli(*args, "--out", tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr
-    trial_seconds = statistics.median(r["train_seconds"] for r in json.loads((tmp_path / "ref" / "results.json").read_text()))
+    trial_seconds = statistics.median(
+        r["train_seconds"] for r in json.loads((tmp_path / "ref" / "results.json").read_text())
+    )
 
     out = tmp_path / "killed"
     url = sqlite_url(out)
@@ -134,7 +166,11 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
     # any fixed delay): once `done` of the 8 trials are complete and another runs, a random
     # moment within the next trial's time. At most 4 + ~2 trials are done then: never all 8.
     for done in sorted(rng.sample(range(5), 3)):
-        proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None and not _progressed(url, done):
             time.sleep(0.02)
@@ -146,7 +182,9 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
     assert kills == 3, "every kill interrupted the study"
     partial = rebuild_report(out)  # the report of a study stopped part-way says what is missing
     finished = set(_counts(url)[0])
-    assert partial.missing == [(a, s) for a in ("baseline", "dropout", "l2", "combination") for s in (0, 1) if (a, s) not in finished]
+    assert partial.missing == [
+        (a, s) for a in ("baseline", "dropout", "l2", "combination") for s in (0, 1) if (a, s) not in finished
+    ]
     assert partial.missing and sum(e["seeds"] for e in partial) == 8 - len(partial.missing)
     print_leaderboard(partial, "partial")
     assert "not finished yet: " in capsys.readouterr().out
@@ -165,8 +203,31 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
 def test_two_processes_on_one_sqlite_study_complete_each_point_once(signals, tmp_path):
     url = sqlite_url(tmp_path / "shared")
     (tmp_path / "shared").mkdir()
-    args = ["study", "--dataset", signals, "--width", 16, "--epochs", 4, "--seeds", 3, "--arms", "baseline,dropout,mixup", "--storage", url, "--quiet"]
-    procs = [subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(tmp_path / f"w{i}")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    args = [
+        "study",
+        "--dataset",
+        signals,
+        "--width",
+        16,
+        "--epochs",
+        4,
+        "--seeds",
+        3,
+        "--arms",
+        "baseline,dropout,mixup",
+        "--storage",
+        url,
+        "--quiet",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "reglab.cli", *map(str, args), "--out", str(tmp_path / f"w{i}")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     counts, store = _counts(url)
@@ -176,8 +237,27 @@ def test_two_processes_on_one_sqlite_study_complete_each_point_once(signals, tmp
 
 @pytest.mark.slow
 def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(signals, tmp_path):
-    args = ["study", "--dataset", signals, "--width", 16, "--epochs", 40, "--seeds", 3, "--arms", "baseline,dropout", "--workers", 2, "--quiet", "--out", tmp_path]
-    proc = subprocess.Popen([sys.executable, "-m", "reglab.cli", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "study",
+        "--dataset",
+        signals,
+        "--width",
+        16,
+        "--epochs",
+        40,
+        "--seeds",
+        3,
+        "--arms",
+        "baseline,dropout",
+        "--workers",
+        2,
+        "--quiet",
+        "--out",
+        tmp_path,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reglab.cli", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = sqlite_url(tmp_path)
     deadline = time.time() + 120
     running = []
@@ -185,7 +265,9 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
         time.sleep(0.1)
         if (tmp_path / "study.db").exists():
             try:
-                running = [t for t in StudyStore(url, "default").trials([TrialState.RUNNING]) if "lease" in t.user_attrs]
+                running = [
+                    t for t in StudyStore(url, "default").trials([TrialState.RUNNING]) if "lease" in t.user_attrs
+                ]
             except Exception:  # noqa: BLE001 - the study is being created
                 pass
     assert len(running) == 2, "both workers started a trial"
@@ -201,7 +283,11 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
     assert rerun.returncode == 0, rerun.stderr
     counts, store = _counts(url)
     assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout") for s in range(3)})
-    died = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.FAIL]) if t.user_attrs["failure"].startswith("worker died")}
+    died = {
+        t.user_attrs["lease"]["pid"]
+        for t in store.trials([TrialState.FAIL])
+        if t.user_attrs["failure"].startswith("worker died")
+    }
     assert died == set(pids)
 
 
@@ -240,10 +326,19 @@ def test_a_study_stored_by_an_older_version_attaches_and_a_changed_one_does_not(
     changed = make_plan(tiny_base(signals).updated({"training.epochs": 9}), arms=["baseline", "dropout"], seeds=2)
     with pytest.raises(StorageError, match=r"started with another plan \(base training.epochs: \d+ -> 9\); resume it"):
         attach(changed, url)
-    with pytest.raises(StorageError, match=r"another plan \(arms: baseline, dropout -> baseline, l2; seeds: 0, 1 -> 0, 1, 2\)"):
+    with pytest.raises(
+        StorageError, match=r"another plan \(arms: baseline, dropout -> baseline, l2; seeds: 0, 1 -> 0, 1, 2\)"
+    ):
         attach(make_plan(tiny_base(signals), arms=["baseline", "l2"], seeds=3), url)
-    with pytest.raises(StorageError, match=r"another plan \(arm dropout: \{'model.dropout': [\d.]+\} -> \{'model.dropout': 0.1\}\)"):
-        attach(make_plan(tiny_base(signals), arms=["baseline", "dropout"], seeds=2, overrides={"dropout": {"model.dropout": 0.1}}), url)
+    with pytest.raises(
+        StorageError, match=r"another plan \(arm dropout: \{'model.dropout': [\d.]+\} -> \{'model.dropout': 0.1\}\)"
+    ):
+        attach(
+            make_plan(
+                tiny_base(signals), arms=["baseline", "dropout"], seeds=2, overrides={"dropout": {"model.dropout": 0.1}}
+            ),
+            url,
+        )
     unknown = dict(old, base={**old["base"], "training": {**old["base"]["training"], "warp": 1}})
     StudyStore(url, "other").set_attr("plan", unknown)
     with pytest.raises(StorageError, match="started with another plan"):
@@ -259,7 +354,14 @@ def test_no_more_local_processes_start_than_trials_are_missing(signals, tmp_path
 
     started = []
     real = study.run_workers
-    monkeypatch.setattr(study, "run_workers", lambda plan, store, out, workers, threads, **kw: (started.append((workers, threads)), real(plan, store, out, workers, threads, **kw)))
+    monkeypatch.setattr(
+        study,
+        "run_workers",
+        lambda plan, store, out, workers, threads, **kw: (
+            started.append((workers, threads)),
+            real(plan, store, out, workers, threads, **kw),
+        ),
+    )
     plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "dropout"], seeds=2)
     run_study(plan, tmp_path, workers=8, threads=1)
     assert started == [(4, 1)]
@@ -275,7 +377,9 @@ def test_a_diverging_arm_is_reported_as_diverged_and_the_study_completes(signals
     same way. Now its trials complete, it ranks last with the verdict "diverged", the
     combination leaves it out, and the report and CSV are written."""
     base = tiny_base(signals, epochs=4).updated({"optimizer.name": "sgd", "optimizer.lr": 0.1})
-    plan = make_plan(base, arms=["baseline", "dropout", "hot", "combination"], seeds=2, overrides={"hot": {"optimizer.lr": 1e9}})
+    plan = make_plan(
+        base, arms=["baseline", "dropout", "hot", "combination"], seeds=2, overrides={"hot": {"optimizer.lr": 1e9}}
+    )
     board = run_study(plan, tmp_path)
     hot = next(e for e in board if e["arm"] == "hot")
     assert board[-1] is hot and hot["verdict"] == "diverged" and math.isnan(hot["test_loss"])

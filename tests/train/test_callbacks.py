@@ -117,8 +117,13 @@ def test_state_round_trip_resumes_counting():
 
 @pytest.mark.parametrize(
     "kwargs, error",
-    [({"patience": -1}, ValueError), ({"mode": "up"}, ValueError), ({"min_delta": math.nan}, ValueError), ({"patience": 1.5}, TypeError),
-     ({"monitor": 3}, TypeError)],
+    [
+        ({"patience": -1}, ValueError),
+        ({"mode": "up"}, ValueError),
+        ({"min_delta": math.nan}, ValueError),
+        ({"patience": 1.5}, TypeError),
+        ({"monitor": 3}, TypeError),
+    ],
 )
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
@@ -127,8 +132,8 @@ def test_bad_arguments(kwargs, error):
 
 def test_grad_norms_are_each_layers_mean_gradient_norm_over_the_epoch():
     import torch
-
     from conftest import make_data
+
     from reglab.models import layer_grad_norms, mlp
     from reglab.train import GradNorms, fit
 
@@ -146,8 +151,14 @@ def test_grad_norms_are_each_layers_mean_gradient_norm_over_the_epoch():
 
     torch.manual_seed(0)
     model = mlp(8, 3, width=16, depth=2)
-    history = fit(model, make_data(), torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=40,
-                  callbacks=[GradNorms(), Witness()])
+    history = fit(
+        model,
+        make_data(),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=3,
+        batch_size=40,
+        callbacks=[GradNorms(), Witness()],
+    )
     for record in history:
         ours = [record[f"grad_norm_{i}"] for i in (1, 2, 3)]
         assert "grad_norm_4" not in record
@@ -156,8 +167,8 @@ def test_grad_norms_are_each_layers_mean_gradient_norm_over_the_epoch():
 
 def test_grad_norms_show_vanishing_gradients_of_a_deep_sigmoid_net():
     import torch
-
     from conftest import make_data
+
     from reglab.models import mlp
     from reglab.train import GradNorms, fit
 
@@ -165,8 +176,14 @@ def test_grad_norms_show_vanishing_gradients_of_a_deep_sigmoid_net():
     for activation in ("sigmoid", "relu"):
         torch.manual_seed(0)
         model = mlp(8, 3, width=32, depth=8, activation=activation)  # Xavier for sigmoid, He for relu
-        record = fit(model, make_data(), torch.optim.SGD(model.parameters(), lr=0.01), epochs=1, batch_size=32,
-                     callbacks=[GradNorms()])[-1]
+        record = fit(
+            model,
+            make_data(),
+            torch.optim.SGD(model.parameters(), lr=0.01),
+            epochs=1,
+            batch_size=32,
+            callbacks=[GradNorms()],
+        )[-1]
         norms[activation] = [record[f"grad_norm_{i}"] for i in range(1, 10)]  # input layer ... output layer
     sigmoid, relu = norms["sigmoid"], norms["relu"]
     # sigmoid' <= 1/4: the gradient shrinks by a factor at every layer on its way to the input
@@ -190,9 +207,18 @@ class _CountSteps:
 @pytest.mark.parametrize(
     "callback, words",
     [
-        (lambda opt: EarlyStopping(monitor="val_loss"), r"EarlyStopping monitors 'val_loss', which the history will not record; .*did you mean 'valid_loss'\?"),
-        (lambda opt: LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau(opt), monitor="valid_accuracy"), r"LRScheduler monitors 'valid_accuracy'.*did you mean 'valid_acc'\?"),
-        (lambda opt: EarlyStopping(monitor="grad_norm_3"), r"monitors 'grad_norm_3'.* it records epoch, .*grad_norm_1, grad_norm_2; did you mean 'grad_norm_2'\?"),
+        (
+            lambda opt: EarlyStopping(monitor="val_loss"),
+            r"EarlyStopping monitors 'val_loss', which the history will not record; .*did you mean 'valid_loss'\?",
+        ),
+        (
+            lambda opt: LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau(opt), monitor="valid_accuracy"),
+            r"LRScheduler monitors 'valid_accuracy'.*did you mean 'valid_acc'\?",
+        ),
+        (
+            lambda opt: EarlyStopping(monitor="grad_norm_3"),
+            r"monitors 'grad_norm_3'.* it records epoch, .*grad_norm_1, grad_norm_2; did you mean 'grad_norm_2'\?",
+        ),
     ],
 )
 def test_an_unknown_monitor_is_refused_before_the_first_step(toy_data, callback, words):
@@ -210,16 +236,45 @@ def test_monitors_of_declared_records_and_regression_accuracy(toy_data):
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     stats, norms = WeightStats(), GradNorms()
-    with pytest.raises(ValueError, match="EarlyStopping monitors 'weight_l2', which WeightStats adds after it: put WeightStats before EarlyStopping"):
+    with pytest.raises(
+        ValueError,
+        match="EarlyStopping monitors 'weight_l2', which WeightStats adds after it: put WeightStats before EarlyStopping",
+    ):
         fit(model, toy_data, opt, epochs=2, batch_size=16, callbacks=[EarlyStopping(monitor="weight_l2"), stats])
-    h = fit(model, toy_data, opt, epochs=2, batch_size=16, callbacks=[stats, norms, EarlyStopping(monitor="weight_l2", patience=5), EarlyStopping(monitor="grad_norm_2")])
+    h = fit(
+        model,
+        toy_data,
+        opt,
+        epochs=2,
+        batch_size=16,
+        callbacks=[stats, norms, EarlyStopping(monitor="weight_l2", patience=5), EarlyStopping(monitor="grad_norm_2")],
+    )
     loop = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "time")
     assert set(h[-1]) == {*loop, *stats.records, *norms.records}  # what is declared is what is written
     d = toy_data
-    reg = Data("toy-reg", d.x_train, d.y_train[:, None].float(), d.x_valid, d.y_valid[:, None].float(), d.x_test, d.y_test[:, None].float(), num_classes=0)
+    reg = Data(
+        "toy-reg",
+        d.x_train,
+        d.y_train[:, None].float(),
+        d.x_valid,
+        d.y_valid[:, None].float(),
+        d.x_test,
+        d.y_test[:, None].float(),
+        num_classes=0,
+    )
     linear = nn.Linear(8, 1)
-    with pytest.raises(ValueError, match=r"monitors 'valid_acc'.*\(a regression run records no accuracy\); it records epoch, train_loss, valid_loss, lr, time; did you mean 'valid_loss'\?$"):
-        fit(linear, reg, torch.optim.SGD(linear.parameters(), lr=0.1), epochs=1, batch_size=16, callbacks=[EarlyStopping(monitor="valid_acc")])
+    with pytest.raises(
+        ValueError,
+        match=r"monitors 'valid_acc'.*\(a regression run records no accuracy\); it records epoch, train_loss, valid_loss, lr, time; did you mean 'valid_loss'\?$",
+    ):
+        fit(
+            linear,
+            reg,
+            torch.optim.SGD(linear.parameters(), lr=0.1),
+            epochs=1,
+            batch_size=16,
+            callbacks=[EarlyStopping(monitor="valid_acc")],
+        )
 
 
 def test_a_callback_writing_undeclared_records_defers_the_check(toy_data):
@@ -229,7 +284,21 @@ def test_a_callback_writing_undeclared_records_defers_the_check(toy_data):
 
     model = nn.Sequential(nn.Linear(8, 3))
     stopper = EarlyStopping(monitor="margin", patience=1)
-    h = fit(model, toy_data, torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=16, callbacks=[Margin(), stopper])
+    h = fit(
+        model,
+        toy_data,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=3,
+        batch_size=16,
+        callbacks=[Margin(), stopper],
+    )
     assert "margin" in h[-1] and stopper.best_epoch is not None
     with pytest.raises(KeyError, match="EarlyStopping monitors 'margn'"):
-        fit(model, toy_data, torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=16, callbacks=[Margin(), EarlyStopping(monitor="margn")])
+        fit(
+            model,
+            toy_data,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            epochs=3,
+            batch_size=16,
+            callbacks=[Margin(), EarlyStopping(monitor="margn")],
+        )

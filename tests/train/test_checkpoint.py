@@ -64,7 +64,10 @@ def test_existing_run_is_refused_and_changed_recipe_cannot_resume(tmp_path):
     run_recipe(recipe, tmp_path / "r")
     with pytest.raises(RunExistsError, match="--resume"):
         run_recipe(recipe, tmp_path / "r")
-    with pytest.raises(ValueError, match=r"recipe differs .* \(model.width: \d+ -> 32, training.epochs: 2 -> 5\); resume it with the same recipe, or start the new one in another folder"):
+    with pytest.raises(
+        ValueError,
+        match=r"recipe differs .* \(model.width: \d+ -> 32, training.epochs: 2 -> 5\); resume it with the same recipe, or start the new one in another folder",
+    ):
         run_recipe(recipe.updated({"model.width": 32, "training.epochs": 5}), tmp_path / "r", resume=True)
     again = run_recipe(recipe, tmp_path / "r", resume=True)  # a finished run is only re-reported
     assert len(again.history) == 2
@@ -79,7 +82,17 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     straight = run_recipe(recipe, tmp_path / "straight")
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "reglab.cli", "train", "--recipe", str(tmp_path / "recipe.toml"), "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "reglab.cli",
+        "train",
+        "--recipe",
+        str(tmp_path / "recipe.toml"),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
@@ -99,7 +112,6 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
         assert torch.equal(final[name], tensor), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test_acc"] == straight.summary["test_acc"]
-
 
 
 def test_checkpoint_every_n_epochs_and_resume_from_it_is_exact(tmp_path, monkeypatch):

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_data
 from torch import nn
 
-from conftest import make_data
 from reglab.train import Callback, Trainer, fit
 from reglab.train.loop import History
 
@@ -122,13 +122,30 @@ def test_batch_transforms_apply_to_training_batches_only(toy_data):
     fit(m, toy_data, torch.optim.SGD(m.parameters(), lr=0.1), epochs=1, batch_size=32, batch_transforms=[transform])
     assert sizes == [32, 32, 32]
     assert all(total == 0 for training, total in inputs if training)
-    assert [total > 0 for training, total in inputs if not training] == [True, True]  # model check, validation: untouched
+    assert [total > 0 for training, total in inputs if not training] == [
+        True,
+        True,
+    ]  # model check, validation: untouched
 
 
 def test_loss_terms_enter_the_gradient_but_not_the_reported_loss(toy_data):
     m1, m2 = _model(), _model()
-    fit(m1, toy_data, torch.optim.SGD(m1.parameters(), lr=0.1), epochs=1, batch_size=96, loss_terms=[lambda m: 0 * m[0].weight.sum()])
-    h = fit(m2, toy_data, torch.optim.SGD(m2.parameters(), lr=0.1), epochs=1, batch_size=96, loss_terms=[lambda m: 10.0 * m[0].weight.pow(2).sum()])
+    fit(
+        m1,
+        toy_data,
+        torch.optim.SGD(m1.parameters(), lr=0.1),
+        epochs=1,
+        batch_size=96,
+        loss_terms=[lambda m: 0 * m[0].weight.sum()],
+    )
+    h = fit(
+        m2,
+        toy_data,
+        torch.optim.SGD(m2.parameters(), lr=0.1),
+        epochs=1,
+        batch_size=96,
+        loss_terms=[lambda m: 10.0 * m[0].weight.pow(2).sum()],
+    )
     assert not torch.allclose(m1[0].weight, m2[0].weight)
     assert h[0]["train_loss"] < 5  # the penalty is not part of the reported data loss
 
@@ -257,17 +274,36 @@ def _opt(m):
     "make, error, words",
     [
         (lambda m, d: {"data": (d.x_train, d.y_train)}, TypeError, ["data must be a reglab Data", "got a tuple of 2"]),
-        (lambda m, d: {"optimizer": torch.optim.SGD}, TypeError, ["optimizer must be a torch.optim.Optimizer", "the class SGD itself"]),
+        (
+            lambda m, d: {"optimizer": torch.optim.SGD},
+            TypeError,
+            ["optimizer must be a torch.optim.Optimizer", "the class SGD itself"],
+        ),
         (lambda m, d: {"model": m.state_dict()}, TypeError, ["model must be a torch.nn.Module", "OrderedDict"]),
         (lambda m, d: {"callbacks": [1]}, TypeError, ["callbacks[0] is 1", "none of the hooks"]),
-        (lambda m, d: {"callbacks": [torch.optim.lr_scheduler.StepLR(_opt(m), 1)]}, TypeError, ["torch scheduler (StepLR)", "LRScheduler(scheduler)"]),
+        (
+            lambda m, d: {"callbacks": [torch.optim.lr_scheduler.StepLR(_opt(m), 1)]},
+            TypeError,
+            ["torch scheduler (StepLR)", "LRScheduler(scheduler)"],
+        ),
         (lambda m, d: {"batch_transforms": [0.3]}, TypeError, ["batch_transforms[0] must be callable", "0.3"]),
         (lambda m, d: {"loss_terms": ["l1"]}, TypeError, ["loss_terms[0] must be callable", "'l1'"]),
         (lambda m, d: {"loss_fn": "hinge"}, ValueError, ["loss_fn must be one of cross_entropy, mae, mse", "'hinge'"]),
         (lambda m, d: {"loss_fn": "mse"}, ValueError, ["'mse' does not fit class labels"]),
         (lambda m, d: {"loss_fn": 3}, TypeError, ["loss_fn must be a function", "got 3"]),
     ],
-    ids=["data-tuple", "optimizer-class", "model-state-dict", "callback-int", "bare-scheduler", "transform", "loss-term", "loss-name", "loss-task", "loss-int"],
+    ids=[
+        "data-tuple",
+        "optimizer-class",
+        "model-state-dict",
+        "callback-int",
+        "bare-scheduler",
+        "transform",
+        "loss-term",
+        "loss-name",
+        "loss-task",
+        "loss-int",
+    ],
 )
 def test_wrong_parts_are_refused_before_the_first_step(toy_data, make, error, words):
     """Each of these failed inside the loop with an AttributeError or 'str object is not
@@ -286,10 +322,25 @@ def test_a_loss_by_name_and_a_scheduler_wrapped_for_its_optimizer(toy_data):
 
     m = _model()
     opt = _opt(m)
-    named = fit(m, toy_data, opt, epochs=2, batch_size=16, loss_fn="cross_entropy", callbacks=[LRScheduler(torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))])
+    named = fit(
+        m,
+        toy_data,
+        opt,
+        epochs=2,
+        batch_size=16,
+        loss_fn="cross_entropy",
+        callbacks=[LRScheduler(torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))],
+    )
     assert [r["lr"] for r in named] == [0.1, 0.05]
     with pytest.raises(ValueError, match="built on another optimizer"):
-        fit(m, toy_data, opt, epochs=1, batch_size=16, callbacks=[LRScheduler(torch.optim.lr_scheduler.StepLR(_opt(m), 1))])
+        fit(
+            m,
+            toy_data,
+            opt,
+            epochs=1,
+            batch_size=16,
+            callbacks=[LRScheduler(torch.optim.lr_scheduler.StepLR(_opt(m), 1))],
+        )
     with pytest.raises(TypeError, match="LRScheduler takes a torch.optim.lr_scheduler scheduler, got str"):
         LRScheduler("cosine")
 

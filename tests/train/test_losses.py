@@ -36,7 +36,9 @@ def test_cross_entropy_takes_labels_and_soft_targets():
     soft = np.eye(4)[y] * 0.9 + 0.1 / 4
     ce = LOSSES["cross_entropy"]
     assert ce(torch.tensor(z), torch.tensor(y)).item() == pytest.approx(-log_softmax[np.arange(5), y].mean(), rel=1e-12)
-    assert ce(torch.tensor(z), torch.tensor(soft)).item() == pytest.approx(-(soft * log_softmax).sum(1).mean(), rel=1e-12)
+    assert ce(torch.tensor(z), torch.tensor(soft)).item() == pytest.approx(
+        -(soft * log_softmax).sum(1).mean(), rel=1e-12
+    )
 
 
 def test_chance_loss_is_the_best_constant_prediction():
@@ -81,8 +83,9 @@ def test_mse_follows_the_outliers_and_mae_ignores_them():
         model = nn.Linear(1, 1).double()
         opt = torch.optim.Adam(model.parameters(), lr=0.05)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.99**t)
-        history = fit(model, data, opt, epochs=600, batch_size=200, loss_fn=LOSSES[name],
-                      callbacks=[_StepScheduler(sched)])  # full-batch GD
+        history = fit(
+            model, data, opt, epochs=600, batch_size=200, loss_fn=LOSSES[name], callbacks=[_StepScheduler(sched)]
+        )  # full-batch GD
         assert "train_acc" not in history[-1] and "valid_acc" not in history[-1]
         fitted[name] = np.array([model.weight.item(), model.bias.item()])
     np.testing.assert_allclose(fitted["mse"], lsq, atol=1e-3)

@@ -54,12 +54,15 @@ def test_sharpness_of_a_network_is_deterministic_and_in_eval_mode():
     assert a == sharpness(model, x, y, LOSSES["cross_entropy"], 1e-3, seed=1) and a >= 0  # dropout off: f is a function
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    ({"epsilon": 0.0}, ValueError, "epsilon"),
-    ({"epsilon": float("nan")}, ValueError, "epsilon"),
-    ({"epsilon": "big"}, TypeError, "epsilon"),
-    ({"iterations": 0}, ValueError, "iterations"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"epsilon": 0.0}, ValueError, "epsilon"),
+        ({"epsilon": float("nan")}, ValueError, "epsilon"),
+        ({"epsilon": "big"}, TypeError, "epsilon"),
+        ({"iterations": 0}, ValueError, "iterations"),
+    ],
+)
 def test_bad_arguments_name_themselves(kwargs, error, words):
     model, x, t, *_ = _least_squares()
     with pytest.raises(error, match=words):
