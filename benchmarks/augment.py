@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from reglab.augment import cutmix, cutout, erase, flip, mixup, rotate, scale, shift
 from reglab.models import build_model
-from reglab.recipe import ModelConfig
+from reglab.lab.recipe import ModelConfig
 from reglab.regularize import gaussian_noise
 
 

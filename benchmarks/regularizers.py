@@ -16,8 +16,8 @@ import statistics
 import time
 
 from reglab.data import load_data
-from reglab.recipe import Recipe
-from reglab.train import train_recipe
+from reglab.lab.recipe import Recipe
+from reglab.lab.run import train_recipe
 
 ARMS = {
     "baseline": {},

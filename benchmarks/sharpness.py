@@ -16,8 +16,9 @@ import argparse
 import statistics
 
 from reglab.data import load_data
-from reglab.recipe import Recipe
-from reglab.train import LOSSES, train_recipe
+from reglab.lab.recipe import Recipe
+from reglab.lab.run import train_recipe
+from reglab.train import LOSSES
 from reglab.train.sharpness import sharpness
 
 RUNS = {  # batch size -> epochs: both fit the training set (training loss well below 0.01)

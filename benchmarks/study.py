@@ -25,7 +25,7 @@ from pathlib import Path
 
 def run(workers: int, epochs: int | None, threads: int | None = None, keep: bool = False) -> float:
     out = tempfile.mkdtemp(prefix=f"reglab-study-bench-{workers}w-")
-    cmd = [sys.executable, "-m", "reglab.cli", "study", "--workers", str(workers), "--out", out, "--quiet"]
+    cmd = [sys.executable, "-m", "reglab.lab.cli", "study", "--workers", str(workers), "--out", out, "--quiet"]
     if threads:
         cmd += ["--threads", str(threads)]
     if epochs:
@@ -48,7 +48,7 @@ def trial_seconds(threads: int, runs: int = 1, epochs: int | None = None) -> lis
     extra = ["--epochs", str(epochs)] if epochs else []
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "reglab.cli", "train", "--out", o, "--quiet", *extra],
+            [sys.executable, "-m", "reglab.lab.cli", "train", "--out", o, "--quiet", *extra],
             env=env,
             stdout=subprocess.DEVNULL,
         )

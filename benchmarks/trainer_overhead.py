@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from reglab.data import load_data
 from reglab.models import build_model
-from reglab.recipe import Recipe
+from reglab.lab.recipe import Recipe
 from reglab.train import Checkpointer, fit
 
 

@@ -4,7 +4,8 @@ The techniques are re-exported flat (``reglab.AdamW``, ``reglab.mixup``, ``regla
 ``reglab.EarlyStopping``); each lives in its family's subpackage (``reglab.optim``,
 ``reglab.augment``, ``reglab.regularize``, ``reglab.train``), which also holds the pieces used
 less often. ``scale`` belongs to two families (an optimizer piece and an augmentation) and is
-left to them; studies are ``reglab.study`` (it imports Optuna).
+left to them. The lab (recipes, runs, studies, the command) is ``reglab.lab``; ``reglab.Recipe``,
+``reglab.train_recipe`` and ``reglab.run_recipe`` load it on first use.
 
 >>> import reglab
 >>> recipe = reglab.Recipe.from_dict({"training": {"epochs": 3}})
@@ -30,16 +31,17 @@ from reglab.augment import (
     flip,
     mixup,
     one_hot,
+    register_augmentation,
     rotate,
     shift,
     smooth_labels,
     soft_cross_entropy,
     translate,
 )
-from reglab.data import Data, load_data
-from reglab.models import build_model, cnn, mlp
+from reglab.data import Data, load_data, register_dataset
+from reglab.errors import InputError, ReglabError, ReglabTypeError
+from reglab.models import build_model, cnn, mlp, register_model
 from reglab.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, chain, decay_groups
-from reglab.recipe import Recipe
 from reglab.regularize import InputNoise, Penalty, WeightNoise, gaussian_noise, l1_penalty, l2_penalty
 from reglab.train import (
     Callback,
@@ -50,28 +52,47 @@ from reglab.train import (
     History,
     LRScheduler,
     ProgressBar,
-    Result,
     Trainer,
     diagnose,
-    run_recipe,
-    train_recipe,
 )
 from reglab.train import fit as _fit
+
+_LAB = {  # the lab's names, imported on first use: ``import reglab.train`` does not load the lab
+    "Recipe": "reglab.lab.recipe",
+    "Result": "reglab.lab.run",
+    "run_recipe": "reglab.lab.run",
+    "train_recipe": "reglab.lab.run",
+    "register_arm": "reglab.lab.study.plan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAB:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAB[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'reglab' has no attribute {name!r}")
 
 
 def fit(model_or_recipe: Any, data: Data | None = None, optimizer: Any = None, **options: Any) -> Any:
     """Train a Recipe (returns a ``Result``) or a model on ``data`` with ``optimizer``
     (keyword arguments as ``reglab.train.fit``; returns a ``History``)."""
+    from reglab.lab.recipe import Recipe
+    from reglab.lab.run import train_recipe
+
     if isinstance(model_or_recipe, Recipe):
         if data is not None or optimizer is not None or options:
-            raise TypeError("fit(recipe) takes no other arguments: the recipe describes the whole run")
+            raise ReglabTypeError("fit(recipe) takes no other arguments: the recipe describes the whole run")
         return train_recipe(model_or_recipe)
     if data is None and optimizer is None and not isinstance(model_or_recipe, torch.nn.Module):
-        raise TypeError(
-            f"fit takes a Recipe, or a model with data and an optimizer; got {type(model_or_recipe).__name__} (a dict of changes goes through Recipe().updated({{...}}))"
+        raise ReglabTypeError(
+            f"fit takes a Recipe, or a model with data and an optimizer; got {type(model_or_recipe).__name__} "
+            "(a dict of changes goes through Recipe().updated({...}))"
         )
     if data is None or optimizer is None:
-        raise TypeError("fit(model, data, optimizer, epochs=..., batch_size=...) needs data and an optimizer")
+        raise ReglabTypeError("fit(model, data, optimizer, epochs=..., batch_size=...) needs data and an optimizer")
     return _fit(model_or_recipe, data, optimizer, **options)
 
 
@@ -79,6 +100,9 @@ __all__ = [
     # the lab: recipes, data, models, training
     "Recipe", "Data", "load_data", "build_model", "mlp", "cnn", "fit", "train_recipe", "run_recipe",
     "Trainer", "History", "Result", "Diagnosis", "diagnose",
+    # registries open to your own pieces, and the errors of bad input
+    "register_model", "register_dataset", "register_augmentation", "register_arm",
+    "InputError", "ReglabError", "ReglabTypeError",
     # callbacks
     "Callback", "EarlyStopping", "Checkpointer", "GradNorms", "LRScheduler", "ProgressBar",
     # optimizers (drop-ins for torch.optim) and their composition

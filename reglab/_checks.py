@@ -11,13 +11,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from reglab.errors import ReglabError, ReglabTypeError
+
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` if it is an int (not a bool) in ``[low, high]``, else raise."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise ReglabTypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be {_interval(low, high, False, False)}, got {value!r}")
+        raise ReglabError(f"{name} must be {interval(low, high, False, False)}, got {value!r}")
     return value
 
 
@@ -35,26 +37,26 @@ def check_float(
     Ints are accepted (``lr=1`` is fine); bools, strings and NaN/inf are not.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+        raise ReglabTypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise ReglabError(f"{name} must be a finite number, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
-        raise ValueError(f"{name} must be {_interval(low, high, low_open, high_open)}, got {value!r}")
+        raise ReglabError(f"{name} must be {interval(low, high, low_open, high_open)}, got {value!r}")
     return value
 
 
 def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
+        raise ReglabTypeError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
     return value
 
 
 def check_str(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
+        raise ReglabTypeError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -64,7 +66,7 @@ def check_folder(name: str, value: Any) -> Path:
     for part in (path, *path.parents):
         if part.exists():
             if not part.is_dir():
-                raise ValueError(f"{name} {path}: {part} is a file, not a folder")
+                raise ReglabError(f"{name} {path}: {part} is a file, not a folder")
             break
     return path
 
@@ -75,7 +77,7 @@ def check_generator(generator: Any) -> Any:
     import torch
 
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {generator!r} ({type(generator).__name__})")
+        raise ReglabTypeError(f"generator must be a torch.Generator, got {generator!r} ({type(generator).__name__})")
     return generator
 
 
@@ -85,7 +87,7 @@ def check_tensor(who: str, name: str, x: Any) -> None:
 
     if not isinstance(x, torch.Tensor):
         hint = "; torch.as_tensor(x) converts a NumPy array" if type(x).__module__ == "numpy" else ""
-        raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(x).__name__}{hint}")
+        raise ReglabTypeError(f"{who}: {name} must be a torch.Tensor, got {type(x).__name__}{hint}")
 
 
 def check_module(who: str, model: Any) -> None:
@@ -99,7 +101,7 @@ def check_module(who: str, model: Any) -> None:
             if not isinstance(model, torch.Tensor)
             else ""
         )
-        raise TypeError(f"{who} takes the model (a torch.nn.Module), got {type(model).__name__}{hint}")
+        raise ReglabTypeError(f"{who} takes the model (a torch.nn.Module), got {type(model).__name__}{hint}")
 
 
 def check_floating(name: str, x: Any) -> None:
@@ -107,13 +109,13 @@ def check_floating(name: str, x: Any) -> None:
     that interpolates, blends or adds noise) makes values an integer dtype cannot hold."""
     check_tensor(name, "x", x)
     if not x.is_floating_point():
-        raise TypeError(f"{name} needs floating-point inputs, got {x.dtype}; convert first, e.g. x.float() / 255")
+        raise ReglabTypeError(f"{name} needs floating-point inputs, got {x.dtype}; convert first, e.g. x.float() / 255")
 
 
 def check_schedule(schedule: Any) -> None:
     """``schedule`` must be a function of the step (called with t = 1, 2, ...)."""
     if not callable(schedule):
-        raise TypeError(f"schedule must be a function of the step, got {schedule!r}")
+        raise ReglabTypeError(f"schedule must be a function of the step, got {schedule!r}")
 
 
 def check_lr(lr: Any) -> None:
@@ -123,7 +125,7 @@ def check_lr(lr: Any) -> None:
 
     if isinstance(lr, torch.Tensor):
         if lr.numel() != 1 or lr.is_complex():
-            raise ValueError(f"lr as a tensor must hold one real number, got shape {tuple(lr.shape)} ({lr.dtype})")
+            raise ReglabError(f"lr as a tensor must hold one real number, got shape {tuple(lr.shape)} ({lr.dtype})")
         lr = lr.item()
     check_float("lr", lr, low=0)
 
@@ -133,11 +135,11 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     choices = sorted(choices)
     check_str(name, value)
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ReglabError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
 
 
-def _interval(low, high, low_open, high_open) -> str:
+def interval(low, high, low_open, high_open) -> str:
     if low is not None and high is not None:
         return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     if low is not None:

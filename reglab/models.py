@@ -20,60 +20,114 @@ The layers are PyTorch's own; tests/test_models.py checks them against TECHNIQUE
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from reglab._checks import check_choice, check_float, check_int
-from reglab.recipe import NORMS
+from reglab.errors import ReglabError, ReglabTypeError
+from reglab.registry import Registry
+from reglab.regularize.weights import NORM_LAYERS, named_weights, weight_grad_norms
 
-if TYPE_CHECKING:
-    from reglab.recipe import ModelConfig
+ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry(
+    "activation",
+    {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "tanh": nn.Tanh, "sigmoid": nn.Sigmoid},
+)
 
-DEFAULT_WIDTH = {"mlp": 256, "cnn": 32}  # used when model.width = 0
-
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-}
-
-INITS = {
-    "xavier_uniform": nn.init.xavier_uniform_,
-    "xavier_normal": nn.init.xavier_normal_,
-    "he_uniform": lambda w: nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu"),
-    "he_normal": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
-}
+INITS: Registry[Callable[[torch.Tensor], Any]] = Registry(
+    "init",
+    {
+        "xavier_uniform": nn.init.xavier_uniform_,
+        "xavier_normal": nn.init.xavier_normal_,
+        "he_uniform": lambda w: nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu"),
+        "he_normal": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
+    },
+)
+INIT_CHOICES = ("auto", *INITS)  # what a builder's ``init=`` takes: auto picks by activation
 
 
-def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Build the model a recipe describes for inputs of ``input_shape`` (one sample)."""
-    width = config.resolved_width
-    if config.kind == "mlp":
-        return mlp(
-            math.prod(input_shape),
-            num_classes,
-            width,
-            config.depth,
-            config.activation,
-            config.norm,
-            config.dropout,
-            config.groups,
-            config.init,
-        )
-    return cnn(
-        input_shape,
-        num_classes,
-        width,
-        config.depth,
-        config.activation,
-        config.norm,
-        config.dropout,
-        config.groups,
-        config.init,
-    )
+def _batch(channels: int, groups: int, dims: int, spatial: bool) -> list[nn.Module]:
+    return [nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)]
+
+
+def _layer(channels: int, groups: int, dims: int, spatial: bool) -> list[nn.Module]:
+    return [nn.GroupNorm(1, channels) if spatial else nn.LayerNorm(channels)]
+
+
+def _instance(channels: int, groups: int, dims: int, spatial: bool) -> list[nn.Module]:
+    return [nn.InstanceNorm1d(channels, affine=True) if dims == 1 else nn.InstanceNorm2d(channels, affine=True)]
+
+
+# name -> (channels, groups, dims, spatial) -> the layers after a Linear/Conv
+NORMS: Registry[Callable[[int, int, int, bool], list[nn.Module]]] = Registry(
+    "norm",
+    {
+        "none": lambda channels, groups, dims, spatial: [],
+        "batch": _batch,
+        "layer": _layer,
+        "group": lambda channels, groups, dims, spatial: [nn.GroupNorm(groups, channels)],
+        "instance": _instance,
+    },
+)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """A model builder and what a recipe needs to know of it."""
+
+    build: Callable[[tuple[int, ...], int, Any], nn.Module]  # (input_shape, num_outputs, config) -> model
+    default_width: int = 0  # the width used when model.width = 0 (0: the builder decides)
+    norms: tuple[str, ...] | None = None  # the norms it takes (None: any, or the builder checks)
+    norm_hint: str = ""  # why another norm is refused, for the error
+
+
+def _build_mlp(input_shape: tuple[int, ...], num_outputs: int, config: Any) -> nn.Module:
+    return mlp(math.prod(input_shape), num_outputs, config.resolved_width, config.depth, config.activation,
+               config.norm, config.dropout, config.groups, config.init)  # fmt: skip
+
+
+def _build_cnn(input_shape: tuple[int, ...], num_outputs: int, config: Any) -> nn.Module:
+    return cnn(input_shape, num_outputs, config.resolved_width, config.depth, config.activation,
+               config.norm, config.dropout, config.groups, config.init)  # fmt: skip
+
+
+MODEL_KINDS: Registry[ModelKind] = Registry(
+    "model kind",
+    {
+        "mlp": ModelKind(_build_mlp, 256, ("none", "batch", "layer", "group"),
+                         "needs spatial dimensions: use model.kind = 'cnn', or 'layer' norm for an mlp"),
+        "cnn": ModelKind(_build_cnn, 32),
+    },
+    open=True,
+    wrap=ModelKind,
+    arity=3,
+    arguments="input_shape, num_outputs, config",
+)  # fmt: skip
+
+
+def register_model(name: str, build: Callable[[tuple[int, ...], int, Any], nn.Module], *, default_width: int = 0,
+                   replace: bool = False) -> Callable[[tuple[int, ...], int, Any], nn.Module]:
+    """Make ``build(input_shape, num_outputs, config)`` a model kind: a recipe's ``model.kind =
+    name`` then builds it (``config`` is the recipe's model section: width, depth, dropout, ...;
+    ``config.resolved_width`` is ``width`` or ``default_width``). Returns ``build``.
+
+    >>> reglab.register_model("linear", lambda shape, n, config: torch.nn.Sequential(
+    ...     torch.nn.Flatten(), torch.nn.Linear(math.prod(shape), n)))  # doctest: +SKIP
+    """
+    if not callable(build):
+        raise ReglabTypeError(f"register_model: build must be a function (input_shape, num_outputs, config); got {build!r}")
+    check_int("default_width", default_width, low=0)
+    MODEL_KINDS.register(name, ModelKind(build, default_width), replace=replace)
+    return build
+
+
+def build_model(config: Any, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build the model a recipe's model section ``config`` describes (its ``kind`` names a
+    ``MODEL_KINDS`` entry) for inputs of ``input_shape`` (one sample) and ``num_classes`` outputs."""
+    return MODEL_KINDS[config.kind].build(tuple(input_shape), num_classes, config)
 
 
 def mlp(
@@ -95,7 +149,7 @@ def mlp(
     check_int("n_in", n_in, low=1)
     _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init)
     if norm == "instance":
-        raise ValueError("instance norm needs spatial dimensions; use a cnn, or layer norm for an mlp")
+        raise ReglabError("instance norm needs spatial dimensions; use a cnn, or layer norm for an mlp")
     layers: list[nn.Module] = [nn.Flatten()]
     for i in range(depth):
         layers.append(nn.Linear(n_in if i == 0 else width, width))
@@ -132,7 +186,7 @@ def cnn(
         input_shape = (1, *input_shape)
     dims = len(input_shape) - 1
     if dims not in (1, 2):
-        raise ValueError(f"cnn needs inputs of shape (C, L) or (C, H, W), got {input_shape}")
+        raise ReglabError(f"cnn needs inputs of shape (C, L) or (C, H, W), got {input_shape}")
     conv, pool = (nn.Conv1d, nn.MaxPool1d) if dims == 1 else (nn.Conv2d, nn.MaxPool2d)
     channels, size = input_shape[0], min(input_shape[1:])
     for _ in range(depth):
@@ -153,7 +207,7 @@ def cnn(
 def _sample_shape(shape: object) -> tuple[int, ...]:
     """``cnn``'s ``input_shape``: a tuple of positive integers (one sample's shape, no batch axis)."""
     if not isinstance(shape, (tuple, list, torch.Size)):
-        raise TypeError(
+        raise ReglabTypeError(
             f"input_shape must be the shape of one sample, such as (1, 40) or (1, 28, 28), got {shape!r} ({type(shape).__name__})"
         )
     for i, n in enumerate(shape):
@@ -172,7 +226,7 @@ def _initialized(model: nn.Sequential, init: str | None, activation: str) -> nn.
 def _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init) -> None:
     """The builders' arguments, checked before any layer is made (a clear error, not torch's)."""
     if init is not None:
-        check_choice("init", init, ("auto", *INITS))
+        check_choice("init", init, INIT_CHOICES)
     check_int("n_out", n_out, low=1)
     check_int("width", width, low=1)
     check_int("depth", depth, low=0)
@@ -181,42 +235,29 @@ def _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init) 
     check_float("dropout", dropout, low=0, high=1, high_open=True)
     check_int("groups", groups, low=1)
     if norm == "group" and depth and width % groups:
-        raise ValueError(f"groups must divide width for group norm, got groups={groups}, width={width}")
+        raise ReglabError(f"groups must divide width for group norm, got groups={groups}, width={width}")
 
 
 def _norm(norm: str, channels: int, groups: int, dims: int, spatial: bool) -> list[nn.Module]:
-    if norm == "none":
-        return []
-    if norm == "batch":
-        return [nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)]
-    if norm == "layer":
-        return [nn.GroupNorm(1, channels) if spatial else nn.LayerNorm(channels)]
-    if norm == "group":
-        return [nn.GroupNorm(groups, channels)]
-    if norm == "instance":
-        return [nn.InstanceNorm1d(channels, affine=True) if dims == 1 else nn.InstanceNorm2d(channels, affine=True)]
-    raise ValueError(f"unknown norm {norm!r}")
+    return NORMS[norm](channels, groups, dims, spatial)
 
 
 def initialize(model: nn.Module, init: str) -> None:
-    """Initialize the weights of every Linear/Conv layer with ``init``; biases to 0."""
+    """Initialize every weight of ``model`` that has a fan-in and a fan-out (``ndim >= 2``:
+    Linear, Conv and recurrent matrices; ``reglab.regularize.weights``) with ``init``, in module
+    order; the biases of those layers to 0."""
     fn = INITS[check_choice("init", init, INITS)]
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            fn(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    for name, w in named_weights(model):
+        if w.ndim < 2:
+            continue
+        fn(w)
+        module = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        for bias_name, b in module.named_parameters(recurse=False):
+            if bias_name.startswith("bias") and not isinstance(module, NORM_LAYERS):
+                nn.init.zeros_(b)
 
 
-WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)  # the layers whose weights init, penalties and gradient norms concern
-
-
-@torch.no_grad()
 def layer_grad_norms(model: nn.Module) -> dict[str, float]:
-    """L2 norm of the gradient of each Linear/Conv weight: shows vanishing/exploding gradients
-    (per epoch in a run: ``training.grad_norms``, the ``GradNorms`` callback)."""
-    return {
-        name: float(m.weight.grad.norm())
-        for name, m in model.named_modules()
-        if isinstance(m, WEIGHT_LAYERS) and m.weight.grad is not None
-    }
+    """L2 norm of the gradient of each layer's weight, keyed by layer: shows vanishing/exploding
+    gradients (per epoch in a run: ``training.grad_norms``, the ``GradNorms`` callback)."""
+    return weight_grad_norms(model)

@@ -54,7 +54,7 @@ def _commands() -> list[list[str]]:
 
 
 def test_the_readme_commands_parse_and_their_recipes_validate():
-    from reglab.cli import build_parser, recipe_from_args
+    from reglab.lab.cli import build_parser, recipe_from_args
 
     commands = _commands()
     assert sum(c[0] == "train" for c in commands) >= 15 and sum(c[0] == "study" for c in commands) >= 6
@@ -66,7 +66,7 @@ def test_the_readme_commands_parse_and_their_recipes_validate():
 
 
 def test_the_readme_study_file_makes_its_plan(tmp_path):
-    from reglab.study import load_study_file, make_plan
+    from reglab.lab.study import load_study_file, make_plan
 
     (block,) = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
     (tmp_path / "study.toml").write_text(block)

@@ -15,6 +15,7 @@ import torch
 
 from reglab._checks import check_float, check_int
 from reglab.augment.geometric import _check_common, _check_rank, _chosen, _uniform
+from reglab.errors import ReglabError
 
 
 def _box(lo: torch.Tensor, hi: torch.Tensor, size: int, axis: int, ndim: int) -> torch.Tensor:
@@ -35,7 +36,7 @@ def cutout(
     _check_rank(x, (3, 4), "cutout")
     check_int("size", size, low=1)
     if size > max(x.shape[2:]):
-        raise ValueError(f"size = {size} is larger than the samples ({'x'.join(map(str, x.shape[2:]))})")
+        raise ReglabError(f"size = {size} is larger than the samples ({'x'.join(map(str, x.shape[2:]))})")
     mask = _chosen(x, generator, p)
     for axis in range(2, x.ndim):
         extent = x.shape[axis]

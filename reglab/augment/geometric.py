@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from reglab._checks import check_choice, check_float, check_floating, check_generator, check_int, check_tensor
+from reglab.errors import ReglabError
 
 
 def _check_common(p: float, generator: torch.Generator) -> None:
@@ -34,7 +35,7 @@ def _check_rank(x: torch.Tensor, ranks: tuple[int, ...], name: str) -> None:
     check_tensor(name, "x", x)
     if x.ndim not in ranks:
         want = " or ".join({3: "(N, C, L)", 4: "(N, C, H, W)"}[r] for r in ranks)
-        raise ValueError(f"{name} needs inputs of shape {want}, got {tuple(x.shape)}")
+        raise ReglabError(f"{name} needs inputs of shape {want}, got {tuple(x.shape)}")
 
 
 def _chosen(x: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
@@ -52,7 +53,7 @@ def flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5, dim: int =
     _check_common(p, generator)
     _check_rank(x, (3, 4), "flip")
     if dim not in (-1, -2) or (dim == -2 and x.ndim != 4):
-        raise ValueError(f"flip dim must be -1, or -2 for images; got {dim}")
+        raise ReglabError(f"flip dim must be -1, or -2 for images; got {dim}")
     return torch.where(_chosen(x, generator, p), x.flip(dim), x)
 
 
@@ -89,7 +90,7 @@ def shift(
     check_int("max_shift", max_shift, low=0)
     check_choice("mode", mode, ("circular", "zeros"))
     if max_shift >= min(x.shape[2:]):  # zeros: whole samples moved out; circular: no more than a smaller shift
-        raise ValueError(
+        raise ReglabError(
             f"max_shift = {max_shift} must be smaller than the samples' side ({'x'.join(map(str, x.shape[2:]))})"
         )
     offsets = [

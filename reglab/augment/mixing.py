@@ -19,6 +19,7 @@ import torch
 
 from reglab._checks import check_choice, check_float, check_floating, check_generator, check_int, check_tensor
 from reglab.augment.targets import one_hot
+from reglab.errors import ReglabError
 
 
 def sample_beta(alpha: float, n: int, generator: torch.Generator) -> np.ndarray:
@@ -39,7 +40,7 @@ def _check_batch(who: str, x: torch.Tensor, y: torch.Tensor) -> None:
     check_tensor(who, "x", x)
     check_tensor(who, "y", y)
     if x.ndim == 0 or len(x) != len(y):
-        raise ValueError(
+        raise ReglabError(
             f"{who}: x and y must hold one batch, as many labels as samples; got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}"
         )
 
@@ -59,6 +60,11 @@ def mixup(x, y, generator, *, alpha: float = 0.2, num_classes: int, mode: str = 
     (a blend of two integer images is not an integer image)."""
     _check(alpha, mode, generator)
     _check_batch("mixup", x, y)
+    return _mixup(x, y, generator, alpha, num_classes, mode)
+
+
+def _mixup(x, y, generator, alpha: float, num_classes: int, mode: str):
+    """``mixup`` with its hyperparameters already checked (by ``mixup`` or ``Mixing``)."""
     check_floating("mixup", x)
     n = len(x)
     lam = sample_beta(alpha, 1 if mode == "batch" else n, generator)
@@ -96,8 +102,13 @@ def cutmix(x, y, generator, *, alpha: float = 1.0, num_classes: int, mode: str =
     (pasting needs no arithmetic on pixels); label weights are the measured kept areas."""
     _check(alpha, mode, generator)
     _check_batch("cutmix", x, y)
+    return _cutmix(x, y, generator, alpha, num_classes, mode)
+
+
+def _cutmix(x, y, generator, alpha: float, num_classes: int, mode: str):
+    """``cutmix`` with its hyperparameters already checked (by ``cutmix`` or ``Mixing``)."""
     if x.ndim not in (3, 4):
-        raise ValueError(f"cutmix needs inputs (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
+        raise ReglabError(f"cutmix needs inputs (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
     n = len(x)
     lam = sample_beta(alpha, 1 if mode == "batch" else n, generator)
     mask = box_mask(tuple(x.shape), lam, generator, x.device).unsqueeze(1)  # (N, 1, *spatial)
@@ -111,7 +122,8 @@ def cutmix(x, y, generator, *, alpha: float = 1.0, num_classes: int, mode: str =
 
 class Mixing:
     """Batch transform: with probability ``prob`` mix the batch, by CutMix with probability
-    ``switch_prob`` (when both α are set) and by Mixup otherwise (timm's ``Mixup`` policy)."""
+    ``switch_prob`` (when both α are set) and by Mixup otherwise (timm's ``Mixup`` policy).
+    The hyperparameters are checked here, once; each batch is only mixed."""
 
     def __init__(
         self,
@@ -126,18 +138,18 @@ class Mixing:
         self.mixup_alpha = check_float("mixup_alpha", mixup_alpha, low=0)
         self.cutmix_alpha = check_float("cutmix_alpha", cutmix_alpha, low=0)
         if not (self.mixup_alpha or self.cutmix_alpha):
-            raise ValueError("Mixing needs mixup_alpha > 0 or cutmix_alpha > 0")
+            raise ReglabError("Mixing needs mixup_alpha > 0 or cutmix_alpha > 0")
         self.switch_prob = check_float("switch_prob", switch_prob, low=0, high=1)
         self.prob = check_float("prob", prob, low=0, high=1)
         self.mode = check_choice("mode", mode, ("batch", "elem"))
 
     def __call__(self, x, y, generator):
-        check_generator(generator)
+        check_generator(generator)  # the call's arguments are checked per call; the hyperparameters were, once
         _check_batch("Mixing", x, y)
         u = torch.rand(2, generator=generator, device=generator.device).tolist()
         if u[0] >= self.prob:
             return x, one_hot(y, self.num_classes).to(_target_dtype(x))
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or u[1] < self.switch_prob)
         if use_cutmix:
-            return cutmix(x, y, generator, alpha=self.cutmix_alpha, num_classes=self.num_classes, mode=self.mode)
-        return mixup(x, y, generator, alpha=self.mixup_alpha, num_classes=self.num_classes, mode=self.mode)
+            return _cutmix(x, y, generator, self.cutmix_alpha, self.num_classes, self.mode)
+        return _mixup(x, y, generator, self.mixup_alpha, self.num_classes, self.mode)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from reglab._checks import check_float, check_int, check_tensor
+from reglab.errors import ReglabError, ReglabTypeError
 
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -20,17 +21,17 @@ def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     check_tensor("one_hot", "labels", y)
     if y.ndim == 2:
         if y.shape[1] != num_classes:
-            raise ValueError(f"soft targets must have {num_classes} columns (num_classes), got shape {tuple(y.shape)}")
+            raise ReglabError(f"soft targets must have {num_classes} columns (num_classes), got shape {tuple(y.shape)}")
         return y
     if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(
+        raise ReglabTypeError(
             f"labels must be class indices (integers, shape (N,)) or soft targets (N, K), got {y.dtype} of shape {tuple(y.shape)}"
         )
     try:
         return F.one_hot(y.long(), num_classes).float()
     except RuntimeError:  # torch checks the range on the CPU (on a GPU, the data checks did it before training)
         bad = y[(y < 0) | (y >= num_classes)]
-        raise ValueError(
+        raise ReglabError(
             f"labels must be in 0..{num_classes - 1} (num_classes = {num_classes}), got {int(bad[0])}"
         ) from None
 
@@ -44,7 +45,7 @@ def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Te
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean ``−Σ_k y_k log softmax(z)_k`` over the batch; ``target`` may be class indices."""
     if target.ndim != 1 and target.shape != logits.shape:
-        raise ValueError(f"soft targets must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
+        raise ReglabError(f"soft targets must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
     return F.cross_entropy(logits, target)
 
 

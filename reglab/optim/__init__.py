@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from reglab._checks import check_bool
+from reglab.errors import InputError, ReglabError
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
 from reglab.optim.alias import OPTIMIZERS, SGD, Adadelta, Adagrad, Adam, AdamW, RMSprop, negate
 from reglab.optim.base import Context, Deferred, Transform, chain, identity, scale, scale_by_schedule
@@ -44,17 +46,26 @@ def option_names(name: str) -> list[str]:
     return sorted(p for p in sig.parameters if p not in _NOT_OPTIONS)
 
 
-def validate_options(name: str, lr: float, options: dict[str, Any]) -> dict[str, Any]:
-    """Check option names and values by building the optimizer on a throwaway parameter."""
+def check_options(name: str, lr: float, options: dict[str, Any], where: str = "options") -> dict[str, Any]:
+    """Check a recipe's options for the optimizer ``name`` as its constructor checks them (names,
+    ranges, types), without building one; returns them. ``where`` prefixes the messages."""
     known = option_names(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"optimizer.options: {', '.join(unknown)} not an option of {name}; known: {', '.join(known)}")
+        raise ReglabError(f"{where}: {', '.join(unknown)} not an option of {name}; known: {', '.join(known)}")
+    cls = OPTIMIZERS[name]
     try:
-        build_optimizer(name, lr, options, [torch.zeros(1, requires_grad=True)])
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"optimizer.options.{e}") from None
+        if options.get("fused") is not None:
+            check_bool("fused", options["fused"])
+        cls.check_hyperparameters(cls.defaults_for(lr, **_arguments(options)))
+    except InputError as e:
+        raise e.within(where) from None
     return options
+
+
+def _arguments(options: dict[str, Any]) -> dict[str, Any]:
+    """TOML has no tuples: lists (betas) become tuples, as the optimizers take them."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
 def build_optimizer(
@@ -66,7 +77,7 @@ def build_optimizer(
     the weights only, not on biases nor normalization parameters (``decay_groups``), unless
     ``decay_all``.
     """
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    kwargs = _arguments(options)
     cls = OPTIMIZERS[name]
     if isinstance(params, torch.nn.Module):
         model = params
@@ -114,5 +125,5 @@ __all__ = [
     "scale_by_rms",
     "scale_by_schedule",
     "trace",
-    "validate_options",
+    "check_options",
 ]

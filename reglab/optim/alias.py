@@ -22,18 +22,21 @@ fast mode: flat buffers and one compiled update (reglab/optim/flat.py).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
 from reglab._checks import check_bool, check_float, check_lr
+from reglab.errors import ReglabError, ReglabTypeError
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
 from reglab.optim.base import Transform, chain, scale_by_schedule
 from reglab.optim.clip import clip_by_global_norm, clip_by_value
 from reglab.optim.decay import add_decayed_weights, add_l1, prox_l1
 from reglab.optim.momentum import trace, trace_from_zero
 from reglab.optim.optimizer import Optimizer
+from reglab.registry import Registry
 
 
 def negate() -> Transform:
@@ -69,11 +72,9 @@ class _Named(Optimizer):
         if foreach is not None:  # accepted for torch.optim's signature; ``fused`` is checked by Optimizer
             check_bool("foreach", foreach)
             if foreach and fused:  # as torch.optim: two implementations asked for at once
-                raise ValueError("fused=True and foreach=True cannot be asked together: choose one")
+                raise ReglabError("fused=True and foreach=True cannot be asked together: choose one")
         if differentiable or capturable:
             raise NotImplementedError(f"{type(self).__name__}: differentiable and capturable are not supported")
-        if weight_decay_schedule is not None and not callable(weight_decay_schedule):
-            raise TypeError(f"weight_decay_schedule must be a function of the step, got {weight_decay_schedule!r}")
         defaults = dict(
             weight_decay=weight_decay,
             maximize=maximize,
@@ -90,15 +91,18 @@ class _Named(Optimizer):
         super().__init__(params, self._chain, lr=lr, fused=defaults.pop("fused"), **defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        self._validate(group)  # the hyperparameters first: building the chain needs them valid
+        self.check_hyperparameters(group)  # first: building the chain needs them valid
         super().check_group(group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         for group in self.param_groups:  # hyperparameters read from a file are checked as if given
-            self._validate(group)
+            self.check_hyperparameters(group)
 
-    def _validate(self, group: dict[str, Any]) -> None:
+    @classmethod
+    def check_hyperparameters(cls, group: dict[str, Any]) -> None:
+        """Raise for a hyperparameter out of its range, NaN or of the wrong type, naming it; ``group``
+        is a parameter group's hyperparameters (``defaults_for`` makes one without parameters)."""
         check_lr(group["lr"])
         for name in ("weight_decay", "l1", "l1_proximal"):
             check_float(name, group[name], low=0)
@@ -107,11 +111,28 @@ class _Named(Optimizer):
                 check_float(name, group[name], low=0, low_open=True)
         for name in ("maximize", "decoupled"):
             check_bool(name, group[name])
-        for name, (low, high, high_open) in self._ranges.items():
+        for name, (low, high, high_open) in cls._ranges.items():
             check_float(name, group[name], low=low, high=high, low_open=name == "eps", high_open=high_open)
         for name in ("nesterov", "amsgrad", "centered", "eps_in_sqrt"):
             if name in group:
                 check_bool(name, group[name])
+        schedule = group.get("weight_decay_schedule")
+        if schedule is not None and not callable(schedule):
+            raise ReglabTypeError(f"weight_decay_schedule must be a function of the step, got {schedule!r}")
+
+    @classmethod
+    def defaults_for(cls, lr: float, **options: Any) -> dict[str, Any]:
+        """The hyperparameters a group of ``cls(params, lr, **options)`` would hold: the
+        signature's defaults, then the class's own resolution (``resolve``)."""
+        bound = inspect.signature(cls.__init__).bind(None, None, lr, **options)
+        bound.apply_defaults()
+        kwargs = {k: v for k, v in bound.arguments.items() if k not in ("self", "params")}
+        return cls.resolve(kwargs)
+
+    @classmethod
+    def resolve(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments -> group hyperparameters (subclasses resolve their aliases)."""
+        return {k: v for k, v in kwargs.items() if k not in _IMPLEMENTATION}
 
     def _chain(self, group: dict[str, Any]) -> Transform:
         wd, schedule = group["weight_decay"], group["weight_decay_schedule"]
@@ -177,17 +198,21 @@ class SGD(_Named):
         clip_norm: float | None = None,
         clip_value: float | None = None,
     ) -> None:
-        check_float("dampening", dampening)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError(
-                f"nesterov needs momentum > 0 and dampening = 0, got momentum={momentum}, dampening={dampening}"
-            )
         super().__init__(
             params, lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
             maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused, decoupled=decoupled,
             weight_decay_schedule=weight_decay_schedule, l1=l1, l1_proximal=l1_proximal, clip_norm=clip_norm,
             clip_value=clip_value,
         )  # fmt: skip
+
+    @classmethod
+    def check_hyperparameters(cls, group: dict[str, Any]) -> None:
+        super().check_hyperparameters(group)
+        momentum, dampening = group["momentum"], group["dampening"]
+        if group["nesterov"] and (momentum <= 0 or dampening != 0):
+            raise ReglabError(
+                f"nesterov needs momentum > 0 and dampening = 0, got momentum={momentum}, dampening={dampening}"
+            )
 
     def _scaling(self, group):
         if group["momentum"] == 0:
@@ -388,22 +413,36 @@ class Adam(_Named):
         clip_norm: float | None = None,
         clip_value: float | None = None,
     ) -> None:
-        if decoupled is None:
-            decoupled = self._default_decoupled if decoupled_weight_decay is None else decoupled_weight_decay
+        r = self.resolve({"betas": betas, "weight_decay": weight_decay, "decoupled": decoupled,
+                          "decoupled_weight_decay": decoupled_weight_decay})  # fmt: skip
         super().__init__(
-            params, lr, betas=tuple(betas) if isinstance(betas, (list, tuple)) else betas, eps=eps,
-            weight_decay=self._default_weight_decay if weight_decay is None else weight_decay, amsgrad=amsgrad,
+            params, lr, betas=r["betas"], eps=eps, weight_decay=r["weight_decay"], amsgrad=amsgrad,
             eps_in_sqrt=eps_in_sqrt, maximize=maximize, foreach=foreach, capturable=capturable,
-            differentiable=differentiable, fused=fused, decoupled=decoupled,
+            differentiable=differentiable, fused=fused, decoupled=r["decoupled"],
             weight_decay_schedule=weight_decay_schedule, l1=l1, l1_proximal=l1_proximal, clip_norm=clip_norm,
             clip_value=clip_value,
         )  # fmt: skip
 
-    def _validate(self, group: dict[str, Any]) -> None:
-        super()._validate(group)
+    @classmethod
+    def resolve(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``decoupled`` (or torch's ``decoupled_weight_decay``) and ``weight_decay`` take the
+        class's defaults (AdamW: decoupled, 1e-2); ``betas`` given as a list becomes a tuple."""
+        out = super().resolve(kwargs)
+        alias = out.pop("decoupled_weight_decay", None)
+        if out.get("decoupled") is None:
+            out["decoupled"] = cls._default_decoupled if alias is None else alias
+        if out.get("weight_decay") is None:
+            out["weight_decay"] = cls._default_weight_decay
+        if isinstance(out.get("betas"), list):
+            out["betas"] = tuple(out["betas"])
+        return out
+
+    @classmethod
+    def check_hyperparameters(cls, group: dict[str, Any]) -> None:
+        super().check_hyperparameters(group)
         betas = group["betas"]
         if not isinstance(betas, tuple) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+            raise ReglabTypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         for i, b in enumerate(betas):
             check_float(f"betas[{i}]", b, low=0, high=1, high_open=True)
 
@@ -425,6 +464,10 @@ class AdamW(Adam):
     _default_decoupled = True
 
 
-OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adadelta": Adadelta, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+_IMPLEMENTATION = ("foreach", "fused", "differentiable", "capturable")  # how to step, not what: not hyperparameters
+
+OPTIMIZERS: Registry[type[_Named]] = Registry(
+    "optimizer", {"sgd": SGD, "adagrad": Adagrad, "adadelta": Adadelta, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+)
 
 __all__ = ["SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "negate"]

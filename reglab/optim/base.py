@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from reglab._checks import check_float, check_schedule
+from reglab.errors import ReglabError, ReglabTypeError
 
 State = dict[str, list[Tensor]]
 
@@ -125,7 +126,7 @@ def chain(*transforms: Transform) -> Transform:
     """Apply ``transforms`` one after the other; their state names must not collide."""
     for i, t in enumerate(transforms):
         if not isinstance(t, Transform):
-            raise TypeError(
+            raise ReglabTypeError(
                 f"chain: argument {i} must be a Transform (a piece such as scale_by_adam()), got {t!r} ({type(t).__name__})"
             )
 
@@ -135,7 +136,7 @@ def chain(*transforms: Transform) -> Transform:
             part = t.init(params)
             clash = set(part) & set(state)
             if clash:
-                raise ValueError(f"chain: two transforms keep state named {', '.join(sorted(clash))}")
+                raise ReglabError(f"chain: two transforms keep state named {', '.join(sorted(clash))}")
             state.update(part)
         return state
 

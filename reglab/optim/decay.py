@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from reglab._checks import check_float, check_module, check_schedule, check_str
+from reglab.errors import ReglabError, ReglabTypeError
 from reglab.optim.base import Context, Deferred, State, Transform, add, keep
+from reglab.regularize.weights import is_weight
 
 
 def add_decayed_weights(weight_decay: float, schedule: Callable[[int], float] | None = None) -> Transform:
@@ -73,18 +75,10 @@ def prox_l1(alpha: float) -> Transform:
     return Transform(lambda params: {}, keep, after_step, takes_deferred=True, elementwise=True)
 
 
-NORM_LAYERS = (
-    torch.nn.modules.batchnorm._BatchNorm,
-    torch.nn.LayerNorm,
-    torch.nn.GroupNorm,
-    torch.nn.modules.instancenorm._InstanceNorm,
-)
-
-
 def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: str | Sequence[str] = ()) -> list[dict]:
     """Split ``model``'s trainable parameters into two optimizer groups: weights that decay
-    (``weight_decay``) and those that do not (``0``): biases, normalization parameters, and any
-    parameter whose name contains one of ``exclude``.
+    (``weight_decay``) and those that do not (``0``): biases, normalization parameters (the rule
+    of ``reglab.regularize.weights``), and any parameter whose name contains one of ``exclude``.
 
     ``exclude`` is a name or a sequence of names; each must be part of some parameter's name.
 
@@ -93,7 +87,7 @@ def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: str | Seq
     check_module("decay_groups", model)
     check_float("weight_decay", weight_decay, low=0)
     if not isinstance(exclude, (str, Sequence)):
-        raise TypeError(f"exclude must be a name or a sequence of names, got {exclude!r} ({type(exclude).__name__})")
+        raise ReglabTypeError(f"exclude must be a name or a sequence of names, got {exclude!r} ({type(exclude).__name__})")
     exclude = (exclude,) if isinstance(exclude, str) else tuple(check_str("exclude[]", e) for e in exclude)
     decay, no_decay, names = [], [], []
     for module_name, module in model.named_modules():
@@ -102,9 +96,9 @@ def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: str | Seq
             names.append(full)
             if not p.requires_grad:
                 continue
-            skip = name == "bias" or isinstance(module, NORM_LAYERS) or any(e in full for e in exclude)
+            skip = not is_weight(module, name) or any(e in full for e in exclude)
             (no_decay if skip else decay).append(p)
     unmatched = [e for e in exclude if not any(e in n for n in names)]
     if unmatched:  # a typo would silently decay what was meant to be spared
-        raise ValueError(f"exclude: {unmatched[0]!r} is in no parameter's name ({', '.join(names)})")
+        raise ReglabError(f"exclude: {unmatched[0]!r} is in no parameter's name ({', '.join(names)})")
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

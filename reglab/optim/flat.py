@@ -18,8 +18,8 @@ over memory, as PyTorch's fused optimizers do:
   warning, instead of compiling at every step;
 - the compiled update belongs to one group's buffers, which never change shape, and pieces
   are pure functions of tensors, so once compiled as one graph it is called directly, without
-  dynamo's per-call guards and wrappers (~0.1 ms a step on a 2-core CPU, about what torch's
-  whole fused step of a small model costs);
+  dynamo's per-call guards and wrappers, whose cost per call is of the order of a small model's
+  whole fused step (BENCHMARKS.md);
 - the whole group steps together: a parameter without a gradient counts as a zero gradient,
   and ``zero_grad`` zeroes the gradient buffer instead of setting gradients to ``None``.
 
@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from reglab.errors import ReglabError
 from reglab.optim.base import Context, Deferred, Transform, hyper_key
 
 
@@ -87,9 +88,9 @@ class FlatGroup:
 
     def __init__(self, params: list[Tensor], densify: Callable[[list[Tensor]], list[Tensor]]) -> None:
         if len({(p.dtype, p.device) for p in params}) != 1 or any(p.is_sparse for p in params):
-            raise ValueError("fused=True needs the parameters of a group to share one dtype and device (and be dense)")
+            raise ReglabError("fused=True needs the parameters of a group to share one dtype and device (and be dense)")
         if params[0].is_complex():
-            raise ValueError(
+            raise ReglabError(
                 "fused=True supports real floating-point parameters only; step complex ones with fused=False"
             )
         self.params = params

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from reglab._checks import check_bool, check_lr
+from reglab.errors import ReglabError, ReglabTypeError
 from reglab.optim.base import Context, Transform, apply_updates, as_real, hyper_key
 from reglab.optim.flat import FlatGroup
 
@@ -76,13 +77,13 @@ class Optimizer(torch.optim.Optimizer):
             check_bool("fused", fused)
         check_bool("compile", compile)
         if not isinstance(transform, Transform) and not callable(transform):
-            raise TypeError(
+            raise ReglabTypeError(
                 f"transform must be a Transform or a function group -> Transform, got {transform!r} ({type(transform).__name__})"
             )
         if inspect.isfunction(transform) and transform.__module__.startswith(
             "reglab.optim"
         ):  # a piece's builder, uncalled
-            raise TypeError(
+            raise ReglabTypeError(
                 f"transform: {transform.__name__} builds a piece; pass the piece, {transform.__name__}(...)"
             )
         self._transform = transform
@@ -109,14 +110,13 @@ class Optimizer(torch.optim.Optimizer):
         if not isinstance(self._transform, Transform):
             built = self.transform_for({**group, "lr": float(group["lr"])})
             if not isinstance(built, Transform):
-                raise TypeError(
+                raise ReglabTypeError(
                     f"transform: the function group -> Transform returned {type(built).__name__}, not a Transform"
                 )
 
     def transform_for(self, group: dict[str, Any]) -> Transform:
-        """The group's transform, built once per distinct set of hyperparameters: rebuilt at
-        every step, it cost SGD up to ~0.07 ms a step on 1M parameters (its code runs with CPU
-        caches just flushed by the previous step's large tensors)."""
+        """The group's transform, built once per distinct set of hyperparameters (and kept for
+        the ``TRANSFORMS_KEPT`` latest), so that a step does not rebuild its chain."""
         t = self._transform
         if isinstance(t, Transform):
             return t
@@ -210,9 +210,8 @@ class Optimizer(torch.optim.Optimizer):
 
     def _check_loaded(self, saved: dict[str, Any], converted: dict[str, Any]) -> None:
         """Before anything is replaced: each parameter's saved state has the names this
-        optimizer keeps (under the loaded options) and its parameter's shape. Loaded without
-        this, Adam's state in an SGD failed at the next step (KeyError 'momentum'), and another
-        model's state where the parameter counts happened to match failed in the update."""
+        optimizer keeps (under the loaded options) and its parameter's shape, so that another
+        optimizer's state, or another model's, is refused now rather than failing a later step."""
         if len(converted["param_groups"]) != len(self.param_groups):
             return  # torch.optim's own check says what is wrong
         for loaded, current in zip(converted["param_groups"], self.param_groups):
@@ -232,13 +231,13 @@ class Optimizer(torch.optim.Optimizer):
                         if index in saved["state"]
                         else ", ".join(sorted(state))
                     )
-                    raise ValueError(
+                    raise ReglabError(
                         f"load_state_dict: parameter {index}'s saved state holds {names}, but this {type(self).__name__} "
                         f"keeps {', '.join(sorted(keeps))} with these options: the state_dict is another optimizer's (or one with other options, e.g. amsgrad)"
                     )
                 for name, value in state.items():
                     if isinstance(value, Tensor) and value.ndim and value.shape != p.shape:
-                        raise ValueError(
+                        raise ReglabError(
                             f"load_state_dict: parameter {index}'s saved {name!r} has shape {tuple(value.shape)}, the parameter "
                             f"{tuple(p.shape)}: the state_dict belongs to another model (or the parameters are in another order)"
                         )

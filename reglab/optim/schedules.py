@@ -22,41 +22,54 @@ decay at or after the last epoch, ``multistep`` without milestones) is refused w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.optim import lr_scheduler
 
-if TYPE_CHECKING:
-    from reglab.recipe import ScheduleConfig
+from reglab.registry import Registry
 
-SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "onecycle", "plateau")
+# name -> (optimizer, config, epochs it spans) -> scheduler; ``config`` is any object with the
+# fields of a recipe's schedule section (``reglab.lab.sections.ScheduleConfig``)
+Builder = Callable[[torch.optim.Optimizer, Any, int], Any]
 
 
-def build_scheduler(config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int):
-    """The scheduler ``config`` describes for ``epochs`` epochs, or ``None`` for ``none``."""
+def _plateau(optimizer: torch.optim.Optimizer, c: Any, epochs: int) -> Any:
+    mode = "max" if "acc" in c.monitor else "min"
+    return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=c.factor, patience=c.patience, min_lr=c.min_lr)
+
+
+def _onecycle(optimizer: torch.optim.Optimizer, c: Any, epochs: int) -> Any:
+    max_lr = [g["lr"] for g in optimizer.param_groups]
+    return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=epochs, pct_start=c.pct_start)
+
+
+SCHEDULES: Registry[Builder] = Registry(
+    "schedule",
+    {
+        "none": lambda opt, c, epochs: lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0),
+        "step": lambda opt, c, epochs: lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma),
+        "multistep": lambda opt, c, epochs: lr_scheduler.MultiStepLR(
+            opt, milestones=[m - c.warmup_epochs for m in c.milestones], gamma=c.gamma
+        ),
+        "exponential": lambda opt, c, epochs: lr_scheduler.ExponentialLR(opt, gamma=c.gamma),
+        "cosine": lambda opt, c, epochs: lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=c.min_lr),
+        "onecycle": _onecycle,
+        "plateau": _plateau,
+    },
+)
+OWN_RAMP = ("onecycle", "plateau")  # schedules with a ramp of their own: no warm-up in front
+
+
+def build_scheduler(config: Any, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+    """The scheduler ``config`` (a recipe's schedule section) describes for ``epochs`` epochs,
+    or ``None`` for ``none`` without warm-up."""
     name, warmup = config.name, config.warmup_epochs
     if name == "none" and not warmup:
         return None
-    if name == "plateau":
-        mode = "max" if "acc" in config.monitor else "min"
-        return lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=mode, factor=config.factor, patience=config.patience, min_lr=config.min_lr
-        )
-    if name == "onecycle":
-        max_lr = [g["lr"] for g in optimizer.param_groups]
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=epochs, pct_start=config.pct_start)
-    rest = max(epochs - warmup, 1)
-    main = {
-        "none": lambda: lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0),
-        "step": lambda: lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma),
-        "multistep": lambda: lr_scheduler.MultiStepLR(
-            optimizer, milestones=[m - warmup for m in config.milestones], gamma=config.gamma
-        ),
-        "exponential": lambda: lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma),
-        "cosine": lambda: lr_scheduler.CosineAnnealingLR(optimizer, T_max=rest, eta_min=config.min_lr),
-    }[name]
-    if not warmup:
-        return main()
+    if name in OWN_RAMP or not warmup:
+        return SCHEDULES[name](optimizer, config, epochs)
     ramp = lr_scheduler.LinearLR(optimizer, start_factor=config.warmup_start_factor, end_factor=1.0, total_iters=warmup)
-    return lr_scheduler.SequentialLR(optimizer, [ramp, main()], milestones=[warmup])
+    main = SCHEDULES[name](optimizer, config, max(epochs - warmup, 1))
+    return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from reglab._checks import check_float, check_floating, check_generator
+from reglab.regularize.weights import weights
 
 if TYPE_CHECKING:
     from reglab.train.loop import Trainer
@@ -36,7 +37,7 @@ class InputNoise:
 
 
 class WeightNoise:
-    """Callback: perturb the penalized weights by ``N(0, σ²)`` for the forward and backward
+    """Callback: perturb the weights (``reglab.regularize.weights``) by ``N(0, σ²)`` for the forward and backward
     pass of each training step and restore them before the optimizer step, so that the
     gradient is taken at ``W + σε`` and applied to ``W`` (noise injection on weights)."""
 
@@ -47,10 +48,8 @@ class WeightNoise:
     # A callback by duck typing: the training loop calls the per-step hooks it finds here.
     @torch.no_grad()
     def on_batch_begin(self, trainer: Trainer) -> None:
-        from reglab.regularize.penalties import penalized
-
         self._saved = []
-        for w in penalized(trainer.model):
+        for w in weights(trainer.model):
             noise = torch.randn(
                 w.shape, generator=trainer.generator, device=trainer.generator.device, dtype=w.dtype
             ).to(w.device)

@@ -6,8 +6,8 @@
   optimizers' ``l1_proximal`` option makes them exactly 0);
 - elastic net: both.
 
-Which parameters are penalized is a choice: by default the weights of linear and
-convolutional layers, not biases nor normalization parameters (``penalized``).
+Which parameters are penalized is a choice: by default the weights, not biases nor
+normalization parameters (``penalized``; the rule is ``reglab.regularize.weights``).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import torch
 from torch import nn
 
 from reglab._checks import check_float, check_module
-
-WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+from reglab.regularize.weights import weights
 
 
 def penalized(model: nn.Module) -> list[torch.Tensor]:
-    """The weights of the linear and convolutional layers of ``model`` (not biases, not norms)."""
+    """The weights of ``model`` (``reglab.regularize.weights``: not biases, not norms)."""
     check_module("penalized", model)
-    return [m.weight for m in model.modules() if isinstance(m, WEIGHT_LAYERS)]
+    return weights(model)
 
 
 def l2_penalty(params: Iterable[torch.Tensor], alpha: float) -> torch.Tensor:

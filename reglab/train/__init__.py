@@ -5,7 +5,6 @@ from reglab.train.checkpoint import Checkpointer
 from reglab.train.diagnose import Diagnosis, diagnose
 from reglab.train.loop import History, Trainer, fit
 from reglab.train.losses import LOSSES, chance_loss
-from reglab.train.run import Result, build, run_recipe, train_recipe
 
 __all__ = [
     "Callback",
@@ -17,12 +16,8 @@ __all__ = [
     "LOSSES",
     "LRScheduler",
     "ProgressBar",
-    "Result",
     "Trainer",
-    "build",
     "chance_loss",
     "diagnose",
     "fit",
-    "run_recipe",
-    "train_recipe",
 ]

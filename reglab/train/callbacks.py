@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from reglab._checks import check_bool, check_choice, check_float, check_int, check_str
+from reglab.errors import ReglabError, ReglabTypeError
+from reglab.regularize.penalties import weight_stats
+from reglab.regularize.weights import weights
 
 if TYPE_CHECKING:
     from reglab.train.loop import Trainer
@@ -59,48 +62,14 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
     if monitor in record:
         return record[monitor]
     raise KeyError(
-        f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{_nearest(monitor, record)}"
+        f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{nearest(monitor, record)}"
     )
 
 
-def _nearest(monitor: str, keys) -> str:
+def nearest(monitor: str, keys) -> str:
     """``"; did you mean 'valid_loss'?"`` for the closest recorded key (Keras users write ``val_loss``)."""
     near = difflib.get_close_matches(monitor, list(keys), n=1)
     return f"; did you mean {near[0]!r}?" if near else ""
-
-
-def check_monitors(trainer: Trainer) -> None:
-    """Before the first step: every callback's ``monitor`` is a key the record holds when that
-    callback reads it (the loop's ``trainer.record_keys``, or the declared ``records`` of a
-    callback before it in the list), else a ``ValueError`` naming the callback and the key, and
-    saying what is recorded or which callback to move."""
-    if any(_writes_undeclared(cb) for cb in trainer.callbacks):
-        return  # it may add the key: the first epoch's end will tell (``monitored``)
-    recorded = list(trainer.record_keys)
-    writers = {k: cb for cb in trainer.callbacks for k in getattr(cb, "records", ())}
-    for cb in trainer.callbacks:
-        monitor = getattr(cb, "monitor", None)
-        if isinstance(monitor, str) and monitor not in recorded:
-            who = type(cb).__name__
-            if monitor in writers:
-                writer = type(writers[monitor]).__name__
-                raise ValueError(
-                    f"{who} monitors {monitor!r}, which {writer} adds after it: put {writer} before {who} in the callbacks"
-                )
-            keys = [*recorded, *(k for k in writers if k not in recorded)]
-            task = (
-                " (a regression run records no accuracy)" if monitor.endswith("_acc") and not trainer.classify else ""
-            )
-            raise ValueError(
-                f"{who} monitors {monitor!r}, which the history will not record{task}; it records {', '.join(keys)}{_nearest(monitor, keys)}"
-            )
-        recorded += getattr(cb, "records", ())
-
-
-def _writes_undeclared(cb: Any) -> bool:
-    """Whether ``cb`` has its own ``on_epoch_end`` (it may add to the record) but no ``records``."""
-    hook = getattr(type(cb), "on_epoch_end", None)
-    return hook is not None and hook is not Callback.on_epoch_end and not hasattr(cb, "records")
 
 
 class EarlyStopping(Callback):
@@ -231,13 +200,13 @@ class LRScheduler(Callback):
         if not isinstance(
             scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         ):
-            raise TypeError(f"LRScheduler takes a torch.optim.lr_scheduler scheduler, got {type(scheduler).__name__}")
+            raise ReglabTypeError(f"LRScheduler takes a torch.optim.lr_scheduler scheduler, got {type(scheduler).__name__}")
         self.scheduler = scheduler
         self.monitor = check_str("monitor", monitor)
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.scheduler.optimizer is not trainer.optimizer:  # it would schedule an optimizer that does not train
-            raise ValueError(
+            raise ReglabError(
                 "LRScheduler: the scheduler was built on another optimizer than the one training the model"
             )
 
@@ -261,15 +230,14 @@ class WeightStats(Callback):
     records = ("zero_frac", "tiny_frac", "weight_l1", "weight_l2", "first_zero_frac", "first_tiny_frac")
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        from reglab.regularize.penalties import weight_stats
 
         record.update(weight_stats(trainer.model))
 
 
 class GradNorms(Callback):
     """Adds per-layer gradient norms to every epoch's record: ``grad_norm_1`` ... ``grad_norm_L``,
-    the L2 norm ``‖∂L/∂W_l‖₂`` of the weight gradient of the l-th Linear/Conv layer (1 = the
-    input side), averaged over the epoch's steps and taken before the optimizer's clipping.
+    the L2 norm ``‖∂L/∂W_l‖₂`` of the gradient of the l-th weight (``reglab.regularize.weights``;
+    1 = the input side), averaged over the epoch's steps and taken before the optimizer's clipping.
 
     Vanishing gradients show as norms that shrink toward the input layer (sigmoid and tanh
     saturate), exploding ones as norms that grow without bound (TECHNIQUES.md section 10).
@@ -277,9 +245,7 @@ class GradNorms(Callback):
     """
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        from reglab.models import WEIGHT_LAYERS
-
-        self.weights = [m.weight for m in trainer.model.modules() if isinstance(m, WEIGHT_LAYERS)]
+        self.weights = weights(trainer.model)
         self._reset()
 
     @property

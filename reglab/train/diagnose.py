@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from reglab._checks import check_float, check_int
+from reglab.errors import ReglabError
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,11 @@ def diagnose(
     rise_tolerance = check_float("rise_tolerance", rise_tolerance, low=0)
     underfit_fraction = check_float("underfit_fraction", underfit_fraction, low=0, low_open=True)
     if chance is None and num_classes < 2:
-        raise ValueError(
+        raise ReglabError(
             f"diagnose needs num_classes >= 2 (chance level ln K) or a chance loss, got num_classes={num_classes}"
         )
     if not history:
-        raise ValueError("cannot diagnose an empty history: no epoch was run")
+        raise ReglabError("cannot diagnose an empty history: no epoch was run")
     train = np.array([r["train_loss"] for r in history], dtype=float)
     valid = np.array([r["valid_loss"] for r in history], dtype=float)
     epochs = [r["epoch"] for r in history]

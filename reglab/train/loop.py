@@ -22,18 +22,19 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from reglab._checks import check_choice, check_int
+from reglab._checks import check_int
 from reglab.data import Data
-from reglab.train.callbacks import HOOKS, Callback, call, check_monitors
-from reglab.train.losses import LOSSES
+from reglab.errors import ReglabError, ReglabTypeError
+from reglab.train import checks
+from reglab.train.callbacks import Callback, call
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 LossTerm = Callable[[nn.Module], torch.Tensor]
 
 EVAL_BATCH = 1000  # evaluation batch size: bounds memory, does not change results
+MONITORS = ("valid_loss", "valid_acc", "train_loss", "train_acc")  # the recorded metrics a callback may watch
 
 
 class History(list):
@@ -67,23 +68,23 @@ class Trainer:
         loss_terms: Sequence[LossTerm] = (),
         seed: int = 0,
     ) -> None:
-        _check_parts(model, data, optimizer)
+        checks.check_parts(model, data, optimizer)
         self.model, self.data, self.optimizer = model, data, optimizer
         self.epochs, self.batch_size = check_int("epochs", epochs, low=1), check_int("batch_size", batch_size, low=1)
         check_int("seed", seed, low=0)
-        self.loss_fn = _loss_fn(loss_fn, data)
-        self.callbacks = _callbacks(callbacks)
-        self.batch_transforms = _callables("batch_transforms", batch_transforms)
-        self.loss_terms = _callables("loss_terms", loss_terms)
+        self.loss_fn = checks.loss_fn_for(loss_fn, data)
+        self.callbacks = checks.callbacks_of(callbacks)
+        self.batch_transforms = checks.callables("batch_transforms", batch_transforms)
+        self.loss_terms = checks.callables("loss_terms", loss_terms)
         self.device = data.x_train.device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # shuffling, augmentation
         self.classify = not data.regression  # accuracy is recorded for class labels only
         self.history = History()
         self.epoch = 0  # epochs completed
         self.stop_reason: str | None = None
-        _check_batch_norm(model, len(data.x_train), batch_size)
-        _check_model(model, data, outputs=loss_fn is None or isinstance(loss_fn, str))
-        _check_optimizer(model, optimizer)
+        checks.check_batch_norm(model, len(data.x_train), batch_size)
+        checks.check_model(model, data, outputs=loss_fn is None or isinstance(loss_fn, str))
+        checks.check_optimizer(model, optimizer)
 
     @property
     def record_keys(self) -> tuple[str, ...]:
@@ -105,7 +106,7 @@ class Trainer:
         self._batch_begin = [cb for cb in self.callbacks if hasattr(cb, "on_batch_begin")]
         self._after_backward = [cb for cb in self.callbacks if hasattr(cb, "on_after_backward")]
         call(self.callbacks, "on_train_begin", self)
-        check_monitors(self)
+        checks.check_monitors(self)
         while self.epoch < self.epochs and self.stop_reason is None:
             lr = float(self.optimizer.param_groups[0]["lr"])  # a tensor lr (torch.optim allows one) too
             start = time.perf_counter()
@@ -143,9 +144,8 @@ class Trainer:
         model.train()
         n, bs = len(x), self.batch_size
         perm = torch.randperm(n, generator=self.generator, device=self.device)
-        # Per-step bookkeeping is two list appends (the detached loss and logits), reduced once
-        # an epoch: an argmax and a buffer write after every optimizer step cost ~3% of an MLP
-        # epoch on a CPU, this ~1% (the N x K logits are no larger than a K-feature copy of x).
+        # A step only keeps its detached loss and logits; they are reduced once an epoch, so that
+        # the step itself does no bookkeeping (BENCHMARKS.md, trainer overhead).
         losses: list[torch.Tensor] = []
         logits: list[torch.Tensor] = []
         classify = self.classify
@@ -156,7 +156,7 @@ class Trainer:
             for transform in self.batch_transforms:
                 out = transform(xb, yb, self.generator)
                 if not (isinstance(out, tuple) and len(out) == 2):
-                    raise TypeError(f"a batch transform returns (x, y); {_name(transform)} returned {_what(out)}")
+                    raise ReglabTypeError(f"a batch transform returns (x, y); {checks.name_of(transform)} returned {checks.what(out)}")
                 xb, yb = out
             if self.batch_transforms and classify:
                 labels.append(_hard(yb))
@@ -234,7 +234,7 @@ class Trainer:
         keyed = dict(self._keyed_callbacks())
         missing = sorted(set(state["callbacks"]) - set(keyed))
         if missing:
-            raise ValueError(f"the checkpoint holds the state of {', '.join(missing)}, which this trainer lacks")
+            raise ReglabError(f"the checkpoint holds the state of {', '.join(missing)}, which this trainer lacks")
         for key, cb_state in state["callbacks"].items():
             keyed[key].load_state_dict(cb_state)
 
@@ -271,125 +271,3 @@ def fit(
 def _hard(y: torch.Tensor) -> torch.Tensor:
     """Class indices from hard labels (N,) or soft targets (N, K)."""
     return y.argmax(1) if y.ndim == 2 else y
-
-
-def _check_parts(model: Any, data: Any, optimizer: Any) -> None:
-    for name, value, kind, hint in (
-        ("model", model, nn.Module, "a torch.nn.Module"),
-        (
-            "data",
-            data,
-            Data,
-            "a reglab Data: reglab.load_data(recipe.data, seed), or Data(name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes)",
-        ),
-        (
-            "optimizer",
-            optimizer,
-            torch.optim.Optimizer,
-            "a torch.optim.Optimizer built on the model's parameters (a reglab.optim one too)",
-        ),
-    ):
-        if not isinstance(value, kind):
-            raise TypeError(f"{name} must be {hint}; got {_what(value)}")
-
-
-def _loss_fn(loss_fn: Any, data: Data) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss: a callable, a name from ``LOSSES`` (checked against the targets), or the task's usual one."""
-    if loss_fn is None:
-        return F.mse_loss if data.regression else F.cross_entropy
-    if isinstance(loss_fn, str):
-        fn = LOSSES[check_choice("loss_fn", loss_fn, LOSSES)]
-        if (loss_fn == "cross_entropy") == data.regression:
-            targets = "real-valued targets (a regression)" if data.regression else "class labels"
-            raise ValueError(
-                f"loss_fn = {loss_fn!r} does not fit {targets}: cross_entropy is for class labels, mse and mae for real-valued targets"
-            )
-        return fn
-    if not callable(loss_fn):
-        raise TypeError(
-            f"loss_fn must be a function (output, target) -> loss or a name ({', '.join(LOSSES)}); got {_what(loss_fn)}"
-        )
-    return loss_fn
-
-
-def _callbacks(callbacks: Iterable[Any]) -> list[Any]:
-    """Callbacks: objects with at least one hook. A torch scheduler passed as one would be
-    silently ignored (it has no hooks): say how to wrap it."""
-    out = list(callbacks)
-    for i, cb in enumerate(out):
-        if isinstance(cb, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
-            raise TypeError(
-                f"callbacks[{i}] is a torch scheduler ({type(cb).__name__}); wrap it as reglab.train.LRScheduler(scheduler), which steps it once per epoch"
-            )
-        if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
-            raise TypeError(
-                f"callbacks[{i}] is {_what(cb)}, which has none of the hooks a callback has ({', '.join(HOOKS)})"
-            )
-    return out
-
-
-def _callables(name: str, items: Iterable[Any]) -> list[Any]:
-    out = list(items)
-    for i, item in enumerate(out):
-        if not callable(item):
-            raise TypeError(f"{name}[{i}] must be callable; got {_what(item)}")
-    return out
-
-
-def _name(f: Any) -> str:
-    return getattr(f, "__qualname__", None) or type(f).__name__
-
-
-def _what(value: Any) -> str:
-    """A short description of a wrong value, for error messages."""
-    if isinstance(value, type):
-        return f"the class {value.__name__} itself, not an instance"
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    if isinstance(value, tuple):
-        return f"a tuple of {len(value)}"
-    return repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
-
-
-def _check_model(model: nn.Module, data: Data, outputs: bool) -> None:
-    """One training sample through the model (``eval()`` mode, no gradient, mode restored),
-    before any step: the model must take the data's inputs and, with the default loss
-    (``outputs``), give one logit per class or one value per regression target."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(data.x_train[:1])
-    except RuntimeError as e:
-        raise ValueError(
-            f"the model does not take the data's inputs (a sample has shape {tuple(data.x_train.shape[1:])}): {e}"
-        ) from None
-    finally:
-        model.train(was_training)
-    want = data.num_outputs
-    if outputs and (not isinstance(out, torch.Tensor) or tuple(out.shape[1:]) != (want,)):
-        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
-        needs = f"{want} regression targets" if data.regression else f"{want} classes"
-        raise ValueError(f"the model's output has shape {got} per sample; the data needs ({want},) ({needs})")
-
-
-def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """The optimizer must step at least one of the model's parameters (one built on another
-    model's trains nothing); a subset is fine (the rest frozen)."""
-    mine = {id(p) for p in model.parameters()}
-    if not any(id(p) in mine for group in optimizer.param_groups for p in group["params"]):
-        raise ValueError(
-            "the optimizer holds none of the model's parameters (was it built for another model?): nothing would train"
-        )
-
-
-def _check_batch_norm(model: nn.Module, n: int, batch_size: int) -> None:
-    """Batch norm on a batch of one sample has variance 0: refuse before the first step."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return
-    sizes = {min(batch_size, n), n % batch_size if n > batch_size else n}
-    if 1 in sizes:
-        raise ValueError(
-            f"batch norm would see a batch of 1 sample ({n} training samples, batch size {batch_size}): "
-            "its variance is 0; choose a batch size that leaves no batch of 1"
-        )

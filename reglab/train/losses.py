@@ -18,11 +18,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "cross_entropy": F.cross_entropy,
-    "mse": F.mse_loss,
-    "mae": F.l1_loss,
-}
+from reglab.errors import ReglabError
+from reglab.registry import Registry
+
+LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry(
+    "loss", {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "mae": F.l1_loss}
+)
 
 
 def chance_loss(loss: str, y: torch.Tensor, num_classes: int = 0) -> float:
@@ -36,4 +37,4 @@ def chance_loss(loss: str, y: torch.Tensor, num_classes: int = 0) -> float:
         return float(((y - y.mean(0)) ** 2).mean())
     if loss == "mae":
         return float((y - y.quantile(0.5, dim=0)).abs().mean())  # any median minimizes; the midpoint is one
-    raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+    raise ReglabError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")

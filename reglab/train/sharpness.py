@@ -27,6 +27,7 @@ from scipy.optimize import Bounds, minimize
 from torch import nn
 
 from reglab._checks import check_float, check_int
+from reglab.errors import ReglabError
 from reglab.train.loop import EVAL_BATCH  # the loss is summed over batches of this size
 
 
@@ -51,7 +52,7 @@ def sharpness(
     check_int("iterations", iterations, low=1)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("sharpness needs a model with trainable parameters")
+        raise ReglabError("sharpness needs a model with trainable parameters")
     w0 = torch.cat([p.detach().reshape(-1) for p in params]).double().cpu().numpy()
     saved = [p.detach().clone() for p in params]
     was_training = model.training

@@ -7,7 +7,7 @@ import torch
 
 import reglab.optim as ro
 from reglab.optim.schedules import build_scheduler
-from reglab.recipe import Recipe, ScheduleConfig
+from reglab.lab.recipe import Recipe, ScheduleConfig
 from reglab.train import LRScheduler
 
 LR, EPOCHS = 0.1, 20

@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from reglab.recipe import Recipe
+from reglab.lab.recipe import Recipe
 from reglab.train import checkpoint
-from reglab.train.run import RunExistsError, run_recipe
+from reglab.lab.run import RunExistsError, run_recipe
 
 
 def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
@@ -85,7 +85,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "reglab.cli",
+        "reglab.lab.cli",
         "train",
         "--recipe",
         str(tmp_path / "recipe.toml"),

@@ -1,0 +1,244 @@
+"""The ``reglab`` command.
+
+    reglab study [--config STUDY.toml] [--arms A,B,...] [--seeds N] [--workers N]
+                 [--storage URL] [--name NAME] [--recipe FILE] [--dataset NAME|FILE] [--out DIR]
+    reglab report DIR [--storage URL] [--name NAME]
+    reglab train [--recipe FILE] [--dataset NAME|FILE] [--model KIND] [--epochs N] [--seed S]
+                 [--set KEY=VALUE ...] [--out DIR] [--resume]
+
+Flags override the recipe file (or the default recipe; for a study, its base recipe); each is a
+recipe field's, declared with the field (``reglab.lab.flags``). ``--set section.field=VALUE``
+reaches any recipe field, the value written as in TOML (``--set optimizer.options.betas=[0.9,0.99]``).
+Bad input (an ``InputError``) ends with a one-line error and exit status 2; any other exception
+is an internal error: its traceback is printed, with a request to report it, and the exit
+status is 1. ``REGLAB_DEBUG=1`` shows the traceback of bad input too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+from reglab._checks import check_folder
+from reglab.errors import InputError, UsageError
+from reglab.lab.flags import add_recipe_flags, fields_help, flag_changes
+from reglab.lab.recipe import Recipe, tomllib
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _subparser(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, epilog=fields_help() if name != "report" else None,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reglab", description="See overfitting and compare the cures.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = _subparser(sub, "train", "train one recipe and diagnose over/underfitting")
+    train.add_argument("--recipe", type=Path, help="recipe TOML file (default: the built-in recipe)")
+    add_recipe_flags(train)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any recipe field, e.g. model.dropout=0.2 (the fields are listed below)")  # fmt: skip
+    train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    study = _subparser(sub, "study", "ablation of regularization techniques over seeds, with a report")
+    study.add_argument("--config", type=Path, help="study TOML file: name, seeds, arms, base recipe, arm strengths")
+    study.add_argument("--arms", help="comma-separated arms (default: every arm that fits the data and loss); known: "
+                       + ", ".join(_arm_names()))  # fmt: skip
+    study.add_argument("--seeds", type=int, help="seeds per arm (default 3)")
+    study.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    study.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores // workers)")
+    study.add_argument("--storage", help="Optuna storage URL shared by workers (default: OUT/study.db)")
+    study.add_argument("--name", help="study name in the storage (default: the study file's, or 'default')")
+    study.add_argument("--recipe", type=Path, help="base recipe TOML file (default: the built-in recipe)")
+    add_recipe_flags(study, study=True)
+    study.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any base-recipe field (the fields are listed below)")  # fmt: skip
+    study.add_argument("--out", type=Path, default=Path("runs/study"), help="output folder (default: runs/study)")
+    study.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+    report = _subparser(sub, "report", "rebuild a study's report from its storage")
+    report.add_argument("dir", type=Path, help="the study's output folder")
+    report.add_argument("--storage", help="storage URL (default: the one the study used)")
+    report.add_argument("--name", help="study name (default: the one the study used)")
+    return parser
+
+
+def _arm_names() -> list[str]:
+    from reglab.lab.study.plan import ARMS
+
+    return list(ARMS)
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
+    changes = _changes(args)
+    _implied(recipe, changes)
+    return recipe.updated(changes) if changes else recipe
+
+
+def _implied(recipe: Recipe, changes: dict[str, Any]) -> None:
+    """Follow-on changes a user expects: a new model kind gets its default width, a regression
+    data set a regression loss (mse) unless a loss was chosen."""
+    from reglab.data import DATASETS
+
+    if "model.kind" in changes and changes["model.kind"] != recipe.model.kind and "model.width" not in changes:
+        changes["model.width"] = 0  # the new kind's default width
+    name = changes.get("data.name")
+    real = name in DATASETS and DATASETS[name].targets == "real"
+    if real and "training.loss" not in changes and not recipe.training.regression:
+        changes["training.loss"] = "mse"
+
+
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = flag_changes(args)
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        changes[key.strip()] = _parse_value(text.strip())
+    return changes
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (``0.1``, ``true``, ``[0.9, 0.99]``, ``"adam"``), or else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reglab.lab.run import run_recipe
+
+    check_folder("--out", args.out)
+    checkpoint = args.out / "checkpoint.pt"
+    if args.resume and checkpoint.exists() and not args.recipe and not _changes(args):
+        recipe = Recipe.load(args.out / "recipe.toml")  # resume exactly what was started
+    else:
+        recipe = recipe_from_args(args)
+    if args.resume and not checkpoint.exists():  # a mistyped --out would otherwise start over unnoticed
+        print(f"reglab: nothing to resume in {args.out} (no checkpoint.pt); starting a new run", file=sys.stderr)
+    result = run_recipe(recipe, args.out, resume=args.resume, progress=not args.quiet)
+    _print_summary(result.summary, args.out)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    d = summary["diagnosis"]
+    table = Table(title=f"reglab train: {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("verdict", d["verdict"]),
+        (
+            "best epoch",
+            "-" if d["best_epoch"] is None else f"{d['best_epoch']} (validation loss {d['best_valid_loss']:.4f})",
+        ),
+        ("stopped", f"epoch {summary['stopped_epoch']}: {summary['stop_reason']}"),
+        ("gap at best / end", f"{d['gap_at_best']:.4f} / {d['gap_at_end']:.4f}"),
+        ("overfitting onset", "-" if d["overfit_onset"] is None else f"epoch {d['overfit_onset']}"),
+        *([("test accuracy", f"{summary['test_acc']:.4f}")] if "test_acc" in summary else []),
+        ("test loss", f"{summary['test_loss']:.4f}"),
+        *(
+            [("sharpness", f"{summary['sharpness']:.4g} (ε = {summary['recipe']['training']['sharpness']:g})")]
+            if "sharpness" in summary
+            else []
+        ),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    console.print(d["explanation"], soft_wrap=True)
+    console.print(f"files: {out}/history.json summary.json curves.png recipe.toml")
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from reglab.lab.study import load_study_file, make_plan, print_leaderboard, run_study
+
+    check_folder("--out", args.out)
+    options = load_study_file(args.config) if args.config else {}
+    base = Recipe.load(args.recipe) if args.recipe else options.pop("base", Recipe())
+    options.pop("base", None)
+    changes = _changes(args)
+    _implied(base, changes)
+    options["base"] = base.updated(changes) if changes else base
+    if args.arms is not None:  # --arms "" is an empty list (an error), not the default
+        options["arms"] = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if args.seeds is not None:
+        options["seeds"] = args.seeds
+    if args.name:
+        options["name"] = args.name
+    plan = make_plan(**options)
+    for arm, why in plan.left_out.items():
+        print(f"arm {arm} left out: it {why}")
+    board = run_study(
+        plan, args.out, storage=args.storage, workers=args.workers, threads=args.threads, progress=not args.quiet
+    )
+    if not args.quiet:
+        print_leaderboard(board, f"reglab study {plan.name}: {args.out}")
+    print(f"report: {args.out / 'report.html'} (also results.csv, results.json)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reglab.lab.study import print_leaderboard, rebuild_report
+
+    board = rebuild_report(args.dir, storage=args.storage, name=args.name)
+    print_leaderboard(board, f"reglab report: {args.dir}")
+    print(f"report: {args.dir / 'report.html'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = bool(os.environ.get("REGLAB_DEBUG"))  # Python's own tracebacks and warnings
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        try:
+            args = build_parser().parse_args(argv)
+            return {"train": cmd_train, "study": cmd_study, "report": cmd_report}[args.command](args)
+        except InputError as e:
+            if debug:
+                raise
+            print("reglab: error: " + " ".join(str(e).split()), file=sys.stderr)
+            return 2
+        except BrokenPipeError:
+            # whoever read our output has gone (`reglab report DIR | head`): end quietly, as rich's console does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except KeyboardInterrupt:
+            print(
+                "reglab: interrupted; to continue, run the same command again (reglab train: add --resume)",
+                file=sys.stderr,
+            )
+            return 130
+        except Exception as e:  # a bug in reglab (or below it), not in what was given: keep the whole story
+            traceback.print_exc()
+            print(f"reglab: internal error ({type(e).__name__}): a bug in reglab, not in your input; "
+                  "please report it to reglab's maintainers with the traceback above", file=sys.stderr)  # fmt: skip
+            return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning in the command's style: one line on stderr, without Python's source line."""
+    print("reglab: warning: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""A study's report, built from its storage alone: ``report.html`` (self-contained: figures
+are embedded PNGs, no scripts, no network), ``results.csv`` and ``results.json`` (one row per
+trial), and the leaderboard as a rich table."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import html
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reglab._files import atomic_write
+from reglab.errors import ReglabError
+from reglab.lab.plots import LOSS_LABELS
+from reglab.lab.study import figures
+from reglab.lab.study.plan import ARMS, COMBINATION, Plan
+from reglab.lab.study.stats import ALPHA, BASELINE, by_arm, leaderboard
+from reglab.lab.study.storage import StudyStore
+
+CSV_FIELDS = [
+    "arm", "seed", "trial", "test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
+    "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "threads", "recipe",
+]  # fmt: skip
+
+
+def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, Any]]:
+    """The plan, one row per finished trial (metrics, recipe, history, weights), and the
+    combination arm's derivation (empty until it is known)."""
+    attrs = store.attrs()
+    if "plan" not in attrs:
+        raise ReglabError(f"the study {store.name!r} holds no reglab plan")
+    plan = dataclasses.replace(Plan.from_dict(attrs["plan"]), left_out=attrs.get("left_out", {}))
+    rows = []
+    for (arm, seed), t in sorted(store.completed().items(), key=lambda kv: kv[1].number):
+        s = t.user_attrs["summary"]
+        rows.append({
+            "arm": arm, "seed": seed, "trial": t.number,
+            "test_acc": s.get("test_acc"),  # absent for a regression loss
+            **{k: s[k] for k in ("test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
+                                 "zero_frac", "first_zero_frac", "train_seconds", "diagnosis", "recipe")},
+            "threads": s.get("threads"),  # absent from trials stored by earlier versions
+            "history": t.user_attrs["history"], "weights": t.user_attrs["weights"],
+        })  # fmt: skip
+    return plan, rows, attrs.get("combination", {})
+
+
+class Leaderboard(list):
+    """The leaderboard's entries (dicts, best first), and ``missing``: the ``(arm, seed)``
+    points of the plan with no finished trial yet (a study stopped part-way)."""
+
+    missing: list[tuple[str, int]] = []
+
+
+def write_report(store: StudyStore, out: str | Path) -> Leaderboard:
+    """Write report.html, results.csv and results.json into ``out``; returns the leaderboard."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan, rows, combo = collect(store)
+    order = [a for a in plan.arm_names if any(r["arm"] == a for r in rows)]
+    board = Leaderboard(leaderboard(rows, order))
+    done = {(r["arm"], r["seed"]) for r in rows}
+    board.missing = [(a, s) for a in plan.arm_names for s in plan.seeds if (a, s) not in done]
+    atomic_write(
+        out / "results.json", json.dumps([{k: v for k, v in r.items() if k != "weights"} for r in rows], indent=1)
+    )
+    atomic_write(out / "results.csv", _csv_text(rows))
+    atomic_write(
+        out / "report.html", render_html(plan, rows, board, combo, total=len(plan.arm_names) * len(plan.seeds))
+    )
+    return board
+
+
+def missing_words(missing: Sequence[tuple[str, int]]) -> str:
+    """``'l2 (seeds 0, 1), dropout (seed 1)'``: the trials a study has still to run."""
+    seeds: dict[str, list[int]] = {}
+    for arm, seed in missing:
+        seeds.setdefault(arm, []).append(seed)
+    return ", ".join(f"{arm} (seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))})" for arm, ss in seeds.items())
+
+
+def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """results.csv: one row per trial, the recipe as JSON."""
+    with io.StringIO(newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        for r in rows:
+            d = r["diagnosis"]
+            writer.writerow(
+                {
+                    **{k: r.get(k) for k in CSV_FIELDS},
+                    "gap_at_end": d["gap_at_end"],
+                    "verdict": d["verdict"],
+                    "recipe": json.dumps(r["recipe"]),
+                }
+            )
+        return f.getvalue()
+
+
+# -- words ---------------------------------------------------------------------------------------
+def baseline_words(rows: Sequence[dict[str, Any]]) -> str:
+    base = by_arm(rows).get(BASELINE)
+    if not base:
+        return "The study has no finished baseline trial, so there is no diagnosis to report."
+    verdicts = Counter(r["diagnosis"]["verdict"] for r in base)
+    verdict, count = verdicts.most_common(1)[0]
+    return f"The baseline is diagnosed as {verdict} in {count} of {len(base)} seeds. Seed {base[0]['seed']}: {base[0]['diagnosis']['explanation']}"
+
+
+def has_accuracy(board: Sequence[dict[str, Any]]) -> bool:
+    """Whether the study measured accuracy (classification); a regression study has losses only."""
+    return any(not math.isnan(e["test_acc"]) for e in board)
+
+
+def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> str:
+    if not any(e["arm"] == BASELINE for e in board):
+        return "Without a baseline arm there is nothing to compare with."
+    singles = [e for e in board if e["arm"] not in (BASELINE, COMBINATION)]
+    helped = [e for e in singles if e["verdict"] == "better"]
+    parts = []
+    if helped:
+        listed = ", ".join(f"{e['arm']} ({e['change']:+.0%})" for e in helped)
+        parts.append(
+            f"On this data {len(helped)} of {len(singles)} techniques beat the baseline on test loss: {listed}."
+        )
+        accuracy = f", accuracy {helped[0]['test_acc']:.1%}" if has_accuracy(board) else ""
+        parts.append(
+            f"The best single technique is {helped[0]['arm']} (test loss {helped[0]['test_loss']:.3f}{accuracy})."
+        )
+    else:
+        parts.append(f"None of the {len(singles)} techniques beat the baseline on test loss by the rule below.")
+    worse = [e["arm"] for e in singles if e["verdict"] == "worse"]
+    if worse:
+        parts.append(f"Worse than the baseline: {', '.join(worse)}.")
+    diverged = [e["arm"] for e in singles if e["verdict"] == "diverged"]
+    if diverged:
+        parts.append(f"Diverged: {', '.join(diverged)} (a seed's loss became NaN or infinite; see the arm's runs).")
+    entry = next((e for e in board if e["arm"] == COMBINATION), None)
+    if entry is not None:
+        used = combo.get("arms") or []
+        what = ", ".join(used) if used else "nothing (no technique helped on validation loss), i.e. the baseline"
+        line = f"The combination of {what} reached test loss {entry['test_loss']:.3f} ± {entry['test_loss_std']:.3f} ({_fmt(entry['change'], '+.0%')} vs baseline; {entry['verdict']})"
+        if helped:
+            line += f", {'better' if entry['test_loss'] < helped[0]['test_loss'] else 'not better'} than {helped[0]['arm']} alone"
+        parts.append(line + ".")
+        if combo.get("skipped"):
+            parts.append(
+                f"Helpers left out of the combination (a better arm of their family was in, or three were): {', '.join(combo['skipped'])}."
+            )
+    return " ".join(parts)
+
+
+RULE = (
+    f"Rule: an arm is <b>better</b> than the baseline when its mean test loss over seeds is lower and Welch's two-sided t-test "
+    f"(unequal variances) rejects equal means at p &lt; {ALPHA}; <b>worse</b> by the same test in the other direction; "
+    "<b>diverged</b> when a seed's test loss is NaN or infinite (its training loss became non-finite). "
+    "The combination arm merges, among the arms that pass this rule on <i>validation</i> loss, the best of each family "
+    "(data: augmentation, noise, mixing; weights: penalties, decay; model: dropout, normalization, width; stopping), at most "
+    "three, best first, so the test set never chooses what to combine."
+)
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def render_html(
+    plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, Any]], combo: dict[str, Any], total: int
+) -> str:
+    esc = html.escape
+    curves = {arm: [r["history"] for r in rs] for arm, rs in by_arm(rows).items()}
+    order = [e["arm"] for e in board]
+    body = [f"<h1>reglab study: {esc(plan.name)}</h1>"]
+    b = plan.base
+    loss = LOSS_LABELS[b.training.loss]
+    body.append(
+        f"<p class=meta>{len(rows)} of {total} trials finished · data <b>{esc(b.data.name)}</b> · {loss} · model {esc(b.model.kind)} "
+        f"{b.model.depth}×{b.model.resolved_width} {esc(b.model.activation)} · {esc(b.optimizer.name)} lr {b.optimizer.lr:g} · "
+        f"{b.training.epochs} epochs · batch {b.data.batch_size} · seeds {', '.join(map(str, plan.seeds))}</p>"
+    )
+    if getattr(board, "missing", None):
+        body.append(
+            f"<p class=missing>Not finished yet: {esc(missing_words(board.missing))}; run the study again to finish them.</p>"
+        )
+    if rows:
+        body += [
+            "<h2>Diagnosis and recommendation</h2>",
+            f"<p>{esc(baseline_words(rows))}</p>",
+            f"<p class=rec>{esc(recommendation(board, combo))}</p>",
+        ]
+    body += ["<h2>Leaderboard</h2>", _table(board), f"<p class=rule>{RULE}</p>"]
+    if rows:
+        body += [
+            "<h2>Learning curves</h2>",
+            _img(figures.learning_curves(curves, order, loss), "train vs validation loss per arm"),
+        ]
+        body += [
+            "<h2>Validation loss, all arms</h2>",
+            _img(figures.validation_overlay(curves, order), "validation loss of all arms"),
+        ]
+        hist = {arm: by_arm(rows)[arm][0]["weights"] for arm in ("baseline", "l1-proximal", "l2") if arm in curves}
+        if hist:
+            body += [
+                "<h2>First-layer weights</h2>",
+                _img(figures.weight_histograms(hist), "first-layer weight histograms"),
+            ]
+        if has_accuracy(board):
+            body += [
+                "<h2>Test accuracy</h2>",
+                _img(figures.metric_bars(board, "test_acc", "test accuracy"), "test accuracy per arm"),
+            ]
+        else:  # regression: the test loss is the measure
+            body += [
+                "<h2>Test loss</h2>",
+                _img(figures.metric_bars(board, "test_loss", f"test {loss}"), "test loss per arm"),
+            ]
+    body += ["<h2>Arms</h2>", _arms_table(plan, combo)]
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}tr.diverged{background:#fbeaea;font-style:italic}"
+        "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}.meta,.rule{color:#555}.missing{color:#a60}"
+        ".rec{font-size:1.1em}code{background:#f3f3f3;padding:0 .2em}"
+    )
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>reglab study: {esc(plan.name)}</title><style>{style}</style></head><body>\n'
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def _table(board: Sequence[dict[str, Any]]) -> str:
+    acc = has_accuracy(board)
+    head = [
+        "arm",
+        "seeds",
+        *(["test accuracy"] if acc else []),
+        "test loss",
+        "vs baseline",
+        "best epoch",
+        "stopped epoch",
+        "final gap",
+        "zero weights",
+        "p (Welch)",
+        "verdict",
+    ]
+    lines = ["<table id=leaderboard><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for e in board:
+        cells = [
+            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f} ± {e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f} ± {e['test_loss_std']:.3f}",
+            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.1%"), f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
+            f"{e['gap']:.3f}", f"{e['zero_frac']:.1%}", _fmt(e["p_value"], ".3g"), e["verdict"],
+        ]  # fmt: skip
+        css = e["verdict"].split()[0]
+        lines.append(
+            f"<tr class={css} data-arm='{html.escape(e['arm'])}'>"
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    return "\n".join(lines) + "</tbody></table>"
+
+
+def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
+    lines = ["<table><thead><tr><th>arm</th><th>what it does</th><th>recipe changes</th></tr></thead><tbody>"]
+    arms = [(a.name, a.description, a.changes) for a in plan.arms]
+    if plan.combination:
+        arms.append(
+            (
+                COMBINATION,
+                ARMS[COMBINATION][0] + (f": {', '.join(combo['arms'])}" if combo.get("arms") else ""),
+                combo.get("changes", {}),
+            )
+        )
+    for name, desc, changes in arms:
+        text = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "none"
+        lines.append(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td><td><code>{html.escape(text)}</code></td></tr>"
+        )
+    for name, why in plan.left_out.items():
+        lines.append(
+            f"<tr class=left-out><td>{html.escape(name)}</td><td>not run: it {html.escape(why)}</td><td></td></tr>"
+        )
+    return "\n".join(lines) + "</tbody></table>"
+
+
+SHORT = {"no significant difference": "n.s."}
+
+
+def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    acc = has_accuracy(board)
+    table = Table(title=title)
+    for col in (
+        "arm",
+        "seeds",
+        *(["test acc"] if acc else []),
+        "test loss",
+        "vs base",
+        "best ep",
+        "stop ep",
+        "gap",
+        "zeros",
+        "p",
+        "verdict",
+    ):
+        table.add_column(col, justify="left" if col in ("arm", "verdict") else "right")
+    for e in board:
+        style = {"better": "green", "worse": "red", "diverged": "red italic", "baseline": "bold"}.get(e["verdict"])
+        table.add_row(
+            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
+            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%"), f"{e['best_epoch']:.0f}", f"{e['stopped_epoch']:.0f}",
+            f"{e['gap']:.3f}", f"{e['zero_frac']:.0%}", _fmt(e["p_value"], ".2g"), SHORT.get(e["verdict"], e["verdict"]), style=style,
+        )  # fmt: skip
+    console = Console()
+    console.width = max(console.width, 120)  # the table stays readable in narrow or piped output
+    console.print(table)
+    if getattr(board, "missing", None):
+        console.print(
+            f"not finished yet: {missing_words(board.missing)}; run the study again to finish them",
+            style="yellow",
+            highlight=False,
+        )

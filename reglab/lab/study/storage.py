@@ -1,0 +1,299 @@
+"""A study's trials in an Optuna storage: enqueue the grid once, claim a trial atomically,
+keep a lease on it while it runs, and detect workers that died.
+
+Every grid point ``(arm, seed)`` is an Optuna trial with user attributes ``arm`` and ``seed``
+(also enqueued as fixed params, which Optuna turns into params only when a trial from
+``study.ask()`` suggests them; ``ask`` would make a trial of its own when none is waiting, a
+claim takes a waiting one or none).
+Points are enqueued as WAITING trials; a worker claims one by moving it WAITING → RUNNING,
+which Optuna's RDB storage does under a row lock (PostgreSQL ``SELECT ... FOR UPDATE``; for
+SQLite we open every transaction with ``BEGIN IMMEDIATE`` so that the read and the write of a
+claim cannot interleave with another process's). A trial's results (summary, per-epoch
+history, first-layer weight histogram) are its user attributes, written before it is marked
+COMPLETE, so a COMPLETE trial always has them.
+
+Exactly once: after claiming, a worker looks for another live or complete trial of the same
+point (two workers may enqueue a point at the same moment) and, if there is one, gives its
+claim up (FAIL, ``duplicate``) instead of running. Dead workers: a running trial holds a lease
+(``host``, ``pid``, process start time, last ``beat``) renewed every ``BEAT`` seconds; a
+trial whose worker process is gone (same host) or whose lease is older than ``GRACE`` seconds
+(any host) is marked FAIL and its point enqueued again; its run folder's checkpoint lets the
+next attempt continue where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reglab.errors import InputError
+
+BEAT = 5.0  # seconds between lease renewals of a running trial
+GRACE = 60.0  # a lease this old (any host) means its worker is gone
+
+
+class StorageError(InputError, RuntimeError):
+    """The study storage cannot be opened or holds another study under this name."""
+
+
+def sqlite_url(folder: str | Path) -> str:
+    return f"sqlite:///{Path(folder).resolve() / 'study.db'}"
+
+
+def open_storage(url: str):
+    """An Optuna RDB storage for ``url``; SQLite gets serialized (``BEGIN IMMEDIATE``)
+    transactions and a long busy timeout, so that several processes can share the file."""
+    import optuna
+    import sqlalchemy
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sqlite = url.startswith("sqlite")
+    engine_kwargs = {"connect_args": {"timeout": 120}} if sqlite else {"pool_pre_ping": True}
+    for attempt in range(5):  # two processes creating the tables at once: one of them retries
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            break
+        except Exception as e:  # noqa: BLE001 - any driver error means: cannot open
+            if attempt == 4 or not _transient(e):
+                raise StorageError(f"cannot open the study storage {redact_url(url)}: {_reason(e)}") from None
+            time.sleep(0.2 * (attempt + 1))
+    if sqlite:
+        engine = storage.engine
+
+        @sqlalchemy.event.listens_for(engine, "connect")
+        def _no_pysqlite_transactions(dbapi_connection, record):  # pragma: no cover - driver hook
+            dbapi_connection.isolation_level = None
+
+        @sqlalchemy.event.listens_for(engine, "begin")
+        def _begin_immediate(connection):  # pragma: no cover - driver hook
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        engine.dispose()  # pooled connections were opened before the hooks
+    return storage
+
+
+def _reason(e: BaseException) -> str:
+    """Why a storage did not open, in one line; a missing driver module is named, with the fix
+    (SQLAlchemy 2.1 maps a bare ``postgresql://`` to ``psycopg``, version 3, for instance)."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            return (
+                f"the database driver module {cause.name!r} that this URL needs is not installed; install it, "
+                "or name an installed driver in the URL (pip install 'reglab[postgres]' provides postgresql+psycopg2://)"
+            )
+        cause = cause.__cause__ or cause.__context__
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _transient(e: Exception) -> bool:
+    text = str(e).lower()
+    return any(s in text for s in ("already exists", "locked", "duplicate", "unique constraint"))
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password."""
+    head, sep, tail = url.partition("://")
+    if sep and "@" in tail:
+        cred, _, host = tail.rpartition("@")
+        user = cred.split(":", 1)[0]
+        return f"{head}://{user}:***@{host}" if ":" in cred else url
+    return url
+
+
+def process_identity(pid: int | None = None) -> dict[str, Any]:
+    """Who runs a trial: host, boot id, pid and the process's start time (to tell a reused pid)."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _start_time(pid)}
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (Linux), None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def lease_is_dead(lease: dict[str, Any] | None, now: float, started: float | None) -> bool:
+    """Whether a RUNNING trial's worker is gone: its process is not alive on this host, or its
+    lease (or, without a lease, its start) is older than ``GRACE``."""
+    if not lease:
+        return started is not None and now - started > GRACE
+    me = process_identity()
+    if lease.get("host") == me["host"] and lease.get("boot") == me["boot"] and me["boot"]:
+        return _start_time(lease["pid"]) != lease.get("start")
+    return now - lease.get("beat", 0.0) > GRACE
+
+
+class StudyStore:
+    """One study in a storage: the grid's trials and their results."""
+
+    def __init__(self, url: str, name: str) -> None:
+        import optuna
+
+        self.url, self.name = url, name
+        self.storage = open_storage(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.study = optuna.create_study(
+                storage=self.storage, study_name=name, direction="minimize", load_if_exists=True
+            )
+        self.study_id = self.study._study_id
+
+    @classmethod
+    def existing(cls, url: str, name: str) -> StudyStore:
+        import optuna
+
+        storage = open_storage(url)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if name not in names:
+            raise StorageError(
+                f"the storage {redact_url(url)} holds no study named {name!r} (it holds: {', '.join(names) or 'none'})"
+            )
+        return cls(url, name)
+
+    # -- study attributes ----------------------------------------------------------------------
+    def attrs(self) -> dict[str, Any]:
+        return self.storage.get_study_user_attrs(self.study_id)
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.storage.set_study_user_attr(self.study_id, key, value)
+
+    # -- trials --------------------------------------------------------------------------------
+    def trials(self, states: Iterable[Any] | None = None) -> list[Any]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=tuple(states) if states else None)
+
+    # Reading trials parses their user attributes (histories included), so the methods below
+    # take an optional snapshot ``trials`` (from ``self.trials()``) to share one read.
+    def completed(self, trials: list[Any] | None = None) -> dict[tuple[str, int], Any]:
+        """The COMPLETE trial of each grid point (the first, should a point hold two)."""
+        from optuna.trial import TrialState
+
+        done: dict[tuple[str, int], Any] = {}
+        for t in sorted(
+            _having(trials, TrialState.COMPLETE) if trials is not None else self.trials([TrialState.COMPLETE]),
+            key=lambda t: t.number,
+        ):
+            done.setdefault(key_of(t), t)
+        return done
+
+    def enqueue_missing(self, points: Iterable[tuple[str, int]], trials: list[Any] | None = None) -> int:
+        """Enqueue each point that has no waiting, running or complete trial; returns how many."""
+        from optuna.trial import TrialState
+
+        states = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+        live = {key_of(t) for t in (_having(trials, *states) if trials is not None else self.trials(states))}
+        added = 0
+        for arm, seed in points:
+            if (arm, seed) not in live:
+                self.study.enqueue_trial({"arm": arm, "seed": seed}, user_attrs={"arm": arm, "seed": seed})
+                added += 1
+        return added
+
+    def claim(self, trials: list[Any] | None = None) -> Any | None:
+        """Claim a WAITING trial (→ RUNNING, with this process's lease); None if none is left."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        for t in _having(trials, TrialState.WAITING) if trials is not None else self.trials([TrialState.WAITING]):
+            try:
+                if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                    continue
+            except UpdateFinishedTrialError:
+                continue
+            self.renew(t._trial_id)
+            if self._duplicate(t):
+                self.fail(t._trial_id, "duplicate: another trial runs or ran this grid point")
+                continue
+            return self.storage.get_trial(t._trial_id)
+        return None
+
+    def _duplicate(self, claimed: Any) -> bool:
+        from optuna.trial import TrialState
+
+        key = key_of(claimed)
+        return any(
+            key_of(t) == key and t.number != claimed.number
+            for t in self.trials([TrialState.RUNNING, TrialState.COMPLETE])
+        )
+
+    def renew(self, trial_id: int) -> None:
+        self.storage.set_trial_user_attr(trial_id, "lease", {**process_identity(), "beat": time.time()})
+
+    @contextmanager
+    def leased(self, trial_id: int) -> Iterator[None]:
+        """Renew the trial's lease every ``BEAT`` seconds while the block runs."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(BEAT):
+                try:
+                    self.renew(trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat is retried; GRACE covers several
+                    pass
+
+        thread = threading.Thread(target=beat, name=f"lease-{trial_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def complete(self, trial_id: int, value: float, attrs: dict[str, Any]) -> None:
+        from optuna.trial import TrialState
+
+        for key, v in attrs.items():
+            self.storage.set_trial_user_attr(trial_id, key, v)
+        self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
+
+    def fail(self, trial_id: int, reason: str) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        try:
+            self.storage.set_trial_user_attr(trial_id, "failure", reason)
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            pass
+
+    def reap(self, trials: list[Any] | None = None) -> list[Any]:
+        """Mark RUNNING trials whose worker is gone as FAIL; returns them."""
+        from optuna.trial import TrialState
+
+        now, dead = time.time(), []
+        for t in _having(trials, TrialState.RUNNING) if trials is not None else self.trials([TrialState.RUNNING]):
+            lease = t.user_attrs.get("lease")
+            started = t.datetime_start.timestamp() if t.datetime_start else None
+            if lease_is_dead(lease, now, started):
+                who = f"pid {lease['pid']} on {lease['host']}" if lease else "unknown worker"
+                self.fail(t._trial_id, f"worker died ({who})")
+                dead.append(t)
+        return dead
+
+
+def _having(trials: list[Any], *states: Any) -> list[Any]:
+    return [t for t in trials if t.state in states]
+
+
+def key_of(trial: Any) -> tuple[str, int]:
+    return trial.user_attrs["arm"], int(trial.user_attrs["seed"])

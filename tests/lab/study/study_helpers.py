@@ -1,0 +1,32 @@
+"""Helpers shared by the study tests."""
+
+import os
+import subprocess
+import sys
+
+from reglab.lab.recipe import Recipe
+
+
+def tiny_base(path, epochs=6) -> Recipe:
+    return Recipe().updated(
+        {
+            "data.name": "npz",
+            "data.path": str(path),
+            "data.batch_size": 32,
+            "model.width": 16,
+            "training.epochs": epochs,
+        }
+    )
+
+
+def run_cli(*args, timeout=300, **kwargs):
+    """``reglab ARGS`` in a fresh process (one torch thread, like a worker of a busy machine)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "reglab.lab.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )

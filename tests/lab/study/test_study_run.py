@@ -1,0 +1,394 @@
+"""Running studies: every grid point once, resume after SIGKILL, shared storages."""
+
+import csv
+import json
+import math
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from study_helpers import run_cli, tiny_base
+
+from reglab.lab.recipe import Recipe
+from reglab.lab.study import make_plan, print_leaderboard, rebuild_report, run_study
+from reglab.lab.study.runner import thread_share
+from reglab.lab.study.storage import StudyStore, key_of, sqlite_url
+
+ARMS = ["baseline", "dropout", "l1-proximal", "shift", "combination"]
+
+
+def _counts(url, name="default"):
+    store = StudyStore(url, name)
+    return Counter(key_of(t) for t in store.trials([TrialState.COMPLETE])), store
+
+
+def test_study_runs_every_point_once_writes_the_report_and_resumes_nothing(signals, tmp_path):
+    plan = make_plan(tiny_base(signals), arms=ARMS, seeds=2)
+    board = run_study(plan, tmp_path)
+    counts, store = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({(a, s): 1 for a in ARMS for s in (0, 1)})
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
+    assert sorted((r["arm"], int(r["seed"])) for r in rows) == sorted(counts)
+    assert {e["arm"] for e in board} == set(ARMS)
+    combo = store.attrs()["combination"]
+    assert set(combo["arms"]) <= set(ARMS) - {"baseline", "combination"}
+    combo_recipe = json.loads(next(r["recipe"] for r in rows if r["arm"] == "combination"))
+    assert combo_recipe["model"]["dropout"] == (0.3 if "dropout" in combo["arms"] else 0.0)
+
+    trials_before = len(store.trials())
+    assert run_study(plan, tmp_path) == board, "a finished study re-runs nothing and reports the same"
+    assert len(store.trials()) == trials_before
+    (tmp_path / "report.html").unlink()
+    assert rebuild_report(tmp_path) == board and (tmp_path / "report.html").exists()
+
+
+def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path, capsys):
+    base = Recipe().updated(
+        {
+            "data.name": "diabetes",
+            "training.loss": "mse",
+            "data.batch_size": 32,
+            "model.width": 32,
+            "training.epochs": 30,
+        }
+    )
+    plan = make_plan(base, arms=["baseline", "early-stopping", "dropout", "combination"], seeds=2)
+    board = run_study(plan, tmp_path)
+    assert [e["arm"] for e in board] == sorted(
+        plan.arm_names, key=lambda a: next(e["test_loss"] for e in board if e["arm"] == a)
+    )
+    assert all(math.isnan(e["test_acc"]) for e in board)
+    baseline = next(e for e in board if e["arm"] == "baseline")
+    assert baseline["test_loss"] < 0.8, (
+        "standardized targets: a constant prediction's MSE is ~1, the MLP must do better"
+    )
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
+    assert len(rows) == 8 and {r["test_acc"] for r in rows} == {""}
+    for e in board:  # the leaderboard's means are the trials' MSEs
+        assert e["test_loss"] == pytest.approx(
+            sum(float(r["test_loss"]) for r in rows if r["arm"] == e["arm"]) / 2, rel=1e-12
+        )
+    page = (tmp_path / "report.html").read_text()
+    assert "test accuracy" not in page and "<h2>Test loss</h2>" in page and "mean squared error" in page
+    print_leaderboard(board, "regression")
+    table = capsys.readouterr().out
+    assert "test loss" in table and "test acc" not in table and "nan" not in table
+
+
+def test_two_local_workers_complete_each_point_once(signals, tmp_path):
+    plan = make_plan(tiny_base(signals), arms=["baseline", "mixup", "input-noise", "combination"], seeds=3)
+    run_study(plan, tmp_path, workers=2)
+    counts, store = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(3)})
+    assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
+    pids = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.COMPLETE])}
+    assert len(pids) == 2, "both workers ran trials"
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
+    assert {r["threads"] for r in rows} == {str(thread_share(2))}, (
+        "each worker uses its share of the cores, recorded per trial"
+    )
+
+
+def test_workers_with_several_threads_start_after_the_parent_ran_parallel_ops(signals, tmp_path):
+    """Forked workers hung for good in libgomp's barrier (the parent's OpenMP thread team does
+    not exist in a forked child) as soon as the parent had run a parallel op and each worker
+    had more than one thread: `reglab study --workers 2` on any machine of 4 cores or more.
+    Workers are spawned now; here the parent runs a 2-thread op first, then two 2-thread workers."""
+    code = (
+        "import sys, torch\n"
+        "from reglab.lab.recipe import Recipe\n"
+        "from reglab.lab.study import make_plan, run_study\n"
+        "torch.set_num_threads(2)\n"
+        "torch.ones(2**22).abs().sum()  # an OpenMP team of 2 threads in the parent\n"
+        f"base = Recipe().updated({{'data.name': 'npz', 'data.path': {str(signals)!r}, 'model.width': 16, 'training.epochs': 2}})\n"
+        "run_study(make_plan(base, arms=['baseline', 'dropout'], seeds=1), sys.argv[1], workers=2, threads=2)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # its workers die with it
+        proc.communicate()
+        pytest.fail("the study's workers did not finish in 120 s (a hang after fork?)")
+    assert proc.returncode == 0, err
+    counts, store = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({("baseline", 0): 1, ("dropout", 0): 1})
+    assert {t.user_attrs["summary"]["threads"] for t in store.trials([TrialState.COMPLETE])} == {2}
+
+
+def _results(folder):
+    """Per trial: every metric and the per-epoch history without wall times."""
+    out = {}
+    for r in json.loads((folder / "results.json").read_text()):
+        history = [{k: v for k, v in e.items() if k != "time"} for e in r["history"]]
+        metrics = {k: r[k] for k in ("test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "zero_frac")}
+        out[(r["arm"], r["seed"])] = (metrics, history, r["recipe"])
+    return out
+
+
+@pytest.mark.slow
+def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, tmp_path, capsys):
+    args = [
+        "study",
+        "--dataset",
+        signals,
+        "--set",
+        "data.batch_size=32",
+        "--width",
+        16,
+        "--epochs",
+        50,
+        "--seeds",
+        2,
+        "--quiet",
+    ]
+    args += ["--arms", "baseline,dropout,l2,combination"]
+    ref = run_cli(*args, "--out", tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr
+    trial_seconds = statistics.median(
+        r["train_seconds"] for r in json.loads((tmp_path / "ref" / "results.json").read_text())
+    )
+
+    out = tmp_path / "killed"
+    url = sqlite_url(out)
+    rng = random.Random(5)
+    kills = 0
+    # Kill points are set by progress, not by the clock (a fast machine finishes a study within
+    # any fixed delay): once `done` of the 8 trials are complete and another runs, a random
+    # moment within the next trial's time. At most 4 + ~2 trials are done then: never all 8.
+    for done in sorted(rng.sample(range(5), 3)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reglab.lab.cli", *map(str, args), "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not _progressed(url, done):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, trial_seconds))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills == 3, "every kill interrupted the study"
+    partial = rebuild_report(out)  # the report of a study stopped part-way says what is missing
+    finished = set(_counts(url)[0])
+    assert partial.missing == [
+        (a, s) for a in ("baseline", "dropout", "l2", "combination") for s in (0, 1) if (a, s) not in finished
+    ]
+    assert partial.missing and sum(e["seeds"] for e in partial) == 8 - len(partial.missing)
+    print_leaderboard(partial, "partial")
+    assert "not finished yet: " in capsys.readouterr().out
+    assert "Not finished yet: " in (out / "report.html").read_text()
+    resumed = run_cli(*args, "--out", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert rebuild_report(out).missing == [] and "Not finished yet" not in (out / "report.html").read_text()
+
+    counts, store = _counts(url)
+    assert set(counts.values()) == {1} and len(counts) == 8, "no duplicate and no lost trial"
+    died = [t for t in store.trials([TrialState.FAIL]) if t.user_attrs.get("failure", "").startswith("worker died")]
+    assert died, "killed trials were detected and run again"
+    assert _results(out) == _results(tmp_path / "ref")
+
+
+def test_two_processes_on_one_sqlite_study_complete_each_point_once(signals, tmp_path):
+    url = sqlite_url(tmp_path / "shared")
+    (tmp_path / "shared").mkdir()
+    args = [
+        "study",
+        "--dataset",
+        signals,
+        "--width",
+        16,
+        "--epochs",
+        4,
+        "--seeds",
+        3,
+        "--arms",
+        "baseline,dropout,mixup",
+        "--storage",
+        url,
+        "--quiet",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "reglab.lab.cli", *map(str, args), "--out", str(tmp_path / f"w{i}")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    counts, store = _counts(url)
+    assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout", "mixup") for s in range(3)})
+    assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
+
+
+@pytest.mark.slow
+def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(signals, tmp_path):
+    args = [
+        "study",
+        "--dataset",
+        signals,
+        "--width",
+        16,
+        "--epochs",
+        40,
+        "--seeds",
+        3,
+        "--arms",
+        "baseline,dropout",
+        "--workers",
+        2,
+        "--quiet",
+        "--out",
+        tmp_path,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reglab.lab.cli", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = sqlite_url(tmp_path)
+    deadline = time.time() + 120
+    running = []
+    while time.time() < deadline and len(running) < 2:  # both workers are inside a trial, with a lease
+        time.sleep(0.1)
+        if (tmp_path / "study.db").exists():
+            try:
+                running = [
+                    t for t in StudyStore(url, "default").trials([TrialState.RUNNING]) if "lease" in t.user_attrs
+                ]
+            except Exception:  # noqa: BLE001 - the study is being created
+                pass
+    assert len(running) == 2, "both workers started a trial"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    pids = [t.user_attrs["lease"]["pid"] for t in running]
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids), "the workers died with their parent"
+
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    counts, store = _counts(url)
+    assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout") for s in range(3)})
+    died = {
+        t.user_attrs["lease"]["pid"]
+        for t in store.trials([TrialState.FAIL])
+        if t.user_attrs["failure"].startswith("worker died")
+    }
+    assert died == set(pids)
+
+
+def _progressed(url: str, done: int) -> bool:
+    """Whether the study at ``url`` has ``done`` complete trials or more and one running
+    (never the first to open the file: the study command creates it)."""
+    if not Path(url.removeprefix("sqlite:///")).exists():
+        return False
+    try:
+        trials = StudyStore(url, "default").trials([TrialState.COMPLETE, TrialState.RUNNING])
+    except Exception:  # noqa: BLE001 - the study is not created yet, or is being created
+        return False
+    states = Counter(t.state for t in trials)
+    return states[TrialState.COMPLETE] >= done and states[TrialState.RUNNING] > 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited
+
+
+def test_a_study_stored_by_an_older_version_attaches_and_a_changed_one_does_not(signals, tmp_path):
+    from reglab.lab.study.runner import attach
+    from reglab.lab.study.storage import StorageError
+
+    plan = make_plan(tiny_base(signals), arms=["baseline", "dropout"], seeds=2)
+    url = sqlite_url(tmp_path)
+    old = plan.to_dict()
+    for field in ("loss", "grad_norms", "sharpness"):  # recipe fields added after the study was stored
+        del old["base"]["training"][field]
+    StudyStore(url, plan.name).set_attr("plan", old)
+    attach(plan, url)  # their defaults are what the stored trials ran: the same plan
+    changed = make_plan(tiny_base(signals).updated({"training.epochs": 9}), arms=["baseline", "dropout"], seeds=2)
+    with pytest.raises(StorageError, match=r"started with another plan \(base training.epochs: \d+ -> 9\); resume it"):
+        attach(changed, url)
+    with pytest.raises(
+        StorageError, match=r"another plan \(arms: baseline, dropout -> baseline, l2; seeds: 0, 1 -> 0, 1, 2\)"
+    ):
+        attach(make_plan(tiny_base(signals), arms=["baseline", "l2"], seeds=3), url)
+    with pytest.raises(
+        StorageError, match=r"another plan \(arm dropout: \{'model.dropout': [\d.]+\} -> \{'model.dropout': 0.1\}\)"
+    ):
+        attach(
+            make_plan(
+                tiny_base(signals), arms=["baseline", "dropout"], seeds=2, overrides={"dropout": {"model.dropout": 0.1}}
+            ),
+            url,
+        )
+    unknown = dict(old, base={**old["base"], "training": {**old["base"]["training"], "warp": 1}})
+    StudyStore(url, "other").set_attr("plan", unknown)
+    with pytest.raises(StorageError, match="started with another plan"):
+        attach(make_plan(tiny_base(signals), arms=["baseline", "dropout"], seeds=2, name="other"), url)
+
+
+def test_no_more_local_processes_start_than_trials_are_missing(signals, tmp_path, monkeypatch):
+    """`--workers 100` forked 100 processes, most of them polling the storage while a few
+    trained (the default study at one epoch took 83 s, against 15 s with 2 workers); now at most
+    one process per missing trial starts, each still with the thread share of the workers asked
+    for (the threads a trial runs with, hence its numbers, do not depend on how much is left)."""
+    import reglab.lab.study as study
+
+    started = []
+    real = study.run_workers
+    monkeypatch.setattr(
+        study,
+        "run_workers",
+        lambda plan, store, out, workers, threads, **kw: (
+            started.append((workers, threads)),
+            real(plan, store, out, workers, threads, **kw),
+        ),
+    )
+    plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "dropout"], seeds=2)
+    run_study(plan, tmp_path, workers=8, threads=1)
+    assert started == [(4, 1)]
+    counts, _ = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(2)})
+    run_study(plan, tmp_path, workers=8, threads=1)
+    assert started == [(4, 1)], "a finished study starts no process"
+
+
+def test_a_diverging_arm_is_reported_as_diverged_and_the_study_completes(signals, tmp_path, capsys):
+    """An arm whose loss becomes NaN (here a learning rate far too high) is a result of the
+    ablation, not a crash: it ended the study with "cannot diagnose", and a resume failed the
+    same way. Now its trials complete, it ranks last with the verdict "diverged", the
+    combination leaves it out, and the report and CSV are written."""
+    base = tiny_base(signals, epochs=4).updated({"optimizer.name": "sgd", "optimizer.lr": 0.1})
+    plan = make_plan(
+        base, arms=["baseline", "dropout", "hot", "combination"], seeds=2, overrides={"hot": {"optimizer.lr": 1e9}}
+    )
+    board = run_study(plan, tmp_path)
+    hot = next(e for e in board if e["arm"] == "hot")
+    assert board[-1] is hot and hot["verdict"] == "diverged" and math.isnan(hot["test_loss"])
+    counts, store = _counts(sqlite_url(tmp_path))
+    assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(2)})
+    assert "hot" not in store.attrs()["combination"]["arms"]
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
+    assert {r["verdict"] for r in rows if r["arm"] == "hot"} == {"diverged"}
+    page = (tmp_path / "report.html").read_text()
+    assert "Diverged: hot" in page
+    print_leaderboard(board, "diverging")
+    assert "diverged" in capsys.readouterr().out
