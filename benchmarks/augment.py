@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from reglab.augment import cutmix, cutout, erase, flip, mixup, rotate, scale, shift
-from reglab.models import build_model
 from reglab.lab.recipe import ModelConfig
+from reglab.models import build_model
 from reglab.regularize import gaussian_noise
 
 
@@ -81,7 +81,8 @@ def main() -> None:
             batched = timed(lambda: fn(x), device, args.reps)
             loop = timed(lambda: [fn(x[i : i + 1]) for i in range(len(x))], device, max(3, args.reps // 10))
             print(
-                f"{name:8} {aug:14} {1000 * batched:7.3f} {batched / step:10.3f} {1000 * loop:9.2f} {loop / batched:13.1f}",
+                f"{name:8} {aug:14} {1000 * batched:7.3f} {batched / step:10.3f} {1000 * loop:9.2f} "
+                f"{loop / batched:13.1f}",
                 flush=True,
             )
 

@@ -115,10 +115,12 @@ def main() -> None:
     device = torch.device(args.device)
     bandwidth = copy_bandwidth(device)
     print(
-        f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} copy bandwidth={bandwidth / 1e9:.1f} GB/s"
+        f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} copy "
+        f"bandwidth={bandwidth / 1e9:.1f} GB/s"
     )
     print(
-        f"{'case':32} {'eager':>8} {'fast':>8} {'loop':>8} {'foreach':>8} {'fused':>8} {'eager/nonfused':>15} {'fast/best':>10} {'floor%':>7}"
+        f"{'case':32} {'eager':>8} {'fast':>8} {'loop':>8} {'foreach':>8} {'fused':>8} {'eager/nonfused':>15} "
+        f"{'fast/best':>10} {'floor%':>7}"
     )
     for size in args.sizes.split(","):
         total = int(float(size.rstrip("M")) * 1_000_000)
@@ -156,8 +158,10 @@ def main() -> None:
                 floor = BYTES[name] * n / bandwidth
                 fused = f"{1000 * t['fused']:8.2f}" if "fused" in t else f"{'-':>8}"
                 print(
-                    f"{name + ' ' + size + ' ' + layout:32} {1000 * t['ours']:8.2f} {1000 * fast:8.2f} {1000 * t['loop']:8.2f} "
-                    f"{1000 * t['foreach']:8.2f} {fused} {t['ours'] / nonfused:15.2f} {fast / best:10.2f} {100 * floor / fast:6.0f}%",
+                    f"{name + ' ' + size + ' ' + layout:32} {1000 * t['ours']:8.2f} {1000 * fast:8.2f} "
+                    f"{1000 * t['loop']:8.2f} "
+                    f"{1000 * t['foreach']:8.2f} {fused} {t['ours'] / nonfused:15.2f} {fast / best:10.2f} "
+                    f"{100 * floor / fast:6.0f}%",
                     flush=True,
                 )
 

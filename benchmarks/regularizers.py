@@ -55,7 +55,8 @@ def main() -> None:
         results[arm] = statistics.mean(losses)
         spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
         print(
-            f"{arm:22} {statistics.mean(losses):10.3f} ± {spread:5.3f} {results[arm] / results.get('baseline', results[arm]):10.3f} "
+            f"{arm:22} {statistics.mean(losses):10.3f} ± {spread:5.3f} "
+            f"{results[arm] / results.get('baseline', results[arm]):10.3f} "
             f"{statistics.mean(accs):9.3f} {statistics.mean(tiny):13.3f} {statistics.mean(seconds):6.1f}",
             flush=True,
         )

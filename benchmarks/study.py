@@ -77,7 +77,8 @@ def ceiling(epochs: int | None, rounds: int = 3) -> None:
         pair.append(max(trial_seconds(1, runs=2, epochs=epochs)))
     a, s, p = (statistics.median(v) for v in (alone, single, pair))
     print(
-        f"baseline trial (medians of {rounds}): {a:.2f} s with 2 threads; {s:.2f} s with 1 thread alone; {p:.2f} s with 1 thread, two at once"
+        f"baseline trial (medians of {rounds}): {a:.2f} s with 2 threads; {s:.2f} s with 1 thread alone; {p:.2f} s "
+        "with 1 thread, two at once"
     )
     print(f"  each: 2 threads {_list(alone)}; 1 thread {_list(single)}; two at once {_list(pair)}")
     print(f"intra-op threads make a trial {s / a:.2f}x faster; ceiling of the 2-worker speed-up: {2 * a / p:.2f}x")

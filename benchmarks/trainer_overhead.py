@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from reglab.data import load_data
-from reglab.models import build_model
 from reglab.lab.recipe import Recipe
+from reglab.models import build_model
 from reglab.train import Checkpointer, fit
 
 

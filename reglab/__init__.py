@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-__version__ = "0.1.0"
-
+from reglab._version import __version__ as __version__
 from reglab.augment import (
     Augment,
     LabelSmoothing,

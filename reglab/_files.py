@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | Path, content: str | bytes | Callable[[IO[bytes]], Any], *, encoding: str = "utf-8") -> Path:
+def atomic_write(
+    path: str | Path, content: str | bytes | Callable[[IO[bytes]], Any], *, encoding: str = "utf-8"
+) -> Path:
     """Write ``content`` to ``path`` atomically (folders made as needed); returns the path.
 
     ``content`` is text (written with ``encoding``), bytes, or a function that writes into the

@@ -108,8 +108,9 @@ MODEL_KINDS: Registry[ModelKind] = Registry(
 )  # fmt: skip
 
 
-def register_model(name: str, build: Callable[[tuple[int, ...], int, Any], nn.Module], *, default_width: int = 0,
-                   replace: bool = False) -> Callable[[tuple[int, ...], int, Any], nn.Module]:
+def register_model(
+    name: str, build: Callable[[tuple[int, ...], int, Any], nn.Module], *, default_width: int = 0, replace: bool = False
+) -> Callable[[tuple[int, ...], int, Any], nn.Module]:
     """Make ``build(input_shape, num_outputs, config)`` a model kind: a recipe's ``model.kind =
     name`` then builds it (``config`` is the recipe's model section: width, depth, dropout, ...;
     ``config.resolved_width`` is ``width`` or ``default_width``). Returns ``build``.
@@ -118,7 +119,9 @@ def register_model(name: str, build: Callable[[tuple[int, ...], int, Any], nn.Mo
     ...     torch.nn.Flatten(), torch.nn.Linear(math.prod(shape), n)))  # doctest: +SKIP
     """
     if not callable(build):
-        raise ReglabTypeError(f"register_model: build must be a function (input_shape, num_outputs, config); got {build!r}")
+        raise ReglabTypeError(
+            f"register_model: build must be a function (input_shape, num_outputs, config); got {build!r}"
+        )
     check_int("default_width", default_width, low=0)
     MODEL_KINDS.register(name, ModelKind(build, default_width), replace=replace)
     return build
@@ -208,7 +211,8 @@ def _sample_shape(shape: object) -> tuple[int, ...]:
     """``cnn``'s ``input_shape``: a tuple of positive integers (one sample's shape, no batch axis)."""
     if not isinstance(shape, (tuple, list, torch.Size)):
         raise ReglabTypeError(
-            f"input_shape must be the shape of one sample, such as (1, 40) or (1, 28, 28), got {shape!r} ({type(shape).__name__})"
+            f"input_shape must be the shape of one sample, such as (1, 40) or (1, 28, 28), got {shape!r} "
+            f"({type(shape).__name__})"
         )
     for i, n in enumerate(shape):
         check_int(f"input_shape[{i}]", n, low=1)

@@ -28,7 +28,10 @@ def test_mnist1d_default_split_and_cache(monkeypatch):
     assert torch.equal(again.x_train, d.x_train) and torch.equal(again.y_valid, d.y_valid)
 
     # read from the cache without importing the package (it imports requests, scipy, pyplot)
-    code = "import sys; from reglab.data import load_data; from reglab.lab.recipe import DataConfig; load_data(DataConfig(), 0); print('mnist1d' in sys.modules)"
+    code = (
+        "import sys; from reglab.data import load_data; from reglab.lab.recipe import DataConfig; "
+        "load_data(DataConfig(), 0); print('mnist1d' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

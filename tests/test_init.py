@@ -49,7 +49,8 @@ def test_fit_says_what_it_takes():
 
     with pytest.raises(
         TypeError,
-        match=r"fit takes a Recipe, or a model with data and an optimizer; got dict \(a dict of changes goes through Recipe\(\).updated",
+        match=r"fit takes a Recipe, or a model with data and an optimizer; got dict \(a dict of changes goes through "
+        r"Recipe\(\).updated",
     ):
         reglab.fit({"training.epochs": 3})
     with pytest.raises(TypeError, match="needs data and an optimizer"):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from reglab.models import build_model, cnn, initialize, layer_grad_norms, mlp
 from reglab.lab.recipe import ModelConfig
+from reglab.models import build_model, cnn, initialize, layer_grad_norms, mlp
 
 
 @pytest.mark.parametrize("norm", ["none", "batch", "layer", "group"])

@@ -48,7 +48,8 @@ class Augment:
         rank = len(input_shape) + 1
         if rank not in (3, 4):
             raise ReglabError(
-                f"augmentations need signals (C, L) or images (C, H, W); this data set's samples have shape {input_shape}"
+                "augmentations need signals (C, L) or images (C, H, W); this data set's samples have shape "
+                f"{input_shape}"
             )
         image_only = [name for name in ("vflip", "rotate") if getattr(config, name)]
         if image_only and rank != 4:
@@ -58,11 +59,13 @@ class Augment:
         c, sides = config, input_shape[1:]
         if c.shift >= min(sides):
             raise ReglabError(
-                f"augment.shift = {c.shift} must be smaller than the samples' side ({'x'.join(map(str, sides))}): larger shifts move whole samples out"
+                f"augment.shift = {c.shift} must be smaller than the samples' side ({'x'.join(map(str, sides))}): "
+                "larger shifts move whole samples out"
             )
         if c.cutout > max(sides):
             raise ReglabError(
-                f"augment.cutout = {c.cutout} is larger than the samples ({'x'.join(map(str, sides))}): it would erase them whole"
+                f"augment.cutout = {c.cutout} is larger than the samples ({'x'.join(map(str, sides))}): it would "
+                "erase them whole"
             )
         steps = []
         if c.flip:

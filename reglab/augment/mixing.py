@@ -41,7 +41,8 @@ def _check_batch(who: str, x: torch.Tensor, y: torch.Tensor) -> None:
     check_tensor(who, "y", y)
     if x.ndim == 0 or len(x) != len(y):
         raise ReglabError(
-            f"{who}: x and y must hold one batch, as many labels as samples; got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}"
+            f"{who}: x and y must hold one batch, as many labels as samples; got x of shape {tuple(x.shape)} and y of "
+            f"shape {tuple(y.shape)}"
         )
 
 

@@ -25,7 +25,8 @@ def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
         return y
     if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ReglabTypeError(
-            f"labels must be class indices (integers, shape (N,)) or soft targets (N, K), got {y.dtype} of shape {tuple(y.shape)}"
+            f"labels must be class indices (integers, shape (N,)) or soft targets (N, K), got {y.dtype} of shape "
+            f"{tuple(y.shape)}"
         )
     try:
         return F.one_hot(y.long(), num_classes).float()

@@ -86,7 +86,8 @@ def csv_file(config: Any, regression: bool):
         )
         if other:
             raise ReglabError(
-                f"{path} separates its columns with {other}; reglab reads comma-separated values (header: {header[0]!r})"
+                f"{path} separates its columns with {other}; reglab reads comma-separated values (header: "
+                f"{header[0]!r})"
             )
         raise ReglabError(
             f"{path} has no label column {config.label_column!r}; columns: {', '.join(header)} (set data.label_column)"
@@ -161,5 +162,3 @@ def _check_integral(y: np.ndarray, path) -> None:
         raise ReglabError(
             f"{path}: labels must be integers 0..K-1, or class names (found non-integer or missing values){hint}"
         )
-
-

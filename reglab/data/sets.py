@@ -26,7 +26,6 @@ grows by nesting as N grows, for one seed), leaving the validation and test sets
 how overfitting depends on the amount of data (TECHNIQUES.md section 11).
 """
 
-
 from __future__ import annotations
 
 import importlib.metadata
@@ -219,8 +218,6 @@ def _fashion_mnist(config: Any, regression: bool):
     return x[:, None], y, x_test[:, None], y_test
 
 
-
-
 def _as_tensors(x: Any, y: Any, regression: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """A loader's arrays as tensors (a registered loader may return NumPy arrays)."""
     if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
@@ -255,8 +252,9 @@ DATASETS: Registry[Dataset] = Registry(
 )
 
 
-def register_dataset(name: str, load: Callable[[Any, bool], tuple], *, targets: str = "classes",
-                     replace: bool = False) -> Callable[[Any, bool], tuple]:
+def register_dataset(
+    name: str, load: Callable[[Any, bool], tuple], *, targets: str = "classes", replace: bool = False
+) -> Callable[[Any, bool], tuple]:
     """Make ``load(config, regression)`` a data set: a recipe's ``data.name = name`` then loads
     it. ``load`` returns ``(x, y, x_test, y_test)`` (arrays or tensors; ``x_test, y_test = None,
     None`` to have a test split carved by ``data.test_fraction``), optionally followed by the

@@ -49,7 +49,8 @@ class Data:
             check_arrays(x, y, f"{where} data")
             if x.shape[1:] != self.x_train.shape[1:]:
                 raise ReglabError(
-                    f"{where} inputs have shape {tuple(x.shape[1:])} per sample, training inputs {tuple(self.x_train.shape[1:])}"
+                    f"{where} inputs have shape {tuple(x.shape[1:])} per sample, training inputs "
+                    f"{tuple(self.x_train.shape[1:])}"
                 )
             if y.is_floating_point() != self.regression or y.shape[1:] != self.y_train.shape[1:]:
                 kind = "targets" if y.is_floating_point() else "labels"
@@ -64,7 +65,8 @@ class Data:
         for where, (_, y) in parts.items():
             if int(y.max()) >= self.num_classes:
                 raise ReglabError(
-                    f"{where} data: labels must be in 0..{self.num_classes - 1} (num_classes = {self.num_classes}), found {int(y.max())}"
+                    f"{where} data: labels must be in 0..{self.num_classes - 1} (num_classes = {self.num_classes}), "
+                    f"found {int(y.max())}"
                 )
 
     @property
@@ -129,5 +131,3 @@ def as_tensors(x: np.ndarray, y: np.ndarray, regression: bool = False):
         y = np.array(y, dtype=np.float32)
         return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(y.reshape(-1, 1) if y.ndim == 1 else y)
     return torch.from_numpy(np.array(x, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=np.int64))
-
-

@@ -74,7 +74,8 @@ def _schedule(p: Parts) -> LRScheduler | None:
 
 TECHNIQUES: tuple[Technique, ...] = (
     # training batches, in this order
-    Technique("augmentation", "batch", lambda r: r.augment.active, lambda p: Augment(p.recipe.augment, p.data.input_shape)),
+    Technique("augmentation", "batch", lambda r: r.augment.active,
+              lambda p: Augment(p.recipe.augment, p.data.input_shape)),
     Technique("input noise", "batch", lambda r: r.regularization.input_noise,
               lambda p: InputNoise(p.recipe.regularization.input_noise)),
     Technique("label smoothing", "batch", lambda r: r.mixing.label_smoothing,

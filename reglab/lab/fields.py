@@ -115,7 +115,9 @@ def describe(spec: Spec, kind: str, default: Any) -> str:
     allowed = ""
     if spec.choices is not None:
         names = sorted(spec.choices)
-        allowed = "; one of " + ", ".join(names) + (" or module:function" if getattr(spec.choices, "open", False) else "")
+        allowed = (
+            "; one of " + ", ".join(names) + (" or module:function" if getattr(spec.choices, "open", False) else "")
+        )
     elif kind in ("int", "float") and (spec.low is not None or spec.high is not None):
         allowed = "; " + interval(spec.low, spec.high, spec.low_open, spec.high_open)
     return f"{spec.why} (default {shown}{allowed})"
@@ -180,4 +182,3 @@ def family_of(sections: Mapping[str, type], key: str) -> str:
     own = getattr(spec, "family", None)
     section = sections.get(key.split(".")[0])
     return own or (section.family if section is not None and section.family else key.split(".")[0])
-

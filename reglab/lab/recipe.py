@@ -189,9 +189,7 @@ class Recipe:
         for key, value in flat.items():
             section, _, name = key.partition(".")
             if section not in d or not name:
-                raise ReglabError(
-                    f"unknown recipe key {key!r}; keys look like section.field, sections: {', '.join(d)}"
-                )
+                raise ReglabError(f"unknown recipe key {key!r}; keys look like section.field, sections: {', '.join(d)}")
             target = d[section]
             *parents, leaf = name.split(".")
             for p in parents:  # e.g. optimizer.options.betas: only a table field has fields

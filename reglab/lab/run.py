@@ -31,6 +31,7 @@ import torch
 
 from reglab._checks import check_folder
 from reglab._files import atomic_write
+from reglab._version import __version__
 from reglab.data import Data
 from reglab.errors import InputError, ReglabError
 from reglab.lab.build import build
@@ -58,9 +59,7 @@ class Result:
 
 
 def versions() -> dict[str, str]:
-    import reglab
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "reglab": reglab.__version__}
+    return {"python": platform.python_version(), "torch": torch.__version__, "reglab": __version__}
 
 
 def train_recipe(recipe: Recipe, callbacks: Sequence[Callback] = ()) -> Result:
@@ -110,7 +109,8 @@ def run_recipe(
         saved = Recipe.from_dict(state["recipe"])
         if saved != recipe:
             raise ReglabError(
-                f"the recipe differs from the one the run in {out} was started with ({', '.join(differences(saved.to_dict(), recipe.to_dict()))}); "
+                f"the recipe differs from the one the run in {out} was started with "
+                f"({', '.join(differences(saved.to_dict(), recipe.to_dict()))}); "
                 "resume it with the same recipe, or start the new one in another folder"
             )
     extra = [ProgressBar(out.name)] if progress else []

@@ -34,13 +34,16 @@ class DataConfig(Section):
                         flag="--data-dir", study=True, metavar="DIR")  # fmt: skip
     valid_fraction: float = setting(VALID_FRACTION, "fraction of the training set held out for validation, by seed",
                                     low=0, high=1, low_open=True, high_open=True, flag="--valid-fraction")  # fmt: skip
-    test_fraction: float = setting(TEST_FRACTION, "test fraction, for data without a test split of its own (digits, files)",
+    test_fraction: float = setting(TEST_FRACTION, "test fraction, for data without a test split of its own (digits, "
+                                                  "files)",
                                    low=0, high=1, low_open=True, high_open=True)  # fmt: skip
     batch_size: int = setting(100, "mini-batch size; >= the training-set size gives full-batch gradient descent",
                               low=1, flag="--batch-size", study=True)  # fmt: skip
     train_size: int = setting(0, "training samples used: 0 = the whole training split; N = a random N of it",
                               low=0, flag="--train-size", metavar="N")  # fmt: skip
-    label_column: str = setting(LABEL_COLUMN, "csv only: the column holding the labels (0..K-1 or class names) or target")
+    label_column: str = setting(
+        LABEL_COLUMN, "csv only: the column holding the labels (0..K-1 or class names) or target"
+    )
 
     def check(self) -> None:
         if self.name in FILE_FORMATS and not self.path:
@@ -190,7 +193,14 @@ class AugmentConfig(Section):
     @property
     def active(self) -> bool:
         return bool(
-            self.flip or self.vflip or self.shift or self.rotate or self.scale or self.cutout or self.erase or self.extra
+            self.flip
+            or self.vflip
+            or self.shift
+            or self.rotate
+            or self.scale
+            or self.cutout
+            or self.erase
+            or self.extra
         )
 
 

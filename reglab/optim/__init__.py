@@ -7,7 +7,8 @@ optimizers alike check their hyperparameters when built (range, NaN, type), nami
 
 >>> import reglab.optim as ro
 >>> opt = ro.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, decoupled=True)  # doctest: +SKIP
->>> opt = ro.Optimizer(model.parameters(), ro.chain(ro.clip_by_global_norm(1.0), ro.scale_by_adam()), lr=1e-3)  # doctest: +SKIP
+>>> adam_clipped = ro.chain(ro.clip_by_global_norm(1.0), ro.scale_by_adam())
+>>> opt = ro.Optimizer(model.parameters(), adam_clipped, lr=1e-3)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Each takes torch.optim's positional arguments and defaults, so replacing ``torch.optim.X`` by
 ``reglab.optim.X`` changes nothing (``foreach`` is accepted and ignored: the readable
-implementation always runs on lists of tensors; ``fused`` selects the fast mode below). Extra keyword options, off by default, are the same for all of them:
+implementation always runs on lists of tensors; ``fused`` selects the fast mode below). Extra
+keyword options, off by default, are the same for all of them (``reglab.optim.named``):
 
 - ``decoupled=True``: decoupled weight decay ``W ← W − η (u + λ W)`` instead of coupled L2
   ``g ← g + λ W`` (SGDW, Adagrad-W, ... ; AdamW is Adam with ``decoupled=True``);
@@ -22,139 +23,16 @@ fast mode: flat buffers and one compiled update (reglab/optim/flat.py).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
-
-from reglab._checks import check_bool, check_float, check_lr
+from reglab._checks import check_float
 from reglab.errors import ReglabError, ReglabTypeError
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
-from reglab.optim.base import Transform, chain, scale_by_schedule
-from reglab.optim.clip import clip_by_global_norm, clip_by_value
-from reglab.optim.decay import add_decayed_weights, add_l1, prox_l1
+from reglab.optim.base import scale_by_schedule
 from reglab.optim.momentum import trace, trace_from_zero
-from reglab.optim.optimizer import Optimizer
+from reglab.optim.named import _Named, negate
 from reglab.registry import Registry
-
-
-def negate() -> Transform:
-    """``u ← −g``: ascend instead of descend (``maximize=True``)."""
-    return Transform(lambda params: {}, lambda updates, state, ctx: torch._foreach_neg(updates), elementwise=True)
-
-
-class _Named(Optimizer):
-    """Shared options, validation and chain assembly of the named optimizers."""
-
-    # hyperparameter -> (low, high, high_open): checked for every parameter group
-    _ranges: dict[str, tuple[float, float | None, bool]] = {}
-
-    def __init__(
-        self,
-        params: Iterable,
-        lr: float,
-        *,
-        weight_decay: float,
-        maximize: bool,
-        decoupled: bool,
-        weight_decay_schedule: Callable[[int], float] | None,
-        l1: float,
-        l1_proximal: float,
-        clip_norm: float | None,
-        clip_value: float | None,
-        foreach: bool | None,
-        fused: bool | None,
-        differentiable: bool = False,
-        capturable: bool = False,
-        **hyper: Any,
-    ) -> None:
-        if foreach is not None:  # accepted for torch.optim's signature; ``fused`` is checked by Optimizer
-            check_bool("foreach", foreach)
-            if foreach and fused:  # as torch.optim: two implementations asked for at once
-                raise ReglabError("fused=True and foreach=True cannot be asked together: choose one")
-        if differentiable or capturable:
-            raise NotImplementedError(f"{type(self).__name__}: differentiable and capturable are not supported")
-        defaults = dict(
-            weight_decay=weight_decay,
-            maximize=maximize,
-            decoupled=decoupled,
-            weight_decay_schedule=weight_decay_schedule,
-            l1=l1,
-            l1_proximal=l1_proximal,
-            clip_norm=clip_norm,
-            clip_value=clip_value,
-            foreach=foreach,
-            fused=fused,
-            **hyper,
-        )
-        super().__init__(params, self._chain, lr=lr, fused=defaults.pop("fused"), **defaults)
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        self.check_hyperparameters(group)  # first: building the chain needs them valid
-        super().check_group(group)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:  # hyperparameters read from a file are checked as if given
-            self.check_hyperparameters(group)
-
-    @classmethod
-    def check_hyperparameters(cls, group: dict[str, Any]) -> None:
-        """Raise for a hyperparameter out of its range, NaN or of the wrong type, naming it; ``group``
-        is a parameter group's hyperparameters (``defaults_for`` makes one without parameters)."""
-        check_lr(group["lr"])
-        for name in ("weight_decay", "l1", "l1_proximal"):
-            check_float(name, group[name], low=0)
-        for name in ("clip_norm", "clip_value"):
-            if group[name] is not None:
-                check_float(name, group[name], low=0, low_open=True)
-        for name in ("maximize", "decoupled"):
-            check_bool(name, group[name])
-        for name, (low, high, high_open) in cls._ranges.items():
-            check_float(name, group[name], low=low, high=high, low_open=name == "eps", high_open=high_open)
-        for name in ("nesterov", "amsgrad", "centered", "eps_in_sqrt"):
-            if name in group:
-                check_bool(name, group[name])
-        schedule = group.get("weight_decay_schedule")
-        if schedule is not None and not callable(schedule):
-            raise ReglabTypeError(f"weight_decay_schedule must be a function of the step, got {schedule!r}")
-
-    @classmethod
-    def defaults_for(cls, lr: float, **options: Any) -> dict[str, Any]:
-        """The hyperparameters a group of ``cls(params, lr, **options)`` would hold: the
-        signature's defaults, then the class's own resolution (``resolve``)."""
-        bound = inspect.signature(cls.__init__).bind(None, None, lr, **options)
-        bound.apply_defaults()
-        kwargs = {k: v for k, v in bound.arguments.items() if k not in ("self", "params")}
-        return cls.resolve(kwargs)
-
-    @classmethod
-    def resolve(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Constructor arguments -> group hyperparameters (subclasses resolve their aliases)."""
-        return {k: v for k, v in kwargs.items() if k not in _IMPLEMENTATION}
-
-    def _chain(self, group: dict[str, Any]) -> Transform:
-        wd, schedule = group["weight_decay"], group["weight_decay_schedule"]
-        decay = [add_decayed_weights(wd, schedule)] if wd else []
-        pieces = [negate()] if group["maximize"] else []
-        if group["clip_value"] is not None:
-            pieces.append(clip_by_value(group["clip_value"]))
-        if group["clip_norm"] is not None:
-            pieces.append(clip_by_global_norm(group["clip_norm"]))
-        if not group["decoupled"]:
-            pieces += decay
-        if group["l1"]:
-            pieces.append(add_l1(group["l1"]))
-        pieces += self._scaling(group)
-        if group["decoupled"]:
-            pieces += decay
-        if group["l1_proximal"]:
-            pieces.append(prox_l1(group["l1_proximal"]))
-        return chain(*pieces)
-
-    def _scaling(self, group: dict[str, Any]) -> list[Transform]:
-        raise NotImplementedError
 
 
 class SGD(_Named):
@@ -259,8 +137,9 @@ class Adagrad(_Named):
         clip_value: float | None = None,
     ) -> None:
         super().__init__(
-            params, lr, lr_decay=lr_decay, weight_decay=weight_decay, initial_accumulator_value=initial_accumulator_value,
-            eps=eps, eps_in_sqrt=eps_in_sqrt, maximize=maximize, foreach=foreach, differentiable=differentiable,
+            params, lr, lr_decay=lr_decay, weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value, eps=eps, eps_in_sqrt=eps_in_sqrt, maximize=maximize,
+            foreach=foreach, differentiable=differentiable,
             fused=fused, decoupled=decoupled, weight_decay_schedule=weight_decay_schedule, l1=l1,
             l1_proximal=l1_proximal, clip_norm=clip_norm, clip_value=clip_value,
         )  # fmt: skip
@@ -464,10 +343,9 @@ class AdamW(Adam):
     _default_decoupled = True
 
 
-_IMPLEMENTATION = ("foreach", "fused", "differentiable", "capturable")  # how to step, not what: not hyperparameters
-
 OPTIMIZERS: Registry[type[_Named]] = Registry(
-    "optimizer", {"sgd": SGD, "adagrad": Adagrad, "adadelta": Adadelta, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+    "optimizer",
+    {"sgd": SGD, "adagrad": Adagrad, "adadelta": Adadelta, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW},
 )
 
 __all__ = ["SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "negate"]

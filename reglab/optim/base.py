@@ -127,7 +127,8 @@ def chain(*transforms: Transform) -> Transform:
     for i, t in enumerate(transforms):
         if not isinstance(t, Transform):
             raise ReglabTypeError(
-                f"chain: argument {i} must be a Transform (a piece such as scale_by_adam()), got {t!r} ({type(t).__name__})"
+                f"chain: argument {i} must be a Transform (a piece such as scale_by_adam()), got {t!r} "
+                f"({type(t).__name__})"
             )
 
     def init(params: list[Tensor]) -> State:

@@ -87,7 +87,9 @@ def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: str | Seq
     check_module("decay_groups", model)
     check_float("weight_decay", weight_decay, low=0)
     if not isinstance(exclude, (str, Sequence)):
-        raise ReglabTypeError(f"exclude must be a name or a sequence of names, got {exclude!r} ({type(exclude).__name__})")
+        raise ReglabTypeError(
+            f"exclude must be a name or a sequence of names, got {exclude!r} ({type(exclude).__name__})"
+        )
     exclude = (exclude,) if isinstance(exclude, str) else tuple(check_str("exclude[]", e) for e in exclude)
     decay, no_decay, names = [], [], []
     for module_name, module in model.named_modules():

@@ -78,7 +78,8 @@ class Optimizer(torch.optim.Optimizer):
         check_bool("compile", compile)
         if not isinstance(transform, Transform) and not callable(transform):
             raise ReglabTypeError(
-                f"transform must be a Transform or a function group -> Transform, got {transform!r} ({type(transform).__name__})"
+                f"transform must be a Transform or a function group -> Transform, got {transform!r} "
+                f"({type(transform).__name__})"
             )
         if inspect.isfunction(transform) and transform.__module__.startswith(
             "reglab.optim"
@@ -232,14 +233,18 @@ class Optimizer(torch.optim.Optimizer):
                         else ", ".join(sorted(state))
                     )
                     raise ReglabError(
-                        f"load_state_dict: parameter {index}'s saved state holds {names}, but this {type(self).__name__} "
-                        f"keeps {', '.join(sorted(keeps))} with these options: the state_dict is another optimizer's (or one with other options, e.g. amsgrad)"
+                        f"load_state_dict: parameter {index}'s saved state holds {names}, but this "
+                        f"{type(self).__name__} "
+                        f"keeps {', '.join(sorted(keeps))} with these options: the state_dict is another optimizer's "
+                        "(or one with other options, e.g. amsgrad)"
                     )
                 for name, value in state.items():
                     if isinstance(value, Tensor) and value.ndim and value.shape != p.shape:
                         raise ReglabError(
-                            f"load_state_dict: parameter {index}'s saved {name!r} has shape {tuple(value.shape)}, the parameter "
-                            f"{tuple(p.shape)}: the state_dict belongs to another model (or the parameters are in another order)"
+                            f"load_state_dict: parameter {index}'s saved {name!r} has shape {tuple(value.shape)}, the "
+                            "parameter "
+                            f"{tuple(p.shape)}: the state_dict belongs to another model (or the parameters are in "
+                            "another order)"
                         )
 
     def _from_torch(self, state_dict: dict[str, Any]) -> dict[str, Any]:

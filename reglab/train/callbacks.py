@@ -62,7 +62,8 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
     if monitor in record:
         return record[monitor]
     raise KeyError(
-        f"{who} monitors {monitor!r}, which the history does not record; it has {', '.join(record)}{nearest(monitor, record)}"
+        f"{who} monitors {monitor!r}, which the history does not record; it has "
+        f"{', '.join(record)}{nearest(monitor, record)}"
     )
 
 
@@ -200,7 +201,9 @@ class LRScheduler(Callback):
         if not isinstance(
             scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         ):
-            raise ReglabTypeError(f"LRScheduler takes a torch.optim.lr_scheduler scheduler, got {type(scheduler).__name__}")
+            raise ReglabTypeError(
+                f"LRScheduler takes a torch.optim.lr_scheduler scheduler, got {type(scheduler).__name__}"
+            )
         self.scheduler = scheduler
         self.monitor = check_str("monitor", monitor)
 

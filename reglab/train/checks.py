@@ -29,7 +29,8 @@ def check_parts(model: Any, data: Any, optimizer: Any) -> None:
             "data",
             data,
             Data,
-            "a reglab Data: reglab.load_data(recipe.data, seed), or Data(name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes)",
+            "a reglab Data: reglab.load_data(recipe.data, seed), or Data(name, x_train, y_train, x_valid, y_valid, "
+            "x_test, y_test, num_classes)",
         ),
         (
             "optimizer",
@@ -51,7 +52,8 @@ def loss_fn_for(loss_fn: Any, data: Data) -> Callable[[torch.Tensor, torch.Tenso
         if (loss_fn == "cross_entropy") == data.regression:
             targets = "real-valued targets (a regression)" if data.regression else "class labels"
             raise ReglabError(
-                f"loss_fn = {loss_fn!r} does not fit {targets}: cross_entropy is for class labels, mse and mae for real-valued targets"
+                f"loss_fn = {loss_fn!r} does not fit {targets}: cross_entropy is for class labels, mse and mae for "
+                "real-valued targets"
             )
         return fn
     if not callable(loss_fn):
@@ -68,7 +70,8 @@ def callbacks_of(callbacks: Iterable[Any]) -> list[Any]:
     for i, cb in enumerate(out):
         if isinstance(cb, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
             raise ReglabTypeError(
-                f"callbacks[{i}] is a torch scheduler ({type(cb).__name__}); wrap it as reglab.train.LRScheduler(scheduler), which steps it once per epoch"
+                f"callbacks[{i}] is a torch scheduler ({type(cb).__name__}); wrap it as "
+                "reglab.train.LRScheduler(scheduler), which steps it once per epoch"
             )
         if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
             raise ReglabTypeError(
@@ -160,14 +163,16 @@ def check_monitors(trainer: Trainer) -> None:
             if monitor in writers:
                 writer = type(writers[monitor]).__name__
                 raise ReglabError(
-                    f"{who} monitors {monitor!r}, which {writer} adds after it: put {writer} before {who} in the callbacks"
+                    f"{who} monitors {monitor!r}, which {writer} adds after it: put {writer} before {who} in the "
+                    "callbacks"
                 )
             keys = [*recorded, *(k for k in writers if k not in recorded)]
             task = (
                 " (a regression run records no accuracy)" if monitor.endswith("_acc") and not trainer.classify else ""
             )
             raise ReglabError(
-                f"{who} monitors {monitor!r}, which the history will not record{task}; it records {', '.join(keys)}{nearest(monitor, keys)}"
+                f"{who} monitors {monitor!r}, which the history will not record{task}; it records "
+                f"{', '.join(keys)}{nearest(monitor, keys)}"
             )
         recorded += getattr(cb, "records", ())
 
@@ -176,5 +181,3 @@ def _writes_undeclared(cb: Any) -> bool:
     """Whether ``cb`` has its own ``on_epoch_end`` (it may add to the record) but no ``records``."""
     hook = getattr(type(cb), "on_epoch_end", None)
     return hook is not None and hook is not Callback.on_epoch_end and not hasattr(cb, "records")
-
-

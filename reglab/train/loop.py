@@ -156,7 +156,9 @@ class Trainer:
             for transform in self.batch_transforms:
                 out = transform(xb, yb, self.generator)
                 if not (isinstance(out, tuple) and len(out) == 2):
-                    raise ReglabTypeError(f"a batch transform returns (x, y); {checks.name_of(transform)} returned {checks.what(out)}")
+                    raise ReglabTypeError(
+                        f"a batch transform returns (x, y); {checks.name_of(transform)} returned {checks.what(out)}"
+                    )
                 xb, yb = out
             if self.batch_transforms and classify:
                 labels.append(_hard(yb))

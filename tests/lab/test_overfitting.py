@@ -2,8 +2,8 @@
 
 import pytest
 
-from reglab.lab.recipe import Recipe
 from reglab.lab.build import build
+from reglab.lab.recipe import Recipe
 
 BASELINE = Recipe()  # MLP 2x256, ReLU, Adam lr 1e-3, batch 100, no regularization, 100 epochs
 

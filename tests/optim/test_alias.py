@@ -428,7 +428,8 @@ def test_a_state_dict_of_another_optimizer_or_model_is_refused_and_nothing_is_re
     theirs.step()
     with pytest.raises(
         ValueError,
-        match=r"parameter 0's saved 'mu' has shape \(4, 8\), the parameter \(8, 4\): the state_dict belongs to another model",
+        match=r"parameter 0's saved 'mu' has shape \(4, 8\), the parameter \(8, 4\): the state_dict belongs to "
+        r"another model",
     ):
         ro.Adam(model.parameters()).load_state_dict(theirs.state_dict())
     amsgrad = ro.Adam(model.parameters(), amsgrad=True)

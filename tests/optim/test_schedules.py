@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import reglab.optim as ro
-from reglab.optim.schedules import build_scheduler
 from reglab.lab.recipe import Recipe, ScheduleConfig
+from reglab.optim.schedules import build_scheduler
 from reglab.train import LRScheduler
 
 LR, EPOCHS = 0.1, 20

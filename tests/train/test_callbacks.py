@@ -238,7 +238,8 @@ def test_monitors_of_declared_records_and_regression_accuracy(toy_data):
     stats, norms = WeightStats(), GradNorms()
     with pytest.raises(
         ValueError,
-        match="EarlyStopping monitors 'weight_l2', which WeightStats adds after it: put WeightStats before EarlyStopping",
+        match="EarlyStopping monitors 'weight_l2', which WeightStats adds after it: put WeightStats before "
+        "EarlyStopping",
     ):
         fit(model, toy_data, opt, epochs=2, batch_size=16, callbacks=[EarlyStopping(monitor="weight_l2"), stats])
     h = fit(
@@ -265,7 +266,8 @@ def test_monitors_of_declared_records_and_regression_accuracy(toy_data):
     linear = nn.Linear(8, 1)
     with pytest.raises(
         ValueError,
-        match=r"monitors 'valid_acc'.*\(a regression run records no accuracy\); it records epoch, train_loss, valid_loss, lr, time; did you mean 'valid_loss'\?$",
+        match=r"monitors 'valid_acc'.*\(a regression run records no accuracy\); it records epoch, train_loss, "
+        r"valid_loss, lr, time; did you mean 'valid_loss'\?$",
     ):
         fit(
             linear,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from reglab.lab.recipe import Recipe
-from reglab.train import checkpoint
 from reglab.lab.run import RunExistsError, run_recipe
+from reglab.train import checkpoint
 
 
 def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
@@ -66,7 +66,8 @@ def test_existing_run_is_refused_and_changed_recipe_cannot_resume(tmp_path):
         run_recipe(recipe, tmp_path / "r")
     with pytest.raises(
         ValueError,
-        match=r"recipe differs .* \(model.width: \d+ -> 32, training.epochs: 2 -> 5\); resume it with the same recipe, or start the new one in another folder",
+        match=r"recipe differs .* \(model.width: \d+ -> 32, training.epochs: 2 -> 5\); resume it with the same "
+        r"recipe, or start the new one in another folder",
     ):
         run_recipe(recipe.updated({"model.width": 32, "training.epochs": 5}), tmp_path / "r", resume=True)
     again = run_recipe(recipe, tmp_path / "r", resume=True)  # a finished run is only re-reported

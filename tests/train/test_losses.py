@@ -48,7 +48,10 @@ def test_chance_loss_is_the_best_constant_prediction():
     assert chance_loss("mae", torch.tensor(y)) == pytest.approx(np.abs(y - np.median(y, axis=0)).mean(), rel=1e-12)
     assert chance_loss("cross_entropy", torch.tensor([0, 1]), num_classes=10) == pytest.approx(math.log(10))
     for name, best in (("mse", y.mean(0)), ("mae", np.median(y, axis=0))):  # no other constant does better
-        loss = lambda c: LOSSES[name](torch.tensor(np.broadcast_to(c, y.shape).copy()), torch.tensor(y)).item()  # noqa: E731
+
+        def loss(c, name=name):
+            return LOSSES[name](torch.tensor(np.broadcast_to(c, y.shape).copy()), torch.tensor(y)).item()
+
         assert loss(best) == pytest.approx(chance_loss(name, torch.tensor(y)), rel=1e-12)
         for delta in (-0.05, 0.05):
             assert loss(best + delta) > loss(best)

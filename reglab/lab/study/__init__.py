@@ -25,8 +25,8 @@ from reglab.lab.study.runner import StudyError, attach, run_workers, thread_shar
 from reglab.lab.study.storage import StorageError, StudyStore, redact_url, sqlite_url
 
 __all__ = [
-    "ARMS", "COMBINATION", "Plan", "StorageError", "StudyError", "load_study_file", "make_plan", "print_leaderboard", "rebuild_report",
-    "run_study",
+    "ARMS", "COMBINATION", "Plan", "StorageError", "StudyError", "load_study_file", "make_plan", "print_leaderboard",
+    "rebuild_report", "run_study",
 ]  # fmt: skip
 
 

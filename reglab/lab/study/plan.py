@@ -83,7 +83,9 @@ def register_arm(name: str, description: str, changes: Mapping[str, Any], *, rep
     run by every study that does not list its arms (and by name in ``arms``)."""
     check_str("description", description)
     if not isinstance(name, str) or not ARM_NAME.fullmatch(name):
-        raise ReglabError(f"arm name {name!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit")
+        raise ReglabError(
+            f"arm name {name!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )
     if name in (BASELINE, COMBINATION) or (name in ARMS and not replace):
         raise ReglabError(f"arm {name!r} is already defined; pass replace=True to replace it")
     if not isinstance(changes, Mapping) or not changes:
@@ -161,7 +163,8 @@ def make_plan(
     base = Recipe() if base is None else base
     if not isinstance(base, Recipe):
         raise ReglabTypeError(
-            f"base must be a Recipe (Recipe(), Recipe.load(path) or Recipe().updated({{...}})), got {type(base).__name__}"
+            f"base must be a Recipe (Recipe(), Recipe.load(path) or Recipe().updated({{...}})), got "
+            f"{type(base).__name__}"
         )
     if arms is not None and (isinstance(arms, str) or not all(isinstance(a, str) for a in arms)):
         raise ReglabTypeError(f"arms must be a list of arm names, such as ['baseline', 'dropout'], got {arms!r}")
@@ -169,11 +172,13 @@ def make_plan(
     for n in overrides:
         if not isinstance(n, str) or not ARM_NAME.fullmatch(n):
             raise ReglabError(
-                f"arm name {n!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit (it names a folder)"
+                f"arm name {n!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit (it names "
+                "a folder)"
             )
     if overrides.get(BASELINE):
         raise ReglabError(
-            "the baseline arm is the base recipe: change it under [base] in the study file (or with flags), not [arm.baseline]"
+            "the baseline arm is the base recipe: change it under [base] in the study file (or with flags), not "
+            "[arm.baseline]"
         )
     if not check_str("name", name).strip():
         raise ReglabError(f"the study's name must not be empty, got {name!r}")
@@ -193,7 +198,8 @@ def make_plan(
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ReglabError(
-            f"unknown arm {unknown[0]!r}; known arms: {', '.join(known)} (or define it under [arm.NAME] in a study file)"
+            f"unknown arm {unknown[0]!r}; known arms: {', '.join(known)} (or define it under [arm.NAME] in a study "
+            "file)"
         )
     if len(set(names)) != len(names):
         raise ReglabError(f"arms must be distinct, got {names}")
@@ -230,7 +236,11 @@ def unfit_arms(base: Recipe, input_shape: Sequence[int]) -> dict[str, str]:
         out.update({a: f"needs signals or images; samples here have shape {tuple(input_shape)}" for a in axes})
     if base.training.regression:
         out.update(
-            {a: f"needs class labels; training.loss = {base.training.loss!r} is a regression loss" for a in ARMS if "labels" in needs[a]}
+            {
+                a: f"needs class labels; training.loss = {base.training.loss!r} is a regression loss"
+                for a in ARMS
+                if "labels" in needs[a]
+            }
         )
     return {a: out[a] for a in ARMS if a in out}
 

@@ -110,7 +110,10 @@ def baseline_words(rows: Sequence[dict[str, Any]]) -> str:
         return "The study has no finished baseline trial, so there is no diagnosis to report."
     verdicts = Counter(r["diagnosis"]["verdict"] for r in base)
     verdict, count = verdicts.most_common(1)[0]
-    return f"The baseline is diagnosed as {verdict} in {count} of {len(base)} seeds. Seed {base[0]['seed']}: {base[0]['diagnosis']['explanation']}"
+    return (
+        f"The baseline is diagnosed as {verdict} in {count} of {len(base)} seeds. Seed {base[0]['seed']}: "
+        f"{base[0]['diagnosis']['explanation']}"
+    )
 
 
 def has_accuracy(board: Sequence[dict[str, Any]]) -> bool:
@@ -145,23 +148,32 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
     if entry is not None:
         used = combo.get("arms") or []
         what = ", ".join(used) if used else "nothing (no technique helped on validation loss), i.e. the baseline"
-        line = f"The combination of {what} reached test loss {entry['test_loss']:.3f} ± {entry['test_loss_std']:.3f} ({_fmt(entry['change'], '+.0%')} vs baseline; {entry['verdict']})"
+        line = (
+            f"The combination of {what} reached test loss {entry['test_loss']:.3f} ± {entry['test_loss_std']:.3f} "
+            f"({_fmt(entry['change'], '+.0%')} vs baseline; {entry['verdict']})"
+        )
         if helped:
-            line += f", {'better' if entry['test_loss'] < helped[0]['test_loss'] else 'not better'} than {helped[0]['arm']} alone"
+            line += (
+                f", {'better' if entry['test_loss'] < helped[0]['test_loss'] else 'not better'} than "
+                f"{helped[0]['arm']} alone"
+            )
         parts.append(line + ".")
         if combo.get("skipped"):
             parts.append(
-                f"Helpers left out of the combination (a better arm of their family was in, or three were): {', '.join(combo['skipped'])}."
+                "Helpers left out of the combination (a better arm of their family was in, or three were): "
+                f"{', '.join(combo['skipped'])}."
             )
     return " ".join(parts)
 
 
 RULE = (
-    f"Rule: an arm is <b>better</b> than the baseline when its mean test loss over seeds is lower and Welch's two-sided t-test "
+    "Rule: an arm is <b>better</b> than the baseline when its mean test loss over seeds is lower and Welch's "
+    "two-sided t-test "
     f"(unequal variances) rejects equal means at p &lt; {ALPHA}; <b>worse</b> by the same test in the other direction; "
     "<b>diverged</b> when a seed's test loss is NaN or infinite (its training loss became non-finite). "
     "The combination arm merges, among the arms that pass this rule on <i>validation</i> loss, the best of each family "
-    "(data: augmentation, noise, mixing; weights: penalties, decay; model: dropout, normalization, width; stopping), at most "
+    "(data: augmentation, noise, mixing; weights: penalties, decay; model: dropout, normalization, width; stopping), "
+    "at most "
     "three, best first, so the test set never chooses what to combine."
 )
 
@@ -185,13 +197,16 @@ def render_html(
     b = plan.base
     loss = LOSS_LABELS[b.training.loss]
     body.append(
-        f"<p class=meta>{len(rows)} of {total} trials finished · data <b>{esc(b.data.name)}</b> · {loss} · model {esc(b.model.kind)} "
-        f"{b.model.depth}×{b.model.resolved_width} {esc(b.model.activation)} · {esc(b.optimizer.name)} lr {b.optimizer.lr:g} · "
+        f"<p class=meta>{len(rows)} of {total} trials finished · data <b>{esc(b.data.name)}</b> · {loss} · model "
+        f"{esc(b.model.kind)} "
+        f"{b.model.depth}×{b.model.resolved_width} {esc(b.model.activation)} · {esc(b.optimizer.name)} lr "
+        f"{b.optimizer.lr:g} · "
         f"{b.training.epochs} epochs · batch {b.data.batch_size} · seeds {', '.join(map(str, plan.seeds))}</p>"
     )
     if getattr(board, "missing", None):
         body.append(
-            f"<p class=missing>Not finished yet: {esc(missing_words(board.missing))}; run the study again to finish them.</p>"
+            f"<p class=missing>Not finished yet: {esc(missing_words(board.missing))}; run the study again to finish "
+            "them.</p>"
         )
     if rows:
         body += [
@@ -228,15 +243,17 @@ def render_html(
     body += ["<h2>Arms</h2>", _arms_table(plan, combo)]
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}tr.diverged{background:#fbeaea;font-style:italic}"
-        "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}.meta,.rule{color:#555}.missing{color:#a60}"
+        "table{border-collapse:collapse;margin:1em 0}"
+        "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}"
+        "tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}tr.diverged{background:#fbeaea;font-style:italic}"
+        "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}"
+        ".meta,.rule{color:#555}.missing{color:#a60}"
         ".rec{font-size:1.1em}code{background:#f3f3f3;padding:0 .2em}"
     )
     return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>reglab study: {esc(plan.name)}</title><style>{style}</style></head><body>\n'
-        + "\n".join(body)
-        + "\n</body></html>\n"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>reglab study: '
+        f"{esc(plan.name)}</title><style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
 
@@ -258,8 +275,10 @@ def _table(board: Sequence[dict[str, Any]]) -> str:
     lines = ["<table id=leaderboard><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for e in board:
         cells = [
-            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f} ± {e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f} ± {e['test_loss_std']:.3f}",
-            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.1%"), f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
+            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f} ± {e['test_acc_std']:.3f}"] if acc else []),
+            f"{e['test_loss']:.3f} ± {e['test_loss_std']:.3f}",
+            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.1%"),
+            f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
             f"{e['gap']:.3f}", f"{e['zero_frac']:.1%}", _fmt(e["p_value"], ".3g"), e["verdict"],
         ]  # fmt: skip
         css = e["verdict"].split()[0]
@@ -285,7 +304,8 @@ def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
     for name, desc, changes in arms:
         text = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "none"
         lines.append(
-            f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td><td><code>{html.escape(text)}</code></td></tr>"
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td>"
+            f"<td><code>{html.escape(text)}</code></td></tr>"
         )
     for name, why in plan.left_out.items():
         lines.append(
@@ -320,9 +340,12 @@ def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
     for e in board:
         style = {"better": "green", "worse": "red", "diverged": "red italic", "baseline": "bold"}.get(e["verdict"])
         table.add_row(
-            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}"] if acc else []), f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
-            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%"), f"{e['best_epoch']:.0f}", f"{e['stopped_epoch']:.0f}",
-            f"{e['gap']:.3f}", f"{e['zero_frac']:.0%}", _fmt(e["p_value"], ".2g"), SHORT.get(e["verdict"], e["verdict"]), style=style,
+            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}"] if acc else []),
+            f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
+            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%"),
+            f"{e['best_epoch']:.0f}", f"{e['stopped_epoch']:.0f}",
+            f"{e['gap']:.3f}", f"{e['zero_frac']:.0%}", _fmt(e["p_value"], ".2g"),
+            SHORT.get(e["verdict"], e["verdict"]), style=style,
         )  # fmt: skip
     console = Console()
     console.width = max(console.width, 120)  # the table stays readable in narrow or piped output

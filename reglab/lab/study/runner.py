@@ -62,7 +62,8 @@ def attach(plan: Plan, url: str) -> StudyStore:
     old, current = _normalized(stored), json.loads(json.dumps(plan.to_dict()))
     if old != current:
         raise StorageError(
-            f"the study {plan.name!r} in this storage was started with another plan ({_plan_differences(old, current)}); "
+            f"the study {plan.name!r} in this storage was started with another plan "
+            f"({_plan_differences(old, current)}); "
             "resume it with the same options, or give a new --name or --out"
         )
     return store

@@ -89,7 +89,8 @@ def _reason(e: BaseException) -> str:
         if isinstance(cause, ModuleNotFoundError) and cause.name:
             return (
                 f"the database driver module {cause.name!r} that this URL needs is not installed; install it, "
-                "or name an installed driver in the URL (pip install 'reglab[postgres]' provides postgresql+psycopg2://)"
+                "or name an installed driver in the URL "
+                "(pip install 'reglab[postgres]' provides postgresql+psycopg2://)"
             )
         cause = cause.__cause__ or cause.__context__
     text = str(e).strip()

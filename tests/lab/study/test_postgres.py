@@ -85,7 +85,10 @@ def test_two_workers_on_one_postgresql_study_complete_each_point_once(signals, t
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "reglab.lab.cli", *map(str, args), "--out", str(tmp_path / f"machine{i}")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-m", "reglab.lab.cli", *map(str, args), "--out", str(tmp_path / f"machine{i}")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        )
         for i in range(2)
     ]  # fmt: skip
     errors = [p.communicate(timeout=300)[1] for p in procs]

@@ -105,7 +105,8 @@ def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tm
     tools.call("Runtime.evaluate", expression="1")  # collect events that arrived meanwhile
     errors = [
         e for e in tools.events
-        if e.get("method") in ("Runtime.exceptionThrown", "Log.entryAdded") and (e["method"] == "Runtime.exceptionThrown" or e["params"]["entry"]["level"] == "error")
+        if e.get("method") in ("Runtime.exceptionThrown", "Log.entryAdded")
+        and (e["method"] == "Runtime.exceptionThrown" or e["params"]["entry"]["level"] == "error")
         or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
     ]  # fmt: skip
     figures = ["train vs validation loss per arm", "validation loss of all arms", "first-layer weight histograms"]

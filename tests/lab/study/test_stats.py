@@ -35,8 +35,8 @@ def test_better_needs_lower_mean_and_significance():
 
 def _rows(arm, test, valid=None):
     return [
-        {"arm": arm, "seed": s, "test_loss": t, "test_acc": 1 - t / 3, "valid_loss": (valid or test)[s], "best_epoch": 5,
-         "stopped_epoch": 9, "diagnosis": {"gap_at_end": 0.1}, "zero_frac": 0.0}
+        {"arm": arm, "seed": s, "test_loss": t, "test_acc": 1 - t / 3, "valid_loss": (valid or test)[s],
+         "best_epoch": 5, "stopped_epoch": 9, "diagnosis": {"gap_at_end": 0.1}, "zero_frac": 0.0}
         for s, t in enumerate(test)
     ]  # fmt: skip
 

@@ -7,7 +7,15 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from reglab.lab.study.storage import GRACE, StorageError, StudyStore, key_of, lease_is_dead, process_identity, sqlite_url
+from reglab.lab.study.storage import (
+    GRACE,
+    StorageError,
+    StudyStore,
+    key_of,
+    lease_is_dead,
+    process_identity,
+    sqlite_url,
+)
 
 POINTS = [(arm, seed) for arm in ("a", "b", "c", "d", "e") for seed in range(4)]
 

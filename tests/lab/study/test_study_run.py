@@ -107,7 +107,8 @@ def test_workers_with_several_threads_start_after_the_parent_ran_parallel_ops(si
         "from reglab.lab.study import make_plan, run_study\n"
         "torch.set_num_threads(2)\n"
         "torch.ones(2**22).abs().sum()  # an OpenMP team of 2 threads in the parent\n"
-        f"base = Recipe().updated({{'data.name': 'npz', 'data.path': {str(signals)!r}, 'model.width': 16, 'training.epochs': 2}})\n"
+        f"base = Recipe().updated({{'data.name': 'npz', 'data.path': {str(signals)!r}, 'model.width': 16, "
+        "'training.epochs': 2}})\n"
         "run_study(make_plan(base, arms=['baseline', 'dropout'], seeds=1), sys.argv[1], workers=2, threads=2)\n"
     )
     proc = subprocess.Popen(
