@@ -159,8 +159,7 @@ def cache_dir() -> Path:
 
 def _mnist1d(config: Any, regression: bool):
     # Keyed by the package's version, which fixes its standard arguments and its generator, so
-    # that a cached set is read without importing the package (~1.6 s: it imports requests,
-    # scipy.interpolate and matplotlib.pyplot).
+    # that a cached set is read without importing the package (which imports matplotlib).
     path = cache_dir() / f"mnist1d-{importlib.metadata.version('mnist1d')}.npz"
     if path.exists():
         with np.load(path) as d:

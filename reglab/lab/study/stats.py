@@ -87,9 +87,7 @@ def leaderboard(rows: Sequence[dict[str, Any]], arm_order: Sequence[str]) -> lis
     return sorted(board, key=lambda e: (math.isnan(e["test_loss"]), e["test_loss"]))
 
 
-COMBINE_MAX = 3  # arms in the combination: stacking every helper over-regularizes (measured
-# on MNIST-1D: all nine helpers together fall to the baseline's test loss; the best three of
-# different families keep most of the gain)
+COMBINE_MAX = 3  # arms in the combination: stacking every helper over-regularizes (BENCHMARKS.md)
 
 
 def family(arm: Any) -> str:
