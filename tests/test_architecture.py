@@ -111,6 +111,7 @@ def test_the_library_never_imports_the_lab_nor_matplotlib():
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.slow
 def test_importing_the_training_loop_loads_neither_the_lab_nor_matplotlib():
     code = (
         "import sys, reglab.train; print(sorted(m for m in sys.modules if m.startswith(('reglab.lab', 'matplotlib'))))"

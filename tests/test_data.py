@@ -13,6 +13,7 @@ from reglab.lab.recipe import DataConfig
 from reglab.train import Trainer
 
 
+@pytest.mark.slow
 def test_mnist1d_default_split_and_cache(monkeypatch):
     d = load_data(DataConfig(), seed=0)
     assert d.input_shape == (1, 40) and d.num_classes == 10
@@ -36,6 +37,7 @@ def test_mnist1d_default_split_and_cache(monkeypatch):
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_mnist1d_without_a_writable_cache_is_generated_in_memory(tmp_path, monkeypatch):
     """An unwritable cache folder (a read-only home) ended the run with 'No such file or
     directory: <cache>'; now the set is generated in memory, the same as cached, with a warning
@@ -91,6 +93,7 @@ def test_fashion_mnist_missing_says_how_to_get_it(tmp_path):
 
 
 @pytest.mark.skipif(not data_mod.FASHION_MNIST_DIR.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.slow
 def test_fashion_mnist_debian_package():
     d = load_data(DataConfig(name="fashion-mnist"), 0)
     assert len(d.x_train) + len(d.x_valid) == 60000 and len(d.x_test) == 10000 and d.num_classes == 10

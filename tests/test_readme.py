@@ -4,6 +4,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 import reglab.optim
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -20,6 +22,7 @@ SHORTER = [
 GIVEN = "x, y = data.x_train[:64], data.y_train[:64]\n"
 
 
+@pytest.mark.slow
 def test_the_readme_python_tour_runs(tmp_path, monkeypatch, capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert len(blocks) == 4, "the tour: library, optimizers, regularization, studies"

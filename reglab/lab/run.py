@@ -1,7 +1,8 @@
 """From a Recipe to a trained model and the files a person can look at.
 
-``build(recipe)`` turns a Recipe into a ready ``Trainer`` (data, model, optimizer, callbacks).
-``run_recipe(recipe, out)`` trains it with a checkpoint per epoch and writes
+``reglab.lab.build.build(recipe)`` turns a Recipe into a ready ``Trainer``; ``train_recipe(recipe)``
+trains it in memory, and ``run_recipe(recipe, out)`` trains it with a checkpoint per epoch and
+writes
 
 - ``recipe.toml``: the recipe as run, with the versions of Python, torch and reglab on top;
 - ``history.json``: one object per epoch (``epoch, train_loss, train_acc, valid_loss,

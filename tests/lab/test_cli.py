@@ -60,6 +60,7 @@ def test_train_writes_the_promised_files(tmp_path, capsys):
     assert "verdict" in printed and "test accuracy" in printed
 
 
+@pytest.mark.slow
 def test_a_diverging_run_is_reported_as_diverged_with_its_files(tmp_path, capsys):
     """A learning rate far too high: the loss becomes NaN, the loop stops, and the run still
     ends normally with its history, summary, curves and the verdict "diverged" (it ended with
@@ -143,6 +144,7 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys, argv, words):
     assert not (tmp_path / "o").exists(), "a refused run must not leave files behind"
 
 
+@pytest.mark.slow
 def test_console_command_exits_2_with_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "reglab.lab.cli", "train", "--epochs", "-3", "--out", str(tmp_path / "o")],
@@ -153,6 +155,7 @@ def test_console_command_exits_2_with_one_line(tmp_path):
     assert proc.stderr.strip() == "reglab: error: training.epochs must be >= 1, got -3"
 
 
+@pytest.mark.slow
 def test_existing_output_is_not_overwritten(tmp_path, capsys):
     args = ["train", "--dataset", "digits", "--width", "8", "--out", str(tmp_path / "o"), "--quiet"]
     assert main(args + ["--epochs", "1"]) == 0
@@ -162,6 +165,7 @@ def test_existing_output_is_not_overwritten(tmp_path, capsys):
     assert (tmp_path / "o" / "history.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_to_resume_says_so_and_starts(tmp_path, capsys):
     out = tmp_path / "typo"
     assert (
@@ -218,6 +222,7 @@ def test_optimizer_schedule_and_clipping_flags(tmp_path):
     assert lrs[0] == pytest.approx(0.01) and lrs[1] == pytest.approx(0.1) and lrs[3] < lrs[2] < lrs[1]
 
 
+@pytest.mark.slow
 def test_regularization_flags_reach_the_recipe(tmp_path):
     out = tmp_path / "o"
     args = [
@@ -294,6 +299,7 @@ def test_augmentations_larger_than_the_samples_are_refused_before_training(tmp_p
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_train_a_regression(tmp_path, capsys):
     out = tmp_path / "reg"
     assert (
@@ -367,6 +373,7 @@ def test_regression_mistakes_are_one_line(tmp_path, capsys, argv, words):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_grad_norms_and_sharpness_flags(tmp_path, capsys):
     out = tmp_path / "s"
     assert (
@@ -412,6 +419,7 @@ def test_an_output_folder_that_is_a_file_is_refused_before_training(tmp_path, ca
     assert (tmp_path / "data.npz").read_bytes() == b"not a folder"
 
 
+@pytest.mark.slow
 def test_warnings_are_one_line_in_the_command_style(tmp_path, monkeypatch, capsys):
     """A warning printed Python's way (file, line, category and source line); the command
     prints ``reglab: warning: ...`` instead (here: MNIST-1D cannot be cached)."""

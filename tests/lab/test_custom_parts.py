@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import reglab
@@ -30,6 +31,7 @@ def blobs(config, regression):
     return x, y, None, None
 
 
+@pytest.mark.slow
 def test_a_registered_model_and_data_set_run_a_two_arm_study(tmp_path):
     reglab.register_model("tiny", tiny, default_width=12)
     reglab.register_dataset("blobs", blobs)
@@ -49,6 +51,7 @@ def test_a_registered_model_and_data_set_run_a_two_arm_study(tmp_path):
         DATASETS.unregister("blobs")
 
 
+@pytest.mark.slow
 def test_a_model_named_by_import_path_is_recorded_and_rerun(tmp_path, capsys):
     from reglab.lab.cli import main
 

@@ -95,6 +95,7 @@ def _trains(recipe: Recipe, own_data: bool = False) -> None:
 
 @pytest.mark.parametrize("kind", list(MODEL_KINDS))
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
+@pytest.mark.slow
 def test_every_model_kind_and_activation_is_accepted_and_built(kind, activation):
     _trains(_small(**{"model.kind": kind, "model.activation": activation}))
 
@@ -111,6 +112,7 @@ def test_every_optimizer_is_accepted_and_built(name):
 
 
 @pytest.mark.parametrize("name", list(SCHEDULES))
+@pytest.mark.slow
 def test_every_schedule_is_accepted_and_built(name):
     from reglab.train.callbacks import LRScheduler
 

@@ -8,6 +8,7 @@ from reglab.lab.recipe import Recipe
 BASELINE = Recipe()  # MLP 2x256, ReLU, Adam lr 1e-3, batch 100, no regularization, 100 epochs
 
 
+@pytest.mark.slow
 def test_baseline_overfits_visibly_and_is_diagnosed():
     import reglab
 
@@ -22,6 +23,7 @@ def test_baseline_overfits_visibly_and_is_diagnosed():
     assert d.verdict == "overfitting" and d.best_epoch == best + 1
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_within_patience_and_restores_the_best_model():
     patience = 10
     recipe = BASELINE.updated({"early_stopping.enabled": True, "early_stopping.patience": patience})
@@ -36,6 +38,7 @@ def test_early_stopping_stops_within_patience_and_restores_the_best_model():
     assert restored_loss < valid[-1]
 
 
+@pytest.mark.slow
 def test_less_data_overfits_more():
     """TECHNIQUES.md section 11: the same network on fewer samples ends with a larger
     generalization gap and a higher best validation loss."""

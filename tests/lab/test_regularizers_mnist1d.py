@@ -22,11 +22,13 @@ def baseline_final_valid_loss():
 
 
 @pytest.mark.parametrize("arm", list(ARMS))
+@pytest.mark.slow
 def test_regularizer_lowers_final_validation_loss(arm, baseline_final_valid_loss):
     result = train_recipe(Recipe().updated(ARMS[arm]))
     assert result.history[-1]["valid_loss"] < baseline_final_valid_loss
 
 
+@pytest.mark.slow
 def test_strong_proximal_l1_zeroes_half_the_first_layer():
     result = train_recipe(Recipe().updated({"optimizer.options.l1_proximal": 0.5}))
     last = result.history[-1]

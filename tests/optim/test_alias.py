@@ -91,6 +91,7 @@ def _decoupled(name, options):
 
 @pytest.mark.parametrize("name, options", GRID, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, o in GRID])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.slow
 def test_parity_with_torch_optim(name, options, dtype):
     """200 steps, two param groups, four shapes: parameters and state equal torch.optim's,
     within 1e-10 relative in float64 and torch's default tolerance in float32."""
@@ -139,6 +140,7 @@ def _complex_problem(seed=0):
 
 
 @pytest.mark.parametrize("name, options", GRID, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, o in GRID])
+@pytest.mark.slow
 def test_complex_parameters_as_torch_optim(name, options):
     """torch.optim steps a complex parameter as the pair of its real and imaginary parts
     (``view_as_real``): Adam's second moment is ``Re(g)²`` and ``Im(g)²``, not ``g²``.

@@ -66,6 +66,7 @@ def _free_port():
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo")
+@pytest.mark.slow
 def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(tmp_path):
     out = str(tmp_path / "params")
     run = subprocess.run([sys.executable, __file__, out], capture_output=True, text=True, timeout=300)

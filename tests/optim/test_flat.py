@@ -62,6 +62,7 @@ def test_flat_equals_readable(name, options):
 @pytest.mark.parametrize(
     "name, options", [CASES[2], CASES[10], CASES[11]], ids=["sgd-nesterov-decoupled", "adam-course", "adamw-prox"]
 )
+@pytest.mark.slow
 def test_compiled_equals_readable(name, options):
     readable, _ = _run(name, options, fused=False, steps=20)
     compiled, opt = _run(name, options, fused=True, steps=20, compile=True)

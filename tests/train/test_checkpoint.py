@@ -76,6 +76,7 @@ def test_existing_run_is_refused_and_changed_recipe_cannot_resume(tmp_path):
         run_recipe(recipe, tmp_path / "r" / "recipe.toml" / "sub")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     """Kill `reglab train` mid-run with SIGKILL, resume it: same weights and history."""
     recipe = Recipe.from_dict(RECIPE)

@@ -6,6 +6,7 @@ from reglab.lab.recipe import Recipe
 from reglab.lab.study.plan import ARMS, COMBINATION, Plan, load_study_file, make_plan
 
 
+@pytest.mark.slow
 def test_default_plan_has_every_arm_three_seeds_and_the_combination():
     plan = make_plan()
     assert plan.arm_names == list(ARMS) and plan.seeds == (0, 1, 2) and plan.combination

@@ -65,6 +65,7 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_postgresql_study_complete_each_point_once(signals, tmp_path, postgres_url):
     arms = ("baseline", "dropout", "mixup")
     args = [

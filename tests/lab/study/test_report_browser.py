@@ -74,6 +74,7 @@ def chromium(tmp_path):
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.slow
 def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tmp_path, chromium, task, request):
     arms = ["baseline", "early-stopping", "l1-proximal", "l2", "dropout", "combination"]
     base = (

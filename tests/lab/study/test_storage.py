@@ -29,6 +29,7 @@ def _claim_all(url, queue):
     queue.put(mine)
 
 
+@pytest.mark.slow
 def test_two_processes_claim_each_point_exactly_once(tmp_path):
     url = sqlite_url(tmp_path)
     StudyStore(url, "s").enqueue_missing(POINTS)

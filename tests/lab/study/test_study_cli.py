@@ -32,6 +32,7 @@ def finished(signals, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_report_rebuilds_from_storage(finished):
     (finished / "report.html").unlink()
     r = run_cli("report", finished)
@@ -60,6 +61,7 @@ def test_report_rebuilds_from_storage(finished):
         "no-arms",
     ],
 )
+@pytest.mark.slow
 def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(
     finished, signals, tmp_path, extra, message
 ):
@@ -76,6 +78,7 @@ def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(
 
 
 @pytest.mark.parametrize("command", ["report", "study"])
+@pytest.mark.slow
 def test_output_into_a_closed_pipe_ends_quietly(finished, signals, command):
     """``reglab report DIR | head -1``: no traceback when the reader goes away, and the study is intact."""
     args = ["report", finished] if command == "report" else ["study", "--dataset", signals, *ARGS, "--out", finished]
@@ -97,11 +100,13 @@ def test_output_into_a_closed_pipe_ends_quietly(finished, signals, command):
     assert {p for p in before if p.name != "report.html"} <= set(_snapshot(finished))
 
 
+@pytest.mark.slow
 def test_report_of_a_folder_without_a_study_fails_clearly(tmp_path):
     r = run_cli("report", tmp_path)
     assert r.returncode == 2 and "holds no study" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_study_of_a_tabular_csv_runs_the_arms_that_fit(tmp_path):
     """A CSV of feature vectors: shift and CutMix (signal/image axes) are left out and named;
     every other arm runs, Mixup included."""

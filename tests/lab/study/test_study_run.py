@@ -29,6 +29,7 @@ def _counts(url, name="default"):
     return Counter(key_of(t) for t in store.trials([TrialState.COMPLETE])), store
 
 
+@pytest.mark.slow
 def test_study_runs_every_point_once_writes_the_report_and_resumes_nothing(signals, tmp_path):
     plan = make_plan(tiny_base(signals), arms=ARMS, seeds=2)
     board = run_study(plan, tmp_path)
@@ -49,6 +50,7 @@ def test_study_runs_every_point_once_writes_the_report_and_resumes_nothing(signa
     assert rebuild_report(tmp_path) == board and (tmp_path / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path, capsys):
     base = Recipe().updated(
         {
@@ -82,6 +84,7 @@ def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path,
     assert "test loss" in table and "test acc" not in table and "nan" not in table
 
 
+@pytest.mark.slow
 def test_two_local_workers_complete_each_point_once(signals, tmp_path):
     plan = make_plan(tiny_base(signals), arms=["baseline", "mixup", "input-noise", "combination"], seeds=3)
     run_study(plan, tmp_path, workers=2)
@@ -108,7 +111,7 @@ def test_workers_with_several_threads_start_after_the_parent_ran_parallel_ops(si
         "torch.set_num_threads(2)\n"
         "torch.ones(2**22).abs().sum()  # an OpenMP team of 2 threads in the parent\n"
         f"base = Recipe().updated({{'data.name': 'npz', 'data.path': {str(signals)!r}, 'model.width': 16, "
-        "'training.epochs': 2}})\n"
+        f"'training.epochs': 2}})\n"
         "run_study(make_plan(base, arms=['baseline', 'dropout'], seeds=1), sys.argv[1], workers=2, threads=2)\n"
     )
     proc = subprocess.Popen(
@@ -201,6 +204,7 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
     assert _results(out) == _results(tmp_path / "ref")
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_sqlite_study_complete_each_point_once(signals, tmp_path):
     url = sqlite_url(tmp_path / "shared")
     (tmp_path / "shared").mkdir()
@@ -313,6 +317,7 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited
 
 
+@pytest.mark.slow
 def test_a_study_stored_by_an_older_version_attaches_and_a_changed_one_does_not(signals, tmp_path):
     from reglab.lab.study.runner import attach
     from reglab.lab.study.storage import StorageError
@@ -346,6 +351,7 @@ def test_a_study_stored_by_an_older_version_attaches_and_a_changed_one_does_not(
         attach(make_plan(tiny_base(signals), arms=["baseline", "dropout"], seeds=2, name="other"), url)
 
 
+@pytest.mark.slow
 def test_no_more_local_processes_start_than_trials_are_missing(signals, tmp_path, monkeypatch):
     """`--workers 100` forked 100 processes, most of them polling the storage while a few
     trained (the default study at one epoch took 83 s, against 15 s with 2 workers); now at most
@@ -372,6 +378,7 @@ def test_no_more_local_processes_start_than_trials_are_missing(signals, tmp_path
     assert started == [(4, 1)], "a finished study starts no process"
 
 
+@pytest.mark.slow
 def test_a_diverging_arm_is_reported_as_diverged_and_the_study_completes(signals, tmp_path, capsys):
     """An arm whose loss becomes NaN (here a learning rate far too high) is a result of the
     ablation, not a crash: it ended the study with "cannot diagnose", and a resume failed the
