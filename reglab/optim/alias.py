@@ -10,7 +10,9 @@ keyword options, off by default, are the same for all of them (``reglab.optim.na
 - ``weight_decay_schedule``: a function of the step ``t`` multiplying ``weight_decay``;
 - ``l1=α``: L1 subgradient ``g ← g + α sign(W)``; ``l1_proximal=α``: proximal L1 step
   ``W ← sign(W) max(|W| − ηα, 0)`` after each update (exact zeros);
-- ``clip_norm=c`` / ``clip_value=c``: gradient clipping by global norm / by value, first;
+- ``clip_norm=c`` / ``clip_value=c``: gradient clipping by global norm (the norm over all of
+  the optimizer's groups, as ``torch.nn.utils.clip_grad_norm_`` over ``model.parameters()``) /
+  by value, first;
 - ``eps_in_sqrt=True`` (Adagrad, RMSprop, Adam, AdamW): the course's ``√(G + ε)`` instead
   of PyTorch's ``√G + ε``.
 
@@ -159,7 +161,8 @@ class Adadelta(_Named):
         Δ = −√(E[Δ²] + ε) / √(E[g²] + ε) · g ;  E[Δ²] ← ρ E[Δ²] + (1 − ρ) Δ²
         W ← W + η Δ
 
-    Same signature and defaults as ``torch.optim.Adadelta``.
+    Same signature and defaults as ``torch.optim.Adadelta``. It takes no ``eps_in_sqrt``: its ε
+    is already inside both roots, as in Zeiler's paper and torch.optim.
     """
 
     _ranges = {"rho": (0.0, 1.0, True), "eps": (0.0, None, False)}

@@ -1,14 +1,20 @@
 """Gradient clipping and gradient noise (TECHNIQUES.md section 6).
 
-Clipping acts on the updates of one parameter group; with the default single group that is
-all of the model's parameters.
+A piece sees the updates of one parameter group. ``clip_by_global_norm`` clips by the norm of
+what it sees, unless it is given the norm to use: the named optimizers' ``clip_norm`` option
+gives it the norm over every group of the optimizer, so that a model split into groups (weights
+that decay, biases that do not) is clipped as a whole, as ``torch.nn.utils.clip_grad_norm_`` over
+``model.parameters()`` clips it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from reglab._checks import check_float, check_int
+from reglab.errors import ReglabTypeError
 from reglab.optim.base import Context, State, Transform
 
 
@@ -17,13 +23,24 @@ def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
 
 
-def clip_by_global_norm(max_norm: float) -> Transform:
-    """``g ← g · c / ‖g‖`` when ``‖g‖ > c`` (``c = max_norm``); unchanged otherwise."""
+def clip_by_global_norm(max_norm: float, norm: Callable[[], torch.Tensor] | None = None) -> Transform:
+    """``g ← g · c / ‖g‖`` when ``‖g‖ > c`` (``c = max_norm``); unchanged otherwise.
+
+    ``‖g‖`` is the norm of the updates the piece receives, or ``norm()`` when given: a function
+    returning this step's norm over more than this group (an optimizer's, over all its groups)."""
     check_float("max_norm", max_norm, low=0, low_open=True)
+    if norm is not None and not callable(norm):
+        raise ReglabTypeError(f"norm must be a function returning the step's gradient norm, got {norm!r}")
 
     def update(updates, state: State, ctx: Context):
-        factor = torch.clamp(max_norm / global_norm(updates), max=1.0)  # ‖g‖ = 0: c/0 = inf -> 1
-        return torch._foreach_mul(updates, factor.to(updates[0].dtype))
+        if norm is None:
+            total = global_norm(updates)
+        elif ctx.scalars is None:
+            total = norm()
+        else:  # fast mode: the norm enters the compiled step as one of its per-step numbers
+            total = ctx.per_step(lambda t: float(norm()))[0]
+        factor = torch.clamp(max_norm / total.to(updates[0].dtype), max=1.0)  # ‖g‖ = 0: c/0 = inf -> 1
+        return torch._foreach_mul(updates, factor)
 
     return Transform(lambda params: {}, update)
 

@@ -21,7 +21,10 @@ over memory, as PyTorch's fused optimizers do:
   dynamo's per-call guards and wrappers, whose cost per call is of the order of a small model's
   whole fused step (BENCHMARKS.md);
 - the whole group steps together: a parameter without a gradient counts as a zero gradient,
-  and ``zero_grad`` zeroes the gradient buffer instead of setting gradients to ``None``.
+  and ``zero_grad`` zeroes the gradient buffer instead of setting gradients to ``None``;
+- code that rebinds a parameter's data (``model.to(...)``, ``model.double()``, ``p.data = ...``)
+  takes it out of the buffer: each step checks where the parameters live and, when one has
+  moved, builds the group's buffers anew from the parameters and the state as they are.
 
 tests/optim/test_flat.py checks that it equals the readable implementation.
 """
@@ -103,6 +106,7 @@ class FlatGroup:
                 grad.copy_(self.densify([p.grad])[0] if p.grad.is_sparse else p.grad)
             p.data = view
             p.grad = grad
+        self.addresses = [p.data_ptr() for p in params]  # where each parameter's data lives: in flat_p
         self.state: dict[str, Tensor] = {}
         self.state_views: dict[str, list[Tensor]] = {}
         self.t = 0  # steps taken by the group
@@ -112,6 +116,11 @@ class FlatGroup:
         self._functions: dict[Any, tuple] = {}  # hyperparameters -> (update, per-step functions, transform, scalars)
         self._compiled = 0  # compiled variants so far
         self._uncompiled: tuple = (None, None)  # the latest uncompiled variant: (key, entry)
+
+    def moved(self) -> bool:
+        """Whether a parameter's data no longer lives in ``flat_p``: ``model.to(...)``,
+        ``model.double()`` or ``p.data = ...`` rebound it (one pointer per parameter compared)."""
+        return [p.data_ptr() for p in self.params] != self.addresses
 
     def views(self, flat: Tensor) -> list[Tensor]:
         out, offset = [], 0

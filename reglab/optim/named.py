@@ -17,7 +17,7 @@ import torch
 from reglab._checks import check_bool, check_float, check_lr
 from reglab.errors import ReglabError, ReglabTypeError
 from reglab.optim.base import Transform, chain
-from reglab.optim.clip import clip_by_global_norm, clip_by_value
+from reglab.optim.clip import clip_by_global_norm, clip_by_value, global_norm
 from reglab.optim.decay import add_decayed_weights, add_l1, prox_l1
 from reglab.optim.optimizer import Optimizer
 
@@ -75,6 +75,40 @@ class _Named(Optimizer):
         )
         super().__init__(params, self._chain, lr=lr, fused=defaults.pop("fused"), **defaults)
 
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._norm = None  # this step's norm over every group that clips by norm, computed when asked
+        super().step()
+        return loss
+
+    def _clip_input_norm(self) -> torch.Tensor:
+        """``‖g‖`` over the gradients of every group that clips by norm, as its chain sees them
+        (clipped by value first, where the group asks for it); once per step."""
+        if self._norm is None:
+            grads = []
+            for group in self.param_groups:
+                if group["clip_norm"] is None:
+                    continue
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    g = p.grad.to_dense() if p.grad.is_sparse else p.grad
+                    g = torch.view_as_real(g) if g.is_complex() else g
+                    if group["clip_value"] is not None:
+                        g = g.clamp(-group["clip_value"], group["clip_value"])
+                    grads.append(g)
+            if not grads:
+                self._norm = torch.zeros(())
+            elif len({g.dtype for g in grads}) == 1:
+                self._norm = global_norm(grads)
+            else:  # groups of several dtypes: their norms in float64
+                self._norm = global_norm([g.double() for g in grads])
+        return self._norm
+
     def check_group(self, group: dict[str, Any]) -> None:
         self.check_hyperparameters(group)  # first: building the chain needs them valid
         super().check_group(group)
@@ -126,7 +160,7 @@ class _Named(Optimizer):
         if group["clip_value"] is not None:
             pieces.append(clip_by_value(group["clip_value"]))
         if group["clip_norm"] is not None:
-            pieces.append(clip_by_global_norm(group["clip_norm"]))
+            pieces.append(clip_by_global_norm(group["clip_norm"], norm=self._clip_input_norm))
         if not group["decoupled"]:
             pieces += decay
         if group["l1"]:

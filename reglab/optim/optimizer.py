@@ -169,8 +169,9 @@ class Optimizer(torch.optim.Optimizer):
         if not params:
             return
         flat = self._flat.get(index)
-        if flat is None:
+        if flat is None or flat.moved():  # new, or a parameter's data was rebound since: buffers anew
             flat = self._flat[index] = FlatGroup(params, self.densify)
+            flat.dirty = True
         flat.gather_grads()
         flat.step(self.transform_for, group, self.state, self.compile)
 
@@ -178,6 +179,9 @@ class Optimizer(torch.optim.Optimizer):
         """As torch.optim's; in fast mode gradients stay views of the flat buffer, zeroed."""
         for index, group in enumerate(self.param_groups):
             flat = self._flat.get(index)
+            if flat is not None and flat.moved():  # rebuilt at the next step; zero the gradients as they are
+                del self._flat[index]
+                flat = None
             if flat is not None:
                 flat.gather_grads()
                 flat.flat_g.zero_()

@@ -2,6 +2,7 @@
 
 import io
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -440,3 +441,16 @@ def test_a_state_dict_of_another_optimizer_or_model_is_refused_and_nothing_is_re
     plain.load_state_dict(amsgrad.state_dict())  # the saved options come with the state, as in torch.optim
     assert plain.param_groups[0]["amsgrad"] is True
     plain.step()
+
+
+def test_which_optimizers_take_eps_in_sqrt_is_what_the_readme_says():
+    """README: Adagrad, RMSprop, Adam and AdamW take eps_in_sqrt; Adadelta, whose ε is inside its
+    roots already, refuses it (and so does SGD, which has no ε)."""
+    import inspect
+
+    takes = sorted(n for n, cls in ro.OPTIMIZERS.items() if "eps_in_sqrt" in inspect.signature(cls).parameters)
+    assert takes == ["adagrad", "adam", "adamw", "rmsprop"]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "Adagrad, RMSprop, Adam and AdamW also take `eps_in_sqrt=True`" in readme
+    with pytest.raises(TypeError):
+        ro.Adadelta([torch.zeros(1, requires_grad=True)], eps_in_sqrt=True)

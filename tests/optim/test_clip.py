@@ -1,5 +1,6 @@
 """Gradient clipping and gradient noise (TECHNIQUES.md section 6)."""
 
+import copy
 import math
 
 import numpy as np
@@ -76,3 +77,39 @@ def test_gradient_noise_variance_and_determinism():
         assert torch.equal(noisy, again), "noise is a function of (seed, step, parameter)"
     other = ro.add_noise(eta, gamma, seed=4).update([g], {}, ro.Context([p], [g], [1], {}))[0]
     assert not torch.equal(other, opt_transform.update([g], {}, ro.Context([p], [g], [1], {}))[0])
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("cls", ["SGD", "Adam"])
+def test_clip_norm_spans_every_parameter_group(cls, fused):
+    """The global norm of clip_norm is over all of an optimizer's groups, as
+    torch.nn.utils.clip_grad_norm_ over model.parameters() is: two groups (weights that decay and
+    biases that do not, as a recipe with weight decay builds) are clipped together, not each to c."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    x, y = torch.randn(16, 6), torch.randn(16, 3)
+    ours, theirs = copy.deepcopy(model), copy.deepcopy(model)
+    groups = ro.decay_groups(ours, 1e-2)
+    opt = getattr(ro, cls)(groups, lr=0.1, weight_decay=1e-2, clip_norm=0.05, fused=fused)
+    ref_groups = ro.decay_groups(theirs, 1e-2)
+    ref = getattr(torch.optim, cls)(ref_groups, lr=0.1, weight_decay=1e-2)
+    for _ in range(3):
+        for m, o in ((ours, opt), (theirs, ref)):
+            o.zero_grad()
+            torch.nn.functional.mse_loss(m(x), y).backward()
+        total = torch.nn.utils.clip_grad_norm_(theirs.parameters(), 0.05)
+        assert total > 0.05, "the test must clip"
+        opt.step()
+        ref.step()
+        for a, b in zip(ours.parameters(), theirs.parameters()):  # torch divides by ‖g‖ + 1e-6: not bitwise
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_clip_norm_does_not_touch_the_gradients_of_any_group():
+    p, q = torch.zeros(3, requires_grad=True), torch.zeros(4, requires_grad=True)
+    p.grad, q.grad = torch.full((3,), 2.0), torch.full((4,), -1.0)
+    before = (p.grad.clone(), q.grad.clone())
+    ro.SGD([{"params": [p]}, {"params": [q], "weight_decay": 0.1}], lr=1.0, clip_norm=0.5).step()
+    assert torch.equal(p.grad, before[0]) and torch.equal(q.grad, before[1])
+    total = float(torch.cat(before).norm())  # √(3·4 + 4·1) = 4
+    torch.testing.assert_close(p.detach(), -before[0] * 0.5 / total)

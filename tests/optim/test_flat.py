@@ -207,3 +207,45 @@ def test_update_that_cannot_be_compiled_runs_uncompiled_with_a_warning(monkeypat
     for a, b in zip(readable, compiled):
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
     assert all(run.graph is None for run in _compiled_updates(opt))
+
+
+def _rebinding_run(change, fused):
+    """Adam steps a small model, then ``change`` rebinds or rewrites its parameters, then it steps on."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+    opt = ro.Adam(model.parameters(), lr=0.05, fused=fused)
+    opt.compile = False  # the rebinding is the point here, not the kernel
+    x = torch.randn(8, 4)
+
+    def steps(n):
+        for _ in range(n):
+            opt.zero_grad()
+            model(x.to(model[0].weight.dtype)).square().mean().backward()
+            opt.step()
+
+    steps(3)
+    change(model)
+    if not fused:  # the reference: the same moments, cast to the parameters' dtype as load_state_dict casts them
+        opt.load_state_dict(opt.state_dict())
+    steps(3)
+    return model
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m.double(),
+        lambda m: m.to(torch.float64),
+        lambda m: m.load_state_dict({k: v + 0.5 for k, v in m.state_dict().items()}),
+        lambda m: setattr(m[0].weight, "data", m[0].weight.data.clone()),
+    ],
+    ids=["double", "to-float64", "load_state_dict", "data-rebound"],
+)
+def test_fast_mode_follows_parameters_whose_data_is_rebound(change):
+    """model.double(), model.to(...), load_state_dict or ``p.data = ...`` after the fast mode
+    pointed the parameters into its buffer: later steps update the parameters as they are now,
+    exactly as the readable implementation does."""
+    fast, readable = _rebinding_run(change, fused=True), _rebinding_run(change, fused=False)
+    for a, b in zip(fast.parameters(), readable.parameters()):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
