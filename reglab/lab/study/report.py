@@ -74,6 +74,8 @@ def write_report(store: StudyStore, out: str | Path) -> Leaderboard:
     atomic_write(
         out / "report.html", render_html(plan, rows, board, combo, total=len(plan.arm_names) * len(plan.seeds))
     )
+    if rows and not board.missing:  # the study's conclusion, where Optuna tools show it
+        store.set_attr("recommendation", recommendation(board, combo))
     return board
 
 

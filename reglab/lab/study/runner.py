@@ -143,7 +143,7 @@ def work(plan: Plan, store: StudyStore, out: Path, on_trial: Callable[[str, int,
         points = grid(plan, store, done)
         if store.enqueue_missing(points, trials):
             trials = store.trials()
-        trial = store.claim(trials)
+        trial = store.claim(trials, choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
         if trial is None:
             if all(p in done for p in points):  # grid() adds the combination once the rest is done
                 return ran
@@ -173,7 +173,12 @@ def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path) -> None:
             raise StudyError(f"trial {arm} seed {seed} failed: {e}") from e
         note(e, f"in trial {arm} seed {seed}")  # an internal error keeps its type and traceback
         raise
-    store.complete(trial_id, returned_valid_loss(result.summary, result.history), trial_attrs(result))
+    store.complete(
+        trial_id,
+        returned_valid_loss(result.summary, result.history),
+        trial_attrs(result),
+        curve=[r["valid_loss"] for r in result.history],
+    )
 
 
 def returned_valid_loss(summary: dict[str, Any], history: list[dict[str, Any]]) -> float:

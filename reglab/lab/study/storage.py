@@ -1,10 +1,13 @@
 """A study's trials in an Optuna storage: enqueue the grid once, claim a trial atomically,
 keep a lease on it while it runs, and detect workers that died.
 
-Every grid point ``(arm, seed)`` is an Optuna trial with user attributes ``arm`` and ``seed``
-(also enqueued as fixed params, which Optuna turns into params only when a trial from
-``study.ask()`` suggests them; ``ask`` would make a trial of its own when none is waiting, a
-claim takes a waiting one or none).
+Every grid point ``(arm, seed)`` is an Optuna trial, as an Optuna user knows one: ``arm`` and
+``seed`` are its params (categorical distributions over the plan's arms and seeds: enqueued as
+fixed params and suggested by the worker that claims the trial), its value is the validation
+loss of the model the run returns (the study's one metric, named ``validation loss``), and its
+intermediate values are the validation loss of every epoch, so that ``optuna-dashboard`` on the
+storage shows each arm's learning curves. ``arm`` and ``seed`` are also user attributes, which a
+trial has from the moment it is enqueued.
 Points are enqueued as WAITING trials; a worker claims one by moving it WAITING → RUNNING,
 which Optuna's RDB storage does under a row lock (PostgreSQL ``SELECT ... FOR UPDATE``; for
 SQLite we open every transaction with ``BEGIN IMMEDIATE`` so that the read and the write of a
@@ -23,6 +26,7 @@ next attempt continue where it stopped.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -35,6 +39,7 @@ from typing import Any
 
 from reglab.errors import InputError
 
+METRIC = "validation loss"  # what a trial's value is (of the model the run returns)
 BEAT = 5.0  # seconds between lease renewals of a running trial
 GRACE = 60.0  # a lease this old (any host) means its worker is gone
 
@@ -158,7 +163,10 @@ class StudyStore:
             self.study = optuna.create_study(
                 storage=self.storage, study_name=name, direction="minimize", load_if_exists=True
             )
-        self.study_id = self.study._study_id
+        if not self.study.metric_names:
+            with warnings.catch_warnings():  # experimental in Optuna 3-5
+                warnings.simplefilter("ignore")
+                self.study.set_metric_names([METRIC])
 
     @classmethod
     def existing(cls, url: str, name: str) -> StudyStore:
@@ -174,14 +182,14 @@ class StudyStore:
 
     # -- study attributes ----------------------------------------------------------------------
     def attrs(self) -> dict[str, Any]:
-        return self.storage.get_study_user_attrs(self.study_id)
+        return self.study.user_attrs
 
     def set_attr(self, key: str, value: Any) -> None:
-        self.storage.set_study_user_attr(self.study_id, key, value)
+        self.study.set_user_attr(key, value)
 
     # -- trials --------------------------------------------------------------------------------
     def trials(self, states: Iterable[Any] | None = None) -> list[Any]:
-        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=tuple(states) if states else None)
+        return self.study.get_trials(deepcopy=False, states=tuple(states) if states else None)
 
     # Reading trials parses their user attributes (histories included), so the methods below
     # take an optional snapshot ``trials`` (from ``self.trials()``) to share one read.
@@ -210,8 +218,10 @@ class StudyStore:
                 added += 1
         return added
 
-    def claim(self, trials: list[Any] | None = None) -> Any | None:
-        """Claim a WAITING trial (→ RUNNING, with this process's lease); None if none is left."""
+    def claim(self, trials: list[Any] | None = None, choices: dict[str, list] | None = None) -> Any | None:
+        """Claim a WAITING trial (→ RUNNING, with this process's lease); None if none is left.
+        ``choices`` (``{"arm": [...], "seed": [...]}``, the plan's) become the claimed trial's
+        params: each fixed value is suggested from its categorical distribution."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
@@ -225,6 +235,12 @@ class StudyStore:
             if self._duplicate(t):
                 self.fail(t._trial_id, "duplicate: another trial runs or ran this grid point")
                 continue
+            if choices:
+                import optuna
+
+                trial = optuna.Trial(self.study, t._trial_id)
+                for name, values in choices.items():
+                    trial.suggest_categorical(name, values)
             return self.storage.get_trial(t._trial_id)
         return None
 
@@ -260,9 +276,17 @@ class StudyStore:
             stop.set()
             thread.join()
 
-    def complete(self, trial_id: int, value: float, attrs: dict[str, Any]) -> None:
+    def complete(self, trial_id: int, value: float, attrs: dict[str, Any], curve: Iterable[float] = ()) -> None:
+        """Store a finished trial: ``curve`` (the validation loss of each epoch, from epoch 1) as
+        its intermediate values, its user attributes, then COMPLETE with ``value``. A non-finite
+        epoch (a diverged run) is not reported: Optuna keeps finite intermediate values only."""
+        import optuna
         from optuna.trial import TrialState
 
+        trial = optuna.Trial(self.study, trial_id)
+        for epoch, v in enumerate(curve, start=1):
+            if v is not None and math.isfinite(v):
+                trial.report(float(v), epoch)
         for key, v in attrs.items():
             self.storage.set_trial_user_attr(trial_id, key, v)
         self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
