@@ -18,10 +18,13 @@ COMPLETE, so a COMPLETE trial always has them.
 Exactly once: after claiming, a worker looks for another live or complete trial of the same
 point (two workers may enqueue a point at the same moment) and, if there is one, gives its
 claim up (FAIL, ``duplicate``) instead of running. Dead workers: a running trial holds a lease
-(``host``, ``pid``, process start time, last ``beat``) renewed every ``BEAT`` seconds; a
-trial whose worker process is gone (same host) or whose lease is older than ``GRACE`` seconds
-(any host) is marked FAIL and its point enqueued again; its run folder's checkpoint lets the
-next attempt continue where it stopped.
+(``host``, boot id, PID namespace, ``pid``, process start time, last ``beat``) renewed every
+``BEAT`` seconds. A trial whose worker process is gone is marked FAIL and its point enqueued
+again, its run folder's checkpoint letting the next attempt continue where it stopped. Whether
+the process is gone is checked directly only where that check is certain (same host, same boot,
+same PID namespace); anywhere else the lease decides: older than ``GRACE`` seconds, it is dead.
+Beats are stamped, and compared, with the database's clock (``StudyStore.now``), so that the
+clocks of the workers' machines, which may differ by minutes, never matter.
 """
 
 from __future__ import annotations
@@ -118,9 +121,20 @@ def redact_url(url: str) -> str:
 
 
 def process_identity(pid: int | None = None) -> dict[str, Any]:
-    """Who runs a trial: host, boot id, pid and the process's start time (to tell a reused pid)."""
+    """Who runs a trial: host, boot id, PID namespace, pid and the process's start time (to
+    tell a reused pid)."""
     pid = os.getpid() if pid is None else pid
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _start_time(pid)}
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(), "pid": pid,
+            "start": _start_time(pid)}  # fmt: skip
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace (Linux: ``pid:[4026531836]``); "" where unknown. Two
+    containers may share a host name and a boot id but not their pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _boot_id() -> str:
@@ -145,7 +159,8 @@ def lease_is_dead(lease: dict[str, Any] | None, now: float, started: float | Non
     if not lease:
         return started is not None and now - started > GRACE
     me = process_identity()
-    if lease.get("host") == me["host"] and lease.get("boot") == me["boot"] and me["boot"]:
+    same = [lease.get(k) == me[k] and me[k] for k in ("host", "boot", "pidns")]
+    if all(same):  # the pid means the same process here: ask the system
         return _start_time(lease["pid"]) != lease.get("start")
     return now - lease.get("beat", 0.0) > GRACE
 
@@ -253,8 +268,24 @@ class StudyStore:
             for t in self.trials([TrialState.RUNNING, TrialState.COMPLETE])
         )
 
+    def now(self) -> float:
+        """The database's clock, in seconds since the epoch: the one clock that every worker of a
+        shared storage reads alike (PostgreSQL's server clock; SQLite's is the machine's)."""
+        import sqlalchemy
+
+        dialect = self.storage.engine.dialect.name
+        query = {
+            "sqlite": "SELECT (julianday('now') - 2440587.5) * 86400.0",
+            "postgresql": "SELECT EXTRACT(EPOCH FROM CLOCK_TIMESTAMP())",
+            "mysql": "SELECT UNIX_TIMESTAMP(NOW(6))",
+        }.get(dialect)
+        if query is None:  # pragma: no cover - another database: this machine's clock
+            return time.time()
+        with self.storage.engine.connect() as connection:
+            return float(connection.execute(sqlalchemy.text(query)).scalar())
+
     def renew(self, trial_id: int) -> None:
-        self.storage.set_trial_user_attr(trial_id, "lease", {**process_identity(), "beat": time.time()})
+        self.storage.set_trial_user_attr(trial_id, "lease", {**process_identity(), "beat": self.now()})
 
     @contextmanager
     def leased(self, trial_id: int) -> Iterator[None]:
@@ -305,7 +336,7 @@ class StudyStore:
         """Mark RUNNING trials whose worker is gone as FAIL; returns them."""
         from optuna.trial import TrialState
 
-        now, dead = time.time(), []
+        now, dead = self.now(), []
         for t in _having(trials, TrialState.RUNNING) if trials is not None else self.trials([TrialState.RUNNING]):
             lease = t.user_attrs.get("lease")
             started = t.datetime_start.timestamp() if t.datetime_start else None

@@ -1,5 +1,7 @@
 import multiprocessing
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -115,3 +117,67 @@ def test_report_of_a_missing_study_names_what_exists(tmp_path):
     StudyStore(url, "here")
     with pytest.raises(StorageError, match="no study named 'gone' .*it holds: here"):
         StudyStore.existing(url, "gone")
+
+
+def test_leases_use_the_database_clock_so_a_clock_ten_minutes_ahead_fails_no_live_trial(tmp_path, monkeypatch):
+    """A worker whose machine's clock runs 10 minutes ahead stamps its beat with the database's
+    clock; a reaper on a machine with the right time reads the same clock: nobody is reaped.
+    The lease is made to look remote (another host), where only the beat's age can tell."""
+    store = StudyStore(sqlite_url(tmp_path), "s")
+    store.enqueue_missing([("a", 0)])
+    t = store.claim()
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 600)  # the worker's machine: 10 minutes ahead
+    store.renew(t._trial_id)
+    lease = store.storage.get_trial(t._trial_id).user_attrs["lease"]
+    assert abs(lease["beat"] - real()) < 5, "the beat is the database's time, not the worker's clock"
+    store.storage.set_trial_user_attr(t._trial_id, "lease", {**lease, "host": "worker-machine"})
+    assert store.reap() == [], "read against the database's clock, the beat is fresh"
+    monkeypatch.setattr(time, "time", real)  # and a reaper whose clock is right agrees
+    assert store.reap() == []
+    assert store.storage.get_trial(t._trial_id).state == TrialState.RUNNING
+
+
+CHILD = """
+import sys, time
+from reglab.lab.study import storage
+storage.BEAT = 0.2
+store = storage.StudyStore(sys.argv[1], "s")
+t = store.claim()
+with store.leased(t._trial_id):
+    print(t.number, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("unshare") or os.geteuid() != 0, reason="needs unshare and root (the CI machine)")
+def test_a_worker_in_another_pid_namespace_is_reaped_only_once_it_is_dead(tmp_path, monkeypatch):
+    """Two containers may share a host name and a boot id but not their pids: the worker's pid
+    means nothing here, so its lease decides (alive while it beats, dead GRACE after it stops)."""
+    from reglab.lab.study import storage
+
+    monkeypatch.setattr(storage, "GRACE", 2.0)
+    url = sqlite_url(tmp_path)
+    store = StudyStore(url, "s")
+    store.enqueue_missing([("a", 0)])
+    child = subprocess.Popen(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", CHILD, url],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # one process group: unshare and the worker it forked die together
+    )
+    try:
+        number = int(child.stdout.readline())
+        lease = store.trials()[0].user_attrs["lease"]
+        assert lease["pidns"] != process_identity()["pidns"] and lease["pid"] < 10, "the child's own pid namespace"
+        deadline = time.monotonic() + 4 * storage.GRACE
+        while time.monotonic() < deadline:  # alive: never reaped, whatever its pid names here
+            assert store.reap() == []
+            time.sleep(0.2)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+    time.sleep(storage.GRACE + 0.5)
+    assert [t.number for t in store.reap()] == [number]
