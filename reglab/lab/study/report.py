@@ -169,10 +169,14 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
 
 
 RULE = (
-    "Rule: an arm is <b>better</b> than the baseline when its mean test loss over seeds is lower and Welch's "
-    "two-sided t-test "
-    f"(unequal variances) rejects equal means at p &lt; {ALPHA}; <b>worse</b> by the same test in the other direction; "
-    "<b>diverged</b> when a seed's test loss is NaN or infinite (its training loss became non-finite). "
+    "Rule: each arm is compared with the baseline seed by seed (the runs of one seed share their validation "
+    "split, their batch order and, for the same architecture, their initial weights): a paired two-sided t-test "
+    "on the per-seed differences of test loss, whose mean is shown with its 95% t interval; the p-values of all "
+    f"the arms are corrected together by Holm–Bonferroni. An arm is <b>better</b> when its corrected p &lt; {ALPHA} "
+    "and its mean is lower, <b>worse</b> when the corrected p &lt; "
+    f"{ALPHA} and its mean is higher, and <b>inconclusive</b> otherwise (with the number of seeds at which the "
+    "observed difference and spread would pass); <b>diverged</b> when a seed's test loss is NaN or infinite "
+    "(its training loss became non-finite). "
     "The combination arm merges, among the arms that pass this rule on <i>validation</i> loss, the best of each family "
     "(data: augmentation, noise, mixing; weights: penalties, decay; model: dropout, normalization, width; stopping), "
     "at most "
@@ -271,7 +275,8 @@ def _table(board: Sequence[dict[str, Any]]) -> str:
         "stopped epoch",
         "final gap",
         "zero weights",
-        "p (Welch)",
+        "Δ test loss (95% CI)",
+        "p (paired, Holm)",
         "verdict",
     ]
     lines = ["<table id=leaderboard><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
@@ -281,7 +286,7 @@ def _table(board: Sequence[dict[str, Any]]) -> str:
             f"{e['test_loss']:.3f} ± {e['test_loss_std']:.3f}",
             "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.1%"),
             f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
-            f"{e['gap']:.3f}", f"{e['zero_frac']:.1%}", _fmt(e["p_value"], ".3g"), e["verdict"],
+            f"{e['gap']:.3f}", f"{e['zero_frac']:.1%}", _interval(e), _fmt(e["p_value"], ".3g"), _said(e),
         ]  # fmt: skip
         css = e["verdict"].split()[0]
         lines.append(
@@ -290,6 +295,21 @@ def _table(board: Sequence[dict[str, Any]]) -> str:
             + "</tr>"
         )
     return "\n".join(lines) + "</tbody></table>"
+
+
+def _interval(e: dict[str, Any]) -> str:
+    """``−0.42 [−0.61, −0.23]``: the mean paired difference from the baseline and its 95% interval."""
+    if math.isnan(e.get("diff", math.nan)):
+        return "–"
+    return f"{e['diff']:+.3f} [{e['diff_low']:+.3f}, {e['diff_high']:+.3f}]"
+
+
+def _said(e: dict[str, Any]) -> str:
+    """The verdict, and for an inconclusive arm the seeds its observed effect would need."""
+    if e["verdict"] != "inconclusive":
+        return e["verdict"]
+    n = e.get("seeds_needed")
+    return f"inconclusive ({'needs ' + str(n) + ' seeds' if n else 'no effect to detect'})"
 
 
 def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
@@ -316,7 +336,7 @@ def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
     return "\n".join(lines) + "</tbody></table>"
 
 
-SHORT = {"no significant difference": "n.s."}
+SHORT = {"inconclusive": "inconcl."}
 
 
 def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:

@@ -53,7 +53,7 @@ def test_leaderboard_sorts_by_test_loss_and_applies_the_rule():
     verdicts = {e["arm"]: e["verdict"] for e in board}
     assert verdicts == {
         "dropout": "better",
-        "mixup": "no significant difference",
+        "mixup": "inconclusive",  # lower mean, not significant once paired and corrected
         "baseline": "baseline",
         "l2": "worse",
     }
@@ -97,3 +97,135 @@ def test_families():
     assert (
         fams["dropout"] == fams["batch-norm"] == fams["half-width"] == "model" and fams["early-stopping"] == "stopping"
     )
+
+
+# -- the paired rule, corrected for many arms -------------------------------------------------------
+from reglab.lab.study.stats import ALPHA, Paired, compare, holm, paired, seeds_needed  # noqa: E402
+
+
+def paired_reference(a, b):
+    """The paired t-test from its formulas in float64: d = a − b, t = mean/(sd/√n), two-sided p
+    from Student's t distribution (scipy.special.stdtr), the 95% interval mean ± t* sd/√n."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    n, mean, sd = len(d), d.mean(), d.std(ddof=1)
+    t = mean / (sd / math.sqrt(n))
+    p = 2 * special.stdtr(n - 1, -abs(t))
+    half = special.stdtrit(n - 1, 0.975) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half, p
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_paired_equals_its_float64_reference(seed):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(1.0, 0.5, size=3 + seed)
+    arm = base - 0.2 + rng.normal(0, 0.1, size=len(base))
+    got = paired(dict(enumerate(arm)), dict(enumerate(base)))
+    assert (got.diff, got.low, got.high, got.p) == pytest.approx(paired_reference(arm, base), rel=1e-9)
+    assert got.n == len(base)
+
+
+def test_paired_pairs_by_seed_and_skips_seeds_one_side_lacks():
+    base = {0: 1.0, 1: 2.0, 2: 3.0, 7: 9.0}
+    arm = {2: 2.9, 0: 0.8, 1: 1.85}  # another order, no seed 7
+    got = paired(arm, base)
+    assert got.n == 3 and got.diff == pytest.approx(np.mean([-0.2, -0.15, -0.1]))
+    assert math.isnan(paired({0: 1.0}, base).p) and math.isnan(paired({0: 1.0, 1: math.nan}, base).p)
+
+
+def holm_reference(p):
+    """Holm's step-down procedure written out: reject the i-th smallest while p_(i) <= α/(m − i);
+    the adjusted p is the smallest α at which each hypothesis is rejected."""
+    m = len(p)
+    order = np.argsort(p)
+    adjusted = np.empty(m)
+    for rank, i in enumerate(order):
+        adjusted[i] = min(1.0, max((m - j) * p[order[j]] for j in range(rank + 1)))
+    return adjusted
+
+
+def test_holm_equals_the_step_down_procedure():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = rng.uniform(0, 0.2, size=rng.integers(1, 15))
+        assert holm(list(p)) == pytest.approx(list(holm_reference(p)), rel=1e-12)
+    assert holm([0.01, math.nan, 0.04]) == pytest.approx([0.02, math.nan, 0.04], nan_ok=True)
+
+
+def test_seeds_needed_is_the_first_seed_count_that_passes():
+    effect = Paired(3, -0.3, math.nan, math.nan, 0.2, 0.4)
+    n = seeds_needed(effect, m=12)
+    from scipy import stats
+
+    def passes(k):
+        return 0.3 / (0.4 / math.sqrt(k)) > stats.t.ppf(1 - ALPHA / 12 / 2, k - 1)
+
+    assert passes(n) and not passes(n - 1)
+    assert seeds_needed(Paired(3, 0.0, 0, 0, 1.0, 0.4), m=12) is None
+
+
+def test_the_three_verdicts_on_made_up_results():
+    rows = (
+        _rows("baseline", [1.8, 1.7, 1.9, 1.75])
+        + _rows("better", [1.5, 1.41, 1.6, 1.44])  # −0.3 on every seed, ± 0.01
+        + _rows("worse", [2.1, 2.02, 2.19, 2.06])
+        + _rows("unclear", [1.7, 1.9, 1.6, 1.8])
+    )
+    board = {e["arm"]: e for e in leaderboard(rows, ["baseline", "better", "worse", "unclear"])}
+    assert board["better"]["verdict"] == "better" and board["worse"]["verdict"] == "worse"
+    assert board["unclear"]["verdict"] == "inconclusive"
+    assert board["unclear"]["seeds_needed"] > 100, "a mean difference of −0.04 in a spread of 0.22 needs many seeds"
+    assert board["better"]["diff_low"] < board["better"]["diff"] < board["better"]["diff_high"] < 0
+    assert board["better"]["p_value"] >= board["better"]["p_raw"], "corrected for three arms"
+
+
+def _simulated_study(rng, arms, seeds, tau, sigma, effects):
+    """Made-up results: run = 1 + effect(arm) + u_seed + ε, u_seed ~ N(0, τ²) shared by the runs of
+    a seed (their split, batch order and initial weights), ε ~ N(0, σ²) each run's own."""
+    u = rng.normal(0, tau, size=seeds)
+    return {
+        a: [{"seed": s, "m": 1.0 + effects.get(a, 0.0) + u[s] + rng.normal(0, sigma)} for s in range(seeds)]
+        for a in ["baseline", *arms]
+    }
+
+
+ARMS12 = [f"arm{i}" for i in range(12)]
+
+
+@pytest.mark.slow
+def test_a_null_study_calls_some_arm_better_in_fewer_than_5_percent_of_1000():
+    rng = np.random.default_rng(0)
+    some = sum(
+        any(
+            v["verdict"] == "better"
+            for v in compare(_simulated_study(rng, ARMS12, 3, 1.0, 1.0, {}), ARMS12, "m").values()
+        )
+        for _ in range(1000)
+    )
+    assert some / 1000 < 0.05, some
+
+
+def _found(rng, arms, seeds, tau, runs=200, welch_too=False):
+    sd = math.sqrt(tau**2 + 1)  # the spread of one run: two of these is the effect
+    paired_found = welch_found = 0
+    for _ in range(runs):
+        study = _simulated_study(rng, arms, seeds, tau, 1.0, {arms[0]: -2 * sd})
+        paired_found += compare(study, arms, "m")[arms[0]]["verdict"] == "better"
+        if welch_too:
+            base = [r["m"] for r in study["baseline"]]
+            adjusted = holm([welch_p([r["m"] for r in study[a]], base) for a in arms])
+            welch_found += adjusted[0] < ALPHA
+    return paired_found / runs, welch_found / runs
+
+
+def test_a_real_effect_of_two_standard_deviations_on_five_seeds_is_found():
+    """One arm against the baseline, 5 seeds, an effect of two standard deviations of a run."""
+    found, _ = _found(np.random.default_rng(1), ["arm0"], 5, tau=1.0)
+    assert found >= 0.8, found
+
+
+@pytest.mark.slow
+def test_pairing_finds_an_effect_that_welch_misses_when_seeds_spread_widely():
+    """12 arms, 5 seeds, one real effect of two standard deviations of a run, where the seeds
+    share most of the spread (τ = 3σ): the paired test sees through it, Welch's does not."""
+    found, welch = _found(np.random.default_rng(1), ARMS12, 5, tau=3.0, welch_too=True)
+    assert found >= 0.85 and welch <= 0.6, (found, welch)
