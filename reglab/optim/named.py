@@ -75,15 +75,8 @@ class _Named(Optimizer):
         )
         super().__init__(params, self._chain, lr=lr, fused=defaults.pop("fused"), **defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def begin_step(self) -> None:
         self._norm = None  # this step's norm over every group that clips by norm, computed when asked
-        super().step()
-        return loss
 
     def _clip_input_norm(self) -> torch.Tensor:
         """``‖g‖`` over the gradients of every group that clips by norm, as its chain sees them

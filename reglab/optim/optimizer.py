@@ -135,6 +135,7 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self.begin_step()
         for index, group in enumerate(self.param_groups):
             if self.fused:
                 self._fast_step(index, group)
@@ -163,6 +164,10 @@ class Optimizer(torch.optim.Optimizer):
                     transform.after_step(part_state, ctx)
                 del updates  # free this chunk's temporaries: the next chunk's reuse their (cached) memory
         return loss
+
+    def begin_step(self) -> None:
+        """Called once per step, after the closure and before any group steps: where a subclass
+        resets what it computes once per step for all its groups (the named optimizers' norm)."""
 
     def _fast_step(self, index: int, group: dict[str, Any]) -> None:
         params = group["params"]
