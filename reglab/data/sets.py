@@ -245,7 +245,7 @@ DATASETS: Registry[Dataset] = Registry(
         "csv": Dataset(csv_file, "either"),
     },
     open=True,
-    wrap=Dataset,
+    wrap=lambda load: Dataset(load, "either"),  # named by import path: the loader reads the regression flag
     arity=2,
     arguments="config, regression",
 )

@@ -21,3 +21,13 @@ def jitter(x, generator):
 
 
 NOT_A_FUNCTION = 3
+
+
+def line(config, regression):
+    """A data set by import path: y = 2x + 1 with noise (targets when regression, else classes)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 1)).astype(np.float32)
+    y = 2 * x[:, 0] + 1 + 0.1 * rng.normal(size=120)
+    return (x, y, None, None) if regression else (x, (y > 1).astype(np.int64), None, None)

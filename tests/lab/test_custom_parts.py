@@ -72,3 +72,10 @@ def test_a_registered_arm_joins_the_default_arms():
         assert "wide" in plan.arm_names and plan.arm("wide").recipe.model.width == 512
     finally:
         del ARMS["wide"]
+
+
+def test_a_data_set_named_by_import_path_serves_either_task():
+    for loss in ("mse", "cross_entropy"):
+        recipe = Recipe().updated({"data.name": "custom_parts:line", "training.loss": loss, "training.epochs": 2})
+        result = reglab.train_recipe(recipe)
+        assert len(result.history) == 2 and ("test_acc" in result.summary) == (loss == "cross_entropy")
