@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from reglab._checks import check_folder
+from reglab._version import __version__
 from reglab.errors import InputError, UsageError
 from reglab.lab.flags import add_recipe_flags, fields_help, flag_changes
 from reglab.lab.recipe import Recipe, tomllib
@@ -42,7 +43,8 @@ def _subparser(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="reglab", description="See overfitting and compare the cures.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"reglab {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     train = _subparser(sub, "train", "train one recipe and diagnose over/underfitting")
     train.add_argument("--recipe", type=Path, help="recipe TOML file (default: the built-in recipe)")
     add_recipe_flags(train)
@@ -103,6 +105,8 @@ def _implied(recipe: Recipe, changes: dict[str, Any]) -> None:
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = flag_changes(args)
+    if "early_stopping.patience" in changes:  # --patience N is asked for only to stop early
+        changes.setdefault("early_stopping.enabled", True)
     for item in args.set:
         key, sep, text = item.partition("=")
         if not sep:
@@ -211,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         if not debug:
             warnings.showwarning = _show_warning
         try:
-            args = build_parser().parse_args(argv)
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.command is None:  # `reglab` alone: what it can do
+                parser.print_help()
+                return 0
             return {"train": cmd_train, "study": cmd_study, "report": cmd_report}[args.command](args)
         except InputError as e:
             if debug:

@@ -15,12 +15,13 @@ has one. Everything else is derived from these declarations:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reglab._checks import check_bool, check_choice, check_float, check_int, check_str, interval
-from reglab.errors import ReglabTypeError
+from reglab.errors import ReglabError, ReglabTypeError
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Spec:
     family: str | None = None  # what a study arm changing it touches (data, weights, model, ...)
     needs: tuple[str, ...] = ()  # "labels": class labels; "axes": signals or images
     keys: Mapping[str, Key] | None = None  # a table field's keys that have flags (optimizer.options)
+    hint: str = ""  # why the range is what it is, added to a range error
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,12 @@ def validate(key: str, value: Any, kind: str, spec: Spec) -> Any:
     if kind == "int":
         return check_int(key, value, **bounds)
     if kind == "float":
-        return check_float(key, value, **bounds, low_open=spec.low_open, high_open=spec.high_open)
+        try:
+            return check_float(key, value, **bounds, low_open=spec.low_open, high_open=spec.high_open)
+        except ReglabError as e:
+            if spec.hint and math.isfinite(value):  # out of range (not NaN/inf, not a wrong type)
+                raise ReglabError(f"{e}: {spec.hint}") from None
+            raise
     if kind == "str":
         if spec.choices is None:
             return check_str(key, value)

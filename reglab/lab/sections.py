@@ -109,7 +109,8 @@ class OptimizerConfig(Section):
     family = "weights"
 
     name: str = setting("adam", "update rule", choices=OPTIMIZERS, flag="--optimizer", study=True)
-    lr: float = setting(1e-3, "learning rate η: Adam's usual step size", low=0, flag="--lr", study=True)
+    lr: float = setting(1e-3, "learning rate η: Adam's usual step size", low=0, low_open=True, flag="--lr",
+                        study=True, hint="with a learning rate of 0 the weights never change")  # fmt: skip
     options: dict[str, Any] = setting({}, "keyword options of the optimizer (momentum, betas, weight_decay, ...)",
                                       keys=OPTION_KEYS)  # fmt: skip
     decay_all: bool = setting(False, "weight decay on every parameter; default: the weights only (not biases, norms)")
@@ -254,7 +255,8 @@ class EarlyStoppingConfig(Section):
     monitor: str = setting("valid_loss", "the metric watched", choices=MONITORS)
     mode: str = setting("auto", "min, max, or auto: max for accuracies, min for losses",
                         choices=("auto", "min", "max"))  # fmt: skip
-    patience: int = setting(10, "epochs without improvement before stopping", low=0, flag="--patience")
+    patience: int = setting(10, "epochs without improvement before stopping (--patience turns early stopping on)",
+                            low=0, flag="--patience")  # fmt: skip
     min_delta: float = setting(0.0, "smallest change that counts as an improvement (its sign is ignored)")
     start_from_epoch: int = setting(0, "epochs of warm-up during which no stop happens", low=0)
     restore_best: bool = setting(True, "restore the best weights at the end, stopped early or not")

@@ -430,3 +430,27 @@ def test_warnings_are_one_line_in_the_command_style(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "reglab: warning: cannot cache MNIST-1D in" in err and "REGLAB_CACHE" in err
     assert "UserWarning" not in err and "data.py" not in err
+
+
+def test_reglab_alone_prints_the_usage_and_version_prints_the_version(capsys):
+    import reglab
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: reglab") and "train" in out and "study" in out and "report" in out
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"reglab {reglab.__version__}"
+
+
+def test_patience_alone_implies_early_stopping(tmp_path):
+    from reglab.lab.cli import build_parser, recipe_from_args
+
+    recipe = recipe_from_args(build_parser().parse_args(["train", "--patience", "5"]))
+    assert recipe.early_stopping.enabled and recipe.early_stopping.patience == 5
+
+
+def test_a_learning_rate_of_zero_is_refused(tmp_path, capsys):
+    assert main(["train", "--lr", "0", "--out", str(tmp_path / "o")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("reglab: error: optimizer.lr must be > 0, got 0.0") and "never change" in line
