@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import gzip
 import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reglab.data.tensors import as_tensors
-from reglab.errors import MissingFileError, ReglabError
+from reglab.errors import InputError, MissingFileError, ReglabError
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -42,8 +43,24 @@ def _user_file(config: Any, suffix: str) -> Path:
     return path
 
 
+def _unreadable(path: Path, kind: str, e: Exception) -> ReglabError:
+    """The one-line error for a user's file that its reader refuses (not an archive, not text,
+    arrays of objects, ...): input, not a bug."""
+    reason = " ".join(str(e).split()) or type(e).__name__
+    return ReglabError(f"{path} cannot be read as {kind}: {reason}")
+
+
 def npz_file(config: Any, regression: bool):
     path = _user_file(config, ".npz")
+    try:
+        return _npz_arrays(path, regression)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:  # numpy's words for a file that is not a .npz
+        if isinstance(e, InputError):
+            raise
+        raise _unreadable(path, "a NumPy .npz archive (np.savez)", e) from e
+
+
+def _npz_arrays(path: Path, regression: bool):
     with np.load(path, allow_pickle=False) as d:
         for key in ("x", "y"):
             if key not in d:
@@ -70,8 +87,11 @@ def csv_file(config: Any, regression: bool):
     """A header row, then one sample per line: numeric features (empty = missing, refused
     later as NaN) and the label column ``config.label_column`` (the target, for regression)."""
     path = _user_file(config, ".csv")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [(i, row) for i, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [(i, row) for i, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise _unreadable(path, "UTF-8 comma-separated text", e) from e
     if not rows:
         raise ReglabError(f"{path} is empty; expected a header row, then one sample per line")
     header = [name.strip() for name in rows[0][1]]

@@ -210,6 +210,12 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
         error: InputError = MissingFileError(f"{what} not found: {path}")
     except tomllib.TOMLDecodeError as e:
         error = ReglabError(f"{what} {path} is not valid TOML: {e}")
+    except UnicodeDecodeError as e:
+        error = ReglabError(f"{what} {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8")
+    except IsADirectoryError:
+        error = ReglabError(f"{what} {path} is a folder; give the TOML file in it")
+    except PermissionError:
+        error = ReglabError(f"{what} {path} cannot be read: permission denied")
     error.file = str(path)
     raise error
 

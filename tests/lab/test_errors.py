@@ -75,3 +75,29 @@ def test_registering_twice_needs_replace():
             reglab.register_model("a:b", lambda shape, n, config: None)
     finally:
         MODEL_KINDS.unregister("twice")
+
+
+@pytest.mark.parametrize(
+    "make, flag, words",
+    [
+        (lambda p: p.mkdir(), "--recipe", "is a folder; give the TOML file in it"),
+        (lambda p: p.write_bytes(b"[model]\nwidth = 8 # \xff\xfe\n"), "--recipe", "is not UTF-8 text"),
+        (lambda p: p.with_suffix(".npz").write_text("not a zip"), "--dataset", "cannot be read as a NumPy .npz"),
+        (lambda p: p.with_suffix(".csv").write_bytes(b"a,label\n1,\xff\n"), "--dataset", "cannot be read as UTF-8"),
+    ],
+    ids=["recipe-folder", "recipe-not-utf8", "npz-not-a-zip", "csv-not-utf8"],
+)
+def test_a_bad_file_is_one_line_naming_it(tmp_path, capsys, make, flag, words):
+    path = tmp_path / "given.toml"
+    make(path)
+    target = path if flag == "--recipe" else next(p for p in tmp_path.iterdir() if p.suffix in (".npz", ".csv"))
+    assert main(["train", flag, str(target), "--out", str(tmp_path / "o")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and str(target) in lines[0], lines
+
+
+def test_a_broken_study_json_is_one_line(tmp_path, capsys):
+    (tmp_path / "study.json").write_text("{not json")
+    assert main(["report", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "study.json is damaged" in lines[0] and "--storage" in lines[0], lines

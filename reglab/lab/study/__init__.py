@@ -99,7 +99,14 @@ def rebuild_report(out: str | Path, storage: str | None = None, name: str | None
     """Rewrite ``out``'s report from the study's storage alone (no training)."""
     out = Path(out)
     pointer = out / "study.json"
-    saved = json.loads(pointer.read_text()) if pointer.exists() else {}
+    try:
+        saved = json.loads(pointer.read_text(encoding="utf-8")) if pointer.exists() else {}
+    except (ValueError, UnicodeDecodeError) as e:  # not JSON: damaged, or written by something else
+        raise ReglabError(
+            f"{pointer} is damaged ({e}); give the study's storage and name: --storage URL --name NAME"
+        ) from None
+    if not isinstance(saved, dict):
+        raise ReglabError(f"{pointer} does not describe a study; give --storage URL --name NAME")
     if storage is None:
         if not saved and not (out / "study.db").exists():
             raise MissingFileError(
