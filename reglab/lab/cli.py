@@ -169,7 +169,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     console = Console()
     console.print(table)
     console.print(d["explanation"], soft_wrap=True)
-    console.print(f"files: {out}/history.json summary.json curves.png recipe.toml")
+    console.print(f"files: {out}/history.json summary.json curves.png recipe.toml checkpoint.pt", soft_wrap=True)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         if not debug:
             warnings.showwarning = _show_warning
+        args = None  # known once parsed: the interrupt message depends on the command
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
@@ -231,10 +232,11 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
         except KeyboardInterrupt:
-            print(
-                "reglab: interrupted; to continue, run the same command again (reglab train: add --resume)",
-                file=sys.stderr,
-            )
+            again = {
+                "train": "run the same command with --resume",
+                "study": "run the same command again (finished trials are kept)",
+            }.get(getattr(args, "command", None), "run the same command again")
+            print(f"\nreglab: interrupted; to continue, {again}", file=sys.stderr)  # below any progress line
             return 130
         except Exception as e:  # a bug in reglab (or below it), not in what was given: keep the whole story
             traceback.print_exc()

@@ -454,3 +454,24 @@ def test_a_learning_rate_of_zero_is_refused(tmp_path, capsys):
     assert main(["train", "--lr", "0", "--out", str(tmp_path / "o")]) == 2
     line = capsys.readouterr().err.strip()
     assert line.startswith("reglab: error: optimizer.lr must be > 0, got 0.0") and "never change" in line
+
+
+@pytest.mark.parametrize("command, advice", [("train", "with --resume"), ("study", "finished trials are kept")])
+def test_an_interrupt_says_how_to_continue_this_command(tmp_path, capsys, monkeypatch, command, advice):
+    import reglab.lab.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
+    assert main([command, "--out", str(tmp_path / "o")]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("\n") and advice in err, "a line of its own, below any progress bar"
+    assert ("reglab train" in err) is False
+
+
+def test_the_files_line_names_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["train", "--dataset", "digits", "--width", "8", "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("files:"))
+    assert "checkpoint.pt" in line and (out / "checkpoint.pt").exists()
