@@ -134,9 +134,3 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
         loss_terms=made["loss"],
         seed=seed,
     )
-
-
-def batch_transforms(recipe: Recipe, data: Data) -> list[Any]:
-    """The training-only batch transforms of ``recipe`` on ``data`` (the rows of kind ``batch``)."""
-    parts = Parts(recipe, data, torch.nn.Identity(), None)  # type: ignore[arg-type]  # batch rows need neither
-    return [t.make(parts) for t in TECHNIQUES if t.kind == "batch" and t.wanted(recipe)]
