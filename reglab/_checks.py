@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from reglab.errors import ReglabError, ReglabTypeError
+from reglab.errors import ReglabError, ReglabTypeError, WriteError
 
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
@@ -61,12 +61,17 @@ def check_str(name: str, value: Any) -> str:
 
 
 def check_folder(name: str, value: Any) -> Path:
-    """``value`` as a Path that is, or can be made, a folder: no part of it is an existing file."""
+    """``value`` as a Path that is, or can be made, a folder we can write: no part of it is an
+    existing file, and its nearest existing folder is writable (checked before any work)."""
+    import os
+
     path = Path(value)
     for part in (path, *path.parents):
         if part.exists():
             if not part.is_dir():
                 raise ReglabError(f"{name} {path}: {part} is a file, not a folder")
+            if not os.access(part, os.W_OK | os.X_OK):  # read-only file systems too, even for root
+                raise WriteError(f"{name} {path}: the folder {part} is not writable; choose another {name}")
             break
     return path
 

@@ -59,6 +59,14 @@ class MissingFileError(InputError, FileNotFoundError):
         return ": ".join([*self.context, str(self.args[0]) if self.args else ""])
 
 
+class WriteError(InputError, OSError):
+    """A file could not be written: the disk is full, the file system read-only, or the folder
+    not writable. What was written before is intact (every file is written atomically)."""
+
+    def __str__(self) -> str:  # OSError's own __str__ would show (errno, strerror)
+        return ": ".join([*self.context, str(self.args[0]) if self.args else ""])
+
+
 class UsageError(InputError):
     """A mistake in what was typed on the command line."""
 

@@ -26,14 +26,14 @@ from typing import Any
 
 from reglab._checks import check_folder
 from reglab._version import __version__
-from reglab.errors import InputError, UsageError
+from reglab.errors import InputError, UsageError, WriteError
 from reglab.lab.flags import add_recipe_flags, fields_help, flag_changes
 from reglab.lab.recipe import Recipe, tomllib
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + message
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def _subparser(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
@@ -62,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     study.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores // workers)")
     study.add_argument("--storage", help="Optuna storage URL shared by workers (default: OUT/study.db)")
-    study.add_argument("--name", help="study name in the storage (default: the study file's, or 'default')")
+    study.add_argument("--name", help="study name in the storage (default: the study file's, or 'regularization')")
     study.add_argument("--recipe", type=Path, help="base recipe TOML file (default: the built-in recipe)")
     add_recipe_flags(study, study=True)
     study.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="any base-recipe field (the fields are listed below)")  # fmt: skip
-    study.add_argument("--out", type=Path, default=Path("runs/study"), help="output folder (default: runs/study)")
+    study.add_argument("--out", type=Path, help="output folder (default: runs/NAME, the study's own)")
     study.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
     report = _subparser(sub, "report", "rebuild a study's report from its storage")
@@ -175,7 +175,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 def cmd_study(args: argparse.Namespace) -> int:
     from reglab.lab.study import load_study_file, make_plan, print_leaderboard, run_study
 
-    check_folder("--out", args.out)
+    if args.out is not None:
+        check_folder("--out", args.out)
     options = load_study_file(args.config) if args.config else {}
     base = Recipe.load(args.recipe) if args.recipe else options.pop("base", Recipe())
     options.pop("base", None)
@@ -189,14 +190,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.name:
         options["name"] = args.name
     plan = make_plan(**options)
+    out = args.out if args.out is not None else check_folder("--out", Path("runs") / plan.name)
     for arm, why in plan.left_out.items():
         print(f"arm {arm} left out: it {why}")
     board = run_study(
-        plan, args.out, storage=args.storage, workers=args.workers, threads=args.threads, progress=not args.quiet
+        plan, out, storage=args.storage, workers=args.workers, threads=args.threads, progress=not args.quiet
     )
     if not args.quiet:
-        print_leaderboard(board, f"reglab study {plan.name}: {args.out}")
-    print(f"report: {args.out / 'report.html'} (also results.csv, results.json)")
+        print_leaderboard(board, f"reglab study {plan.name}: {out}")
+    print(f"report: {out / 'report.html'} (also results.csv, results.json)")
     return 0
 
 
@@ -225,24 +227,33 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as e:
             if debug:
                 raise
-            print("reglab: error: " + " ".join(str(e).split()), file=sys.stderr)
+            then = f"; then, to continue, {_again(args)}" if _out_of_room(e) else ""
+            print("reglab: error: " + " ".join(str(e).split()) + then, file=sys.stderr)
             return 2
         except BrokenPipeError:
             # whoever read our output has gone (`reglab report DIR | head`): end quietly, as rich's console does
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
         except KeyboardInterrupt:
-            again = {
-                "train": "run the same command with --resume",
-                "study": "run the same command again (finished trials are kept)",
-            }.get(getattr(args, "command", None), "run the same command again")
-            print(f"\nreglab: interrupted; to continue, {again}", file=sys.stderr)  # below any progress line
+            print(f"\nreglab: interrupted; to continue, {_again(args)}", file=sys.stderr)  # below any progress line
             return 130
         except Exception as e:  # a bug in reglab (or below it), not in what was given: keep the whole story
             traceback.print_exc()
             print(f"reglab: internal error ({type(e).__name__}): a bug in reglab, not in your input; "
                   "please report it to reglab's maintainers with the traceback above", file=sys.stderr)  # fmt: skip
             return 1
+
+
+def _out_of_room(e: BaseException) -> bool:
+    return isinstance(e, WriteError) or isinstance(e.__cause__, WriteError)  # a study's trial: its cause
+
+
+def _again(args: argparse.Namespace | None) -> str:
+    """How to continue a command that was stopped part-way (interrupted, or out of disk)."""
+    return {
+        "train": "run the same command with --resume",
+        "study": "run the same command again (finished trials are kept)",
+    }.get(getattr(args, "command", None), "run the same command again")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

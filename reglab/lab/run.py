@@ -31,14 +31,14 @@ from typing import Any
 import torch
 
 from reglab._checks import check_folder
-from reglab._files import atomic_write
+from reglab._files import atomic_write, make_folder
 from reglab._version import __version__
 from reglab.data import Data
 from reglab.errors import InputError, ReglabError
 from reglab.lab.build import build
 from reglab.lab.recipe import Recipe
 from reglab.train.callbacks import Callback, EarlyStopping, ProgressBar
-from reglab.train.checkpoint import Checkpointer, load, save
+from reglab.train.checkpoint import Checkpointer, DamagedCheckpointError, load, save
 from reglab.train.diagnose import Diagnosis, diagnose
 from reglab.train.loop import History, Trainer
 from reglab.train.losses import chance_loss
@@ -106,7 +106,12 @@ def run_recipe(
     if ckpt.exists():
         if not resume:
             raise RunExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        state = load(ckpt)
+        try:
+            state = load(ckpt)
+        except DamagedCheckpointError as e:
+            raise e.within(
+                f"cannot resume the run in {out}: delete {ckpt.name} to start it over there, or choose another --out"
+            ) from e
         saved = Recipe.from_dict(state["recipe"])
         if saved != recipe:
             raise ReglabError(
@@ -117,7 +122,7 @@ def run_recipe(
     extra = [ProgressBar(out.name)] if progress else []
     checkpointer = Checkpointer(ckpt, extra={"recipe": recipe.to_dict()}, every=checkpoint_every)
     trainer = build(recipe, callbacks=[*extra, checkpointer], data=data)  # bad data fails here, before any file
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     header = "recipe as run by reglab; " + ", ".join(f"{k} {v}" for k, v in versions().items())
     recipe.save(out / "recipe.toml", header=header)
     if state is not None:

@@ -17,16 +17,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reglab._files import atomic_write
+from reglab._files import atomic_write, make_folder
 from reglab.errors import InputError, MissingFileError, ReglabError, ReglabTypeError
-from reglab.lab.study.plan import ARMS, COMBINATION, Plan, load_study_file, make_plan
+from reglab.lab.study.plan import ARMS, COMBINATION, DEFAULT_NAME, Plan, load_study_file, make_plan
 from reglab.lab.study.report import print_leaderboard, write_report
 from reglab.lab.study.runner import StudyError, attach, run_workers, thread_share, work
 from reglab.lab.study.storage import StorageError, StudyStore, redact_url, sqlite_url
 
 __all__ = [
-    "ARMS", "COMBINATION", "Plan", "StorageError", "StudyError", "load_study_file", "make_plan", "print_leaderboard",
-    "rebuild_report", "run_study",
+    "ARMS", "COMBINATION", "DEFAULT_NAME", "Plan", "StorageError", "StudyError", "load_study_file", "make_plan",
+    "print_leaderboard", "rebuild_report", "run_study",
 ]  # fmt: skip
 
 
@@ -71,12 +71,11 @@ def run_study(
     workers = check_int("workers", workers, low=1)
     threads = thread_share(workers) if threads is None else check_int("threads", threads, low=1)
     out = check_folder("out", out)
-    preflight(plan)
-    if storage is None:
-        out.mkdir(parents=True, exist_ok=True)
     url = storage or sqlite_url(out)
+    _check_folder_is_ours(out, url, plan.name)  # before anything runs: another study's files stay whole
+    preflight(plan)
+    make_folder(out)
     store = attach(plan, url)
-    out.mkdir(parents=True, exist_ok=True)
     _write_pointer(out, url, plan.name)
     total, done = len(plan.arm_names) * len(plan.seeds), len(store.completed())
     workers = max(
@@ -98,15 +97,7 @@ def run_study(
 def rebuild_report(out: str | Path, storage: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
     """Rewrite ``out``'s report from the study's storage alone (no training)."""
     out = Path(out)
-    pointer = out / "study.json"
-    try:
-        saved = json.loads(pointer.read_text(encoding="utf-8")) if pointer.exists() else {}
-    except (ValueError, UnicodeDecodeError) as e:  # not JSON: damaged, or written by something else
-        raise ReglabError(
-            f"{pointer} is damaged ({e}); give the study's storage and name: --storage URL --name NAME"
-        ) from None
-    if not isinstance(saved, dict):
-        raise ReglabError(f"{pointer} does not describe a study; give --storage URL --name NAME")
+    saved = read_pointer(out)
     if storage is None:
         if not saved and not (out / "study.db").exists():
             raise MissingFileError(
@@ -114,15 +105,77 @@ def rebuild_report(out: str | Path, storage: str | None = None, name: str | None
             )
         if saved.get("password_removed"):
             raise ReglabError(f"the storage URL of {out} had a password, which is not stored; pass --storage URL")
-        storage = saved.get("storage") or sqlite_url(out)
-    store = StudyStore.existing(storage, name or saved.get("name", "default"))
+        storage = stored_url(out, saved) or sqlite_url(out)
+    store = StudyStore.existing(storage, name or saved.get("name", DEFAULT_NAME))
     return write_report(store, out)
+
+
+POINTER = "study.json"  # in a study's folder: which storage and study name it reports
+
+
+def read_pointer(out: Path) -> dict[str, Any]:
+    """``out/study.json`` as a dict (empty when there is none); a damaged one is an error."""
+    pointer = out / POINTER
+    try:
+        saved = json.loads(pointer.read_text(encoding="utf-8")) if pointer.is_file() else {}
+    except (ValueError, UnicodeDecodeError) as e:  # not JSON: damaged, or written by something else
+        raise ReglabError(
+            f"{pointer} is damaged ({e}); give the study's storage and name: --storage URL --name NAME"
+        ) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("storage", ""), str):
+        raise ReglabError(f"{pointer} does not describe a study; give --storage URL --name NAME")
+    return saved
+
+
+def stored_url(out: Path, saved: dict[str, Any]) -> str | None:
+    """The storage URL that ``study.json`` names: the folder's own database is stored as a path
+    relative to the folder (so that a moved or copied folder reports its own); a URL as given.
+    A pointer to the default database of *another* study folder (a folder copied with an older
+    reglab, which stored absolute paths) is refused rather than silently reporting the original."""
+    where = saved.get("storage")
+    if not where:
+        return None
+    if "://" not in where:
+        return f"sqlite:///{(out / where).resolve()}"
+    if where.startswith("sqlite:///"):
+        path = Path(where[len("sqlite:///") :])
+        other = path.parent
+        if path.name == "study.db" and other.resolve() != out.resolve():
+            if (other / POINTER).is_file():
+                raise StudyError(
+                    f"{out / POINTER} points to the database of another study folder, {other}: this folder was "
+                    f"copied from there, and its report would be the original's; report {other}, or this "
+                    f"folder's own copy with --storage sqlite:///{(out / 'study.db').resolve()}"
+                )
+            if not path.exists() and (out / "study.db").exists():  # the folder was moved: its own database
+                return sqlite_url(out)
+    return where
+
+
+def _check_folder_is_ours(out: Path, url: str, name: str) -> None:
+    """A folder holds one study: running another into it (another name or storage) would
+    replace its report and results, so it is refused."""
+    saved = read_pointer(out)
+    if not saved:
+        return
+    theirs = saved.get("name", DEFAULT_NAME)
+    if theirs != name:
+        raise StudyError(
+            f"{out} holds the study {theirs!r}; this study is {name!r}: choose another --out "
+            f"(by default each study has its own folder, runs/{name}), or pass --name {theirs} to continue that one"
+        )
+    where = stored_url(out, saved)
+    if where is not None and where != redact_url(url):
+        raise StudyError(
+            f"{out} holds the study {name!r} stored in {where}; pass --storage {where} to continue it, "
+            "or choose another --out"
+        )
 
 
 def _write_pointer(out: Path, url: str, name: str) -> None:
     """``out/study.json``: where the study lives, for ``reglab report`` (no password kept)."""
-    safe = redact_url(url)
-    d = {"storage": safe, "name": name, "password_removed": safe != url}
+    safe = "study.db" if url == sqlite_url(out) else redact_url(url)  # the folder's own: a relative path
+    d = {"storage": safe, "name": name, "password_removed": safe not in (url, "study.db")}
     atomic_write(out / "study.json", json.dumps(d, indent=1))
 
 

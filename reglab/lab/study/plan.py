@@ -46,6 +46,7 @@ from reglab.lab.recipe import Recipe, field_spec, read_toml
 from reglab.lab.study.stats import BASELINE
 
 COMBINATION = "combination"
+DEFAULT_NAME = "regularization"  # the built-in study: `reglab study` alone
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # an arm's runs live in OUT/runs/NAME-seedS-HASH
 
 # name -> (what it does, recipe changes). Strengths are chosen for the default study: each
@@ -152,7 +153,7 @@ def make_plan(
     arms: Sequence[str] | None = None,
     seeds: int | Sequence[int] = DEFAULT_SEEDS,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
-    name: str = "default",
+    name: str = DEFAULT_NAME,
 ) -> Plan:
     """Build and validate a Plan: every arm's recipe is built here, so a bad arm fails now.
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reglab._files import atomic_write
+from reglab._files import atomic_write, make_folder
 from reglab.errors import ReglabError
 from reglab.lab.plots import LOSS_LABELS
 from reglab.lab.study import figures
@@ -61,7 +61,7 @@ class Leaderboard(list):
 def write_report(store: StudyStore, out: str | Path) -> Leaderboard:
     """Write report.html, results.csv and results.json into ``out``; returns the leaderboard."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     plan, rows, combo = collect(store)
     order = [a for a in plan.arm_names if any(r["arm"] == a for r in rows)]
     board = Leaderboard(leaderboard(rows, order))

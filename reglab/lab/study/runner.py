@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from reglab.errors import InputError, note
+from reglab.errors import InputError, WriteError, note
 from reglab.lab.recipe import Recipe
 from reglab.lab.run import differences, finite, run_recipe
 from reglab.lab.study.plan import COMBINATION, Plan
@@ -173,12 +173,15 @@ def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path) -> None:
             raise StudyError(f"trial {arm} seed {seed} failed: {e}") from e
         note(e, f"in trial {arm} seed {seed}")  # an internal error keeps its type and traceback
         raise
-    store.complete(
-        trial_id,
-        returned_valid_loss(result.summary, result.history),
-        trial_attrs(result),
-        curve=[r["valid_loss"] for r in result.history],
-    )
+    try:
+        store.complete(
+            trial_id,
+            returned_valid_loss(result.summary, result.history),
+            trial_attrs(result),
+            curve=[r["valid_loss"] for r in result.history],
+        )
+    except WriteError as e:  # left RUNNING: the next run finds its worker gone and stores it from its checkpoint
+        raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
 
 
 def returned_valid_loss(summary: dict[str, Any], history: list[dict[str, Any]]) -> float:

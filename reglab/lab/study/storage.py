@@ -29,6 +29,7 @@ clocks of the workers' machines, which may differ by minutes, never matter.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -40,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from reglab.errors import InputError
+from reglab.errors import InputError, WriteError
 
 METRIC = "validation loss"  # what a trial's value is (of the model the run returns)
 BEAT = 5.0  # seconds between lease renewals of a running trial
@@ -105,6 +106,40 @@ def _reason(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+FULL = ("database or disk is full", "no space left", "disk full", "could not extend file", "readonly database",
+        "read-only file system", "disk i/o error")  # fmt: skip
+
+
+def _out_of_room(e: BaseException) -> bool:
+    """Whether a storage error (Optuna's, or the driver's beneath it) says the disk is full or
+    read-only: the machine's trouble, not reglab's."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if any(s in str(seen).lower() for s in FULL):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _writes(method):
+    """A StudyStore method that writes: a full or read-only disk under the storage becomes a
+    one-line ``WriteError`` (the database keeps its last committed state)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as e:
+            if isinstance(e, InputError) or not _out_of_room(e):
+                raise
+            raise WriteError(
+                f"cannot write the study storage {redact_url(self.url)}: the disk under it is full or read-only; "
+                "free some space"
+            ) from e
+
+    return wrapper
+
+
 def _transient(e: Exception) -> bool:
     text = str(e).lower()
     return any(s in text for s in ("already exists", "locked", "duplicate", "unique constraint"))
@@ -153,15 +188,20 @@ def _start_time(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[19])
 
 
-def lease_is_dead(lease: dict[str, Any] | None, now: float, started: float | None) -> bool:
-    """Whether a RUNNING trial's worker is gone: its process is not alive on this host, or its
-    lease (or, without a lease, its start) is older than ``GRACE``."""
+_HELD: set[tuple[str, str, int]] = set()  # (url, study, trial id) of the trials this process runs now
+
+
+def lease_is_dead(lease: dict[str, Any] | None, now: float, started: float | None, held: bool = False) -> bool:
+    """Whether a RUNNING trial's worker is gone: its process is not alive on this host (or it
+    is this process, which no longer ``held`` it: a call that failed part-way), or its lease
+    (or, without a lease, its start) is older than ``GRACE``."""
     if not lease:
         return started is not None and now - started > GRACE
     me = process_identity()
     same = [lease.get(k) == me[k] and me[k] for k in ("host", "boot", "pidns")]
     if all(same):  # the pid means the same process here: ask the system
-        return _start_time(lease["pid"]) != lease.get("start")
+        mine = lease["pid"] == me["pid"] and lease.get("start") == me["start"]
+        return not held if mine else _start_time(lease["pid"]) != lease.get("start")
     return now - lease.get("beat", 0.0) > GRACE
 
 
@@ -199,6 +239,7 @@ class StudyStore:
     def attrs(self) -> dict[str, Any]:
         return self.study.user_attrs
 
+    @_writes
     def set_attr(self, key: str, value: Any) -> None:
         self.study.set_user_attr(key, value)
 
@@ -220,6 +261,7 @@ class StudyStore:
             done.setdefault(key_of(t), t)
         return done
 
+    @_writes
     def enqueue_missing(self, points: Iterable[tuple[str, int]], trials: list[Any] | None = None) -> int:
         """Enqueue each point that has no waiting, running or complete trial; returns how many."""
         from optuna.trial import TrialState
@@ -233,6 +275,7 @@ class StudyStore:
                 added += 1
         return added
 
+    @_writes
     def claim(self, trials: list[Any] | None = None, choices: dict[str, list] | None = None) -> Any | None:
         """Claim a WAITING trial (→ RUNNING, with this process's lease); None if none is left.
         ``choices`` (``{"arm": [...], "seed": [...]}``, the plan's) become the claimed trial's
@@ -247,6 +290,7 @@ class StudyStore:
             except UpdateFinishedTrialError:
                 continue
             self.renew(t._trial_id)
+            _HELD.add((self.url, self.name, t._trial_id))
             if self._duplicate(t):
                 self.fail(t._trial_id, "duplicate: another trial runs or ran this grid point")
                 continue
@@ -284,6 +328,7 @@ class StudyStore:
         with self.storage.engine.connect() as connection:
             return float(connection.execute(sqlalchemy.text(query)).scalar())
 
+    @_writes
     def renew(self, trial_id: int) -> None:
         self.storage.set_trial_user_attr(trial_id, "lease", {**process_identity(), "beat": self.now()})
 
@@ -307,6 +352,7 @@ class StudyStore:
             stop.set()
             thread.join()
 
+    @_writes
     def complete(self, trial_id: int, value: float, attrs: dict[str, Any], curve: Iterable[float] = ()) -> None:
         """Store a finished trial: ``curve`` (the validation loss of each epoch, from epoch 1) as
         its intermediate values, its user attributes, then COMPLETE with ``value``. A non-finite
@@ -318,20 +364,26 @@ class StudyStore:
         for epoch, v in enumerate(curve, start=1):
             if v is not None and math.isfinite(v):
                 trial.report(float(v), epoch)
-        for key, v in attrs.items():
-            self.storage.set_trial_user_attr(trial_id, key, v)
-        self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
+        try:
+            for key, v in attrs.items():
+                self.storage.set_trial_user_attr(trial_id, key, v)
+            self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
+        finally:  # stored, or abandoned part-way (left RUNNING, for the next reap to run again)
+            _HELD.discard((self.url, self.name, trial_id))
 
+    @_writes
     def fail(self, trial_id: int, reason: str) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
+        _HELD.discard((self.url, self.name, trial_id))
         try:
             self.storage.set_trial_user_attr(trial_id, "failure", reason)
             self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass
 
+    @_writes
     def reap(self, trials: list[Any] | None = None) -> list[Any]:
         """Mark RUNNING trials whose worker is gone as FAIL; returns them."""
         from optuna.trial import TrialState
@@ -340,7 +392,7 @@ class StudyStore:
         for t in _having(trials, TrialState.RUNNING) if trials is not None else self.trials([TrialState.RUNNING]):
             lease = t.user_attrs.get("lease")
             started = t.datetime_start.timestamp() if t.datetime_start else None
-            if lease_is_dead(lease, now, started):
+            if lease_is_dead(lease, now, started, held=(self.url, self.name, t._trial_id) in _HELD):
                 who = f"pid {lease['pid']} on {lease['host']}" if lease else "unknown worker"
                 self.fail(t._trial_id, f"worker died ({who})")
                 dead.append(t)

@@ -94,7 +94,7 @@ def test_two_workers_on_one_postgresql_study_complete_each_point_once(signals, t
     ]  # fmt: skip
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
-    store = StudyStore(postgres_url, "default")
+    store = StudyStore(postgres_url, "regularization")
     counts = Counter(key_of(t) for t in store.trials([TrialState.COMPLETE]))
     assert counts == Counter({(a, s): 1 for a in arms for s in range(3)})
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])

@@ -83,7 +83,8 @@ def test_dead_worker_is_reaped_and_its_point_enqueued_again(tmp_path):
 def test_lease_rules():
     now = time.time()
     me = {**process_identity(), "beat": now - 10 * GRACE}
-    assert not lease_is_dead(me, now, None), "this process is alive, however old its beat"
+    assert not lease_is_dead(me, now, None, held=True), "this process is alive, however old its beat"
+    assert lease_is_dead(me, now, None), "this process is alive but let the trial go (a call that failed part-way)"
     remote = {"host": "elsewhere", "boot": "x", "pid": 1, "start": 1}
     assert not lease_is_dead({**remote, "beat": now - GRACE / 2}, now, None)
     assert lease_is_dead({**remote, "beat": now - 2 * GRACE}, now, None)

@@ -24,7 +24,7 @@ from reglab.lab.study.storage import StudyStore, key_of, sqlite_url
 ARMS = ["baseline", "dropout", "l1-proximal", "shift", "combination"]
 
 
-def _counts(url, name="default"):
+def _counts(url, name="regularization"):
     store = StudyStore(url, name)
     return Counter(key_of(t) for t in store.trials([TrialState.COMPLETE])), store
 
@@ -271,7 +271,7 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
         if (tmp_path / "study.db").exists():
             try:
                 running = [
-                    t for t in StudyStore(url, "default").trials([TrialState.RUNNING]) if "lease" in t.user_attrs
+                    t for t in StudyStore(url, "regularization").trials([TrialState.RUNNING]) if "lease" in t.user_attrs
                 ]
             except Exception:  # noqa: BLE001 - the study is being created
                 pass
@@ -302,7 +302,7 @@ def _progressed(url: str, done: int) -> bool:
     if not Path(url.removeprefix("sqlite:///")).exists():
         return False
     try:
-        trials = StudyStore(url, "default").trials([TrialState.COMPLETE, TrialState.RUNNING])
+        trials = StudyStore(url, "regularization").trials([TrialState.COMPLETE, TrialState.RUNNING])
     except Exception:  # noqa: BLE001 - the study is not created yet, or is being created
         return False
     states = Counter(t.state for t in trials)
