@@ -219,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         args = None  # known once parsed: the interrupt message depends on the command
         try:
             parser = build_parser()
-            args = parser.parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
+            if extra:  # said by the subcommand's parser, which knows its own flags
+                where = f"reglab {args.command}" if args.command else "reglab"
+                raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see {where} --help)")
             if args.command is None:  # `reglab` alone: what it can do
                 parser.print_help()
                 return 0

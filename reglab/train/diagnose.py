@@ -7,10 +7,13 @@
   that one noisy epoch does not decide; the onset is the epoch after the minimum of the
   smoothed validation curve, reported only if the smoothed validation loss then rises by more than
   ``rise_tolerance`` (relative) while the smoothed training loss falls;
-- verdict: ``underfitting`` when the final training loss stays above ``underfit_fraction`` of
-  the chance-level loss (both losses high: high bias), else ``overfitting`` when an onset
-  exists, else ``good fit``. The chance level is ``ln K`` for K classes (uniform logits); for
-  regression, pass the loss of predicting a constant (``reglab.train.losses.chance_loss``).
+- verdict: ``unstable`` when the final training loss is above ``unstable_factor`` times the
+  chance-level loss (the steps throw the model far from any fit: worse than a constant
+  prediction by that factor), else ``underfitting`` when the final training loss stays above
+  ``underfit_fraction`` of the chance-level loss (both losses high: high bias), else
+  ``overfitting`` when an onset exists, else ``good fit``. The chance level is ``ln K`` for K
+  classes (uniform logits); for regression, pass the loss of predicting a constant
+  (``reglab.train.losses.chance_loss``).
   A run that ended on a non-finite loss is ``diverged``, whatever came before.
 """
 
@@ -29,7 +32,7 @@ from reglab.errors import ReglabError
 
 @dataclass(frozen=True)
 class Diagnosis:
-    verdict: str  # "underfitting", "good fit", "overfitting" or "diverged"
+    verdict: str  # "underfitting", "good fit", "overfitting", "unstable" or "diverged"
     best_epoch: int | None  # epoch (1-based) of minimum validation loss; None if none was finite
     best_valid_loss: float
     final_valid_loss: float
@@ -52,6 +55,7 @@ def diagnose(
     smooth: int = 5,
     rise_tolerance: float = 0.1,
     underfit_fraction: float = 0.5,
+    unstable_factor: float = 10.0,
 ) -> Diagnosis:
     """Diagnose over/underfitting from per-epoch ``train_loss`` and ``valid_loss``; the chance
     level is ``chance`` if given, else ``ln num_classes``."""
@@ -61,6 +65,7 @@ def diagnose(
     check_int("smooth", smooth, low=1)
     rise_tolerance = check_float("rise_tolerance", rise_tolerance, low=0)
     underfit_fraction = check_float("underfit_fraction", underfit_fraction, low=0, low_open=True)
+    unstable_factor = check_float("unstable_factor", unstable_factor, low=1)
     if chance is None and num_classes < 2:
         raise ReglabError(
             f"diagnose needs num_classes >= 2 (chance level ln K) or a chance loss, got num_classes={num_classes}"
@@ -86,15 +91,31 @@ def diagnose(
     if not (math.isfinite(train[-1]) and math.isfinite(valid[-1])):
         return _diverged(train, valid, epochs, best, summary)
     onset = _onset(train, valid, smooth, rise_tolerance)
-    if train[-1] > underfit_fraction * chance:
+    if train[-1] > unstable_factor * chance:
+        verdict = "unstable"
+        why = (
+            f"the losses exploded: training loss ends at {train[-1]:.4g}, above {unstable_factor:g} x "
+            f"{chance_name} ({chance:.4g}); the steps are too large: lower the learning rate, or clip the gradients"
+        )
+    elif train[-1] > underfit_fraction * chance:
         verdict = "underfitting"
-        why = f"training loss stays high ({train[-1]:.4g} > {underfit_fraction:g} x {chance_name} = {chance:.4g})"
+        why = (
+            f"training loss stays high: it ends at {train[-1]:.4g}, above the threshold {underfit_fraction:g} x "
+            f"{chance_name} ({chance:.4g}) = {underfit_fraction * chance:.4g}"
+        )
     elif onset is not None:
         verdict = "overfitting"
-        why = f"from epoch {epochs[onset]} validation loss rises while training loss keeps falling"
+        why = (
+            f"from epoch {epochs[onset]} validation loss rises (smoothed over {smooth} epochs, by more than "
+            f"{rise_tolerance:.0%} above its minimum) while training loss keeps falling"
+        )
     else:
         verdict = "good fit"
-        why = "training loss is low and validation loss did not rise after its minimum"
+        why = (
+            f"training loss is low (below {underfit_fraction:g} x {chance_name}) and validation loss did not rise "
+            f"more than {rise_tolerance:.0%} above its minimum while training loss fell (smoothed over {smooth} "
+            "epochs)"
+        )
     return Diagnosis(
         verdict=verdict,
         best_epoch=int(epochs[best]),

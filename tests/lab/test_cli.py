@@ -475,3 +475,17 @@ def test_the_files_line_names_the_checkpoint(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--width", "8", "--epochs", "1", "--quiet", "--out", str(out)]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("files:"))
     assert "checkpoint.pt" in line and (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["train", "--bogus"], "reglab: error: unrecognized arguments: --bogus (see reglab train --help)"),
+        (["study", "--seeds", "x"], "reglab: error: argument --seeds: invalid int value: 'x' (see reglab study"),
+        (["fly"], "reglab: error: argument command: invalid choice: 'fly' (choose from 'train', 'study', 'report')"),
+    ],
+)
+def test_a_mistyped_command_line_is_said_once(capsys, argv, said):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(said) and err[0].count("reglab") <= 2, err

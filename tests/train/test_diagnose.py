@@ -85,3 +85,27 @@ def test_bad_options_are_named(options, error, words):
     history = _history([1.0, 0.5, 0.2], [1.2, 0.9, 1.0])
     with pytest.raises(error, match=words):
         diagnose(history, **{"num_classes": 10, **options})
+
+
+def test_exploding_losses_are_unstable_not_underfitting():
+    """``reglab train --lr 1e4``: training loss 5,365 and validation 6.9e11 were called
+    "underfitting" (the training loss is high); a loss ten times a constant prediction's is the
+    optimizer's doing, and the diagnosis says so."""
+    train = [2.0, 50.0, 900.0, 5365.0]
+    valid = [3.0, 1e6, 1e9, 6.9e11]
+    d = diagnose(_history(train, valid), num_classes=10)
+    assert d.verdict == "unstable" and "lower the learning rate" in d.explanation
+    assert "above 10 x chance-level ln K (2.303)" in d.explanation
+    near = diagnose(_history([2.3] * 10, [2.4] * 10), num_classes=10)  # at chance: underfitting, as before
+    assert near.verdict == "underfitting"
+
+
+def test_the_explanations_state_their_thresholds():
+    e = np.arange(40)
+    fit = diagnose(_history(0.2 + np.exp(-e / 5), 0.3 + np.exp(-e / 5)), num_classes=10)
+    assert fit.verdict == "good fit" and "did not rise more than 10% above its minimum" in fit.explanation
+    low = diagnose(_history(2.0 - 0.001 * e, 2.1 - 0.001 * e), num_classes=10)
+    assert "ends at 1.961, above the threshold 0.5 x chance-level ln K (2.303) = 1.151" in low.explanation
+    valid = np.concatenate([1.5 - 0.05 * e[:20], 0.5 + 0.05 * e[:20]])
+    over = diagnose(_history(1.5 - 0.03 * e, valid), num_classes=10)
+    assert over.verdict == "overfitting" and "by more than 10% above its minimum" in over.explanation

@@ -107,7 +107,9 @@ class _StepScheduler:
 def test_diagnose_with_a_regression_chance_level():
     flat = [{"epoch": e, "train_loss": 0.95, "valid_loss": 1.0} for e in range(1, 21)]
     d = diagnose(flat, chance=1.0)
-    assert d.verdict == "underfitting" and "the loss of a constant prediction = 1" in d.explanation
+    assert d.verdict == "underfitting" and "above the threshold 0.5 x the loss of a constant prediction (1) = 0.5" in (
+        d.explanation
+    )
     assert diagnose(flat, chance=10.0).verdict == "good fit"
     with pytest.raises(ValueError, match="num_classes >= 2"):
         diagnose(flat)

@@ -208,4 +208,6 @@ class _Progress:
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
+            if exc[0] is None:  # finished: a combination that was not run is not left owing
+                self.bar.update(self.task, total=self.done, completed=self.done)
             self.bar.stop()

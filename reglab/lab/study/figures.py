@@ -47,14 +47,39 @@ def _common_top(valid: Sequence[np.ndarray]) -> float | None:
     return min(max(tops), 2 * float(np.median(tops))) * 1.05
 
 
-def learning_curves(curves: dict[str, list], order: Sequence[str], loss: str = "cross-entropy loss") -> bytes:
-    """Small multiples: mean train vs validation loss per arm, the best epoch marked."""
+def diverged_at(histories: Sequence[Sequence[dict[str, Any]]]) -> int | None:
+    """The first epoch at which any seed's training or validation loss was not finite."""
+    bad = [
+        r["epoch"]
+        for h in histories
+        for r in h
+        if not all(isinstance(r.get(k), (int, float)) and math.isfinite(r[k]) for k in ("train_loss", "valid_loss"))
+    ]
+    return min(bad) if bad else None
+
+
+def _say(ax: Any, text: str) -> None:
+    """A note in the middle of a panel whose curves cannot be drawn on the shared axis."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="tab:red", fontsize=10)
+
+
+def learning_curves(
+    curves: dict[str, list],
+    order: Sequence[str],
+    loss: str = "cross-entropy loss",
+    best: dict[str, float] | None = None,
+) -> bytes:
+    """Small multiples: mean train vs validation loss per arm; the dashed line and the title give
+    ``best[arm]``, the mean of the seeds' best epochs (the leaderboard's "best epoch"), else the
+    best epoch of the mean curve. A panel whose curves are not finite says where they diverged."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     n = len(order)
     cols = min(4, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(3.6 * cols, 2.7 * rows), sharey=True, squeeze=False, constrained_layout=True
+        rows, cols, figsize=(3.6 * cols, max(2.7 * rows, 3.3)), sharey=True, squeeze=False, constrained_layout=True
     )
     top = _common_top([mean_curve(curves[a], "valid_loss") for a in order])
     for ax, arm in zip(axes.flat, order):
@@ -62,53 +87,93 @@ def learning_curves(curves: dict[str, list], order: Sequence[str], loss: str = "
         epochs = np.arange(1, len(valid) + 1)
         ax.plot(epochs, train, label="train")
         ax.plot(epochs, valid, label="validation")
-        if np.isfinite(valid).any():
-            best = int(np.nanargmin(valid)) + 1
-            ax.axvline(best, color="gray", linestyle="--", linewidth=1)
-            ax.set_title(f"{arm} (best epoch {best})", fontsize=10)
-        else:  # every seed's loss was NaN/Inf from the first epoch
-            ax.set_title(f"{arm} (diverged)", fontsize=10)
+        mark = (best or {}).get(arm)
+        if mark is None or not math.isfinite(mark):
+            mark = float(np.nanargmin(valid) + 1) if np.isfinite(valid).any() else None
+        if mark is not None:
+            ax.axvline(mark, color="gray", linestyle="--", linewidth=1)
+            ax.set_title(f"{arm}: best epoch {mark:.3g}", fontsize=10)
+        else:
+            ax.set_title(f"{arm}: diverged", fontsize=10)
+        broke = diverged_at(curves[arm])
+        seen = valid[np.isfinite(valid)]
+        if broke is not None and not np.isfinite(valid).all():
+            _say(ax, f"diverged at epoch {broke}")
+        elif top is not None and seen.size and float(seen.min()) > top:
+            _say(ax, f"off the scale: validation loss\n{float(seen.min()):.3g} to {float(seen.max()):.3g}")
         if top is not None:
             ax.set_ylim(0, top)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel(loss)
     axes.flat[0].legend(fontsize=8)
     fig.supxlabel("epoch")
-    fig.supylabel(f"{loss} (mean over seeds)")
     return _png(fig)
 
 
 def validation_overlay(curves: dict[str, list], order: Sequence[str]) -> bytes:
-    """Every arm's mean validation loss on one axis."""
+    """Every arm's mean validation loss on one log axis; an arm whose loss exploded far above
+    the others (``_common_top``) runs off the top, marked "off scale" in the legend."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
     cmap = plt.get_cmap("tab20")
+    means = {arm: mean_curve(curves[arm], "valid_loss") for arm in order}
+    top = _common_top(list(means.values()))
     for i, arm in enumerate(order):
-        valid = mean_curve(curves[arm], "valid_loss")
+        valid = means[arm]
         style = {"color": "black", "linewidth": 2.5} if arm == "baseline" else {"color": cmap(i % 20), "linewidth": 1.3}
-        ax.plot(np.arange(1, len(valid) + 1), valid, label=arm, **style)
+        seen = valid[np.isfinite(valid)]
+        off = top is not None and seen.size and float(seen.max()) > top
+        ax.plot(np.arange(1, len(valid) + 1), valid, label=f"{arm} (off scale)" if off else arm, **style)
+    finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in means.values()] or [np.array([])])
+    if top is not None and finite.size:
+        ax.set_ylim(float(finite.min()) * 0.95, top)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation loss (mean over seeds)")
     ax.set_yscale("log")
-    from matplotlib.ticker import FormatStrFormatter
+    log_ticks(ax.yaxis)
+    from matplotlib.ticker import MaxNLocator
 
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)
     return _png(fig)
 
 
-def weight_histograms(weights: dict[str, dict[str, Any]]) -> bytes:
-    """First-layer weight histograms (one seed per arm), log counts so exact zeros show."""
+def log_ticks(axis: Any) -> None:
+    """Plain-number labels on a log axis, each distinct: over less than a decade, about six
+    evenly spaced ticks (``1.2, 1.4, 1.6``; a log axis has too few of its own there), over more,
+    the powers of ten; as few significant digits as keep neighbouring labels apart."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator
+
+    low, high = sorted(axis.get_view_interval())
+    if not (low > 0 and math.isfinite(high)):
+        return
+    if high / low < 10:
+        axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_minor_locator(NullLocator())
+    shown = sorted(t for t in axis.get_majorticklocs() if low <= t <= high)
+    digits = next((d for d in range(1, 6) if len({f"{t:.{d}g}" for t in shown}) == len(shown)), 6)
+    axis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:.{digits}g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def weight_histograms(weights: dict[str, dict[str, Any]], all_zero: dict[str, float] | None = None) -> bytes:
+    """First-layer weight histograms (one seed per arm), log counts so exact zeros show; each
+    title gives the first layer's fraction of exactly-zero weights and, from ``all_zero``, the
+    fraction over all layers (the leaderboard's "zero weights")."""
     plt = _plt()
     n = len(weights)
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False, constrained_layout=True)
     for ax, (arm, h) in zip(axes.flat, weights.items()):
         ax.stairs(np.maximum(h["counts"], 0.5), h["edges"], fill=True, alpha=0.7)
         total = sum(h["counts"])
-        ax.set_title(f"{arm}: {h['zeros'] / max(total, 1):.0%} exactly zero", fontsize=10)
+        every = (all_zero or {}).get(arm)
+        extra = "" if every is None else f"\n(all layers: {every:.1%})"
+        ax.set_title(f"{arm}: first layer {h['zeros'] / max(total, 1):.1%} exactly zero{extra}", fontsize=10)
         ax.set_yscale("log")
         ax.set_xlabel("first-layer weight")
         ax.grid(alpha=0.3)
@@ -116,21 +181,35 @@ def weight_histograms(weights: dict[str, dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def metric_bars(board: Sequence[dict[str, Any]], metric: str = "test_acc", label: str = "test accuracy") -> bytes:
+COLORS = {"better": "tab:green", "worse": "tab:red", "inconclusive": "tab:gray", "diverged": "tab:red"}
+
+
+def metric_bars(
+    board: Sequence[dict[str, Any]],
+    metric: str = "test_acc",
+    label: str = "test accuracy",
+    verdicts: dict[str, str] | None = None,
+) -> bytes:
     """``metric`` per arm (``test_acc``, or ``test_loss`` for a regression study), mean ± std
-    over seeds, baseline as a line."""
+    over seeds, baseline as a line. Each bar is coloured by ``verdicts[arm]``, the study's rule
+    applied to this metric (better green, worse red, inconclusive grey), so that a colour never
+    says something the bar's own numbers contradict."""
+    from matplotlib.patches import Patch
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.65 * len(board)), 4), constrained_layout=True)
     names = [e["arm"] for e in board]
-    colors = [
-        "black" if e["arm"] == "baseline" else ("tab:green" if e["verdict"] == "better" else "tab:gray") for e in board
-    ]
+    said = verdicts or {}
+    colors = ["black" if e["arm"] == "baseline" else COLORS.get(said.get(e["arm"], ""), "tab:gray") for e in board]
     mean, std = np.array([e[metric] for e in board]), np.array([e[f"{metric}_std"] for e in board])
     ax.bar(names, mean, yerr=std, color=colors, capsize=3)
+    handles = [Patch(color=COLORS[v], label=f"{v} than the baseline" if v != "inconclusive" else v)
+               for v in ("better", "worse", "inconclusive") if v in said.values()]  # fmt: skip
     base = next((e[metric] for e in board if e["arm"] == "baseline"), None)
     if base is not None:
-        ax.axhline(base, color="black", linestyle="--", linewidth=1, label="baseline")
-        ax.legend()
+        handles.append(ax.axhline(base, color="black", linestyle="--", linewidth=1, label="baseline"))
+    if handles:
+        ax.legend(handles=handles, fontsize=8)
     if metric == "test_acc":  # a zoom on the accuracies' range, within [0, 1]
         ax.set_ylim(max(0.0, np.nanmin(mean - std) - 0.05), min(1.0, np.nanmax(mean + std) + 0.03))
     ax.set_ylabel(f"{label} (mean ± std)")

@@ -21,7 +21,7 @@ from reglab.errors import ReglabError
 from reglab.lab.plots import LOSS_LABELS
 from reglab.lab.study import figures
 from reglab.lab.study.plan import ARMS, COMBINATION, Plan
-from reglab.lab.study.stats import ALPHA, BASELINE, by_arm, leaderboard
+from reglab.lab.study.stats import ALPHA, BASELINE, by_arm, leaderboard, verdicts_on
 from reglab.lab.study.storage import StudyStore
 
 CSV_FIELDS = [
@@ -63,20 +63,29 @@ def write_report(store: StudyStore, out: str | Path) -> Leaderboard:
     out = Path(out)
     make_folder(out)
     plan, rows, combo = collect(store)
-    order = [a for a in plan.arm_names if any(r["arm"] == a for r in rows)]
+    names = planned_arms(plan, combo)
+    order = [a for a in names if any(r["arm"] == a for r in rows)]
     board = Leaderboard(leaderboard(rows, order))
     done = {(r["arm"], r["seed"]) for r in rows}
-    board.missing = [(a, s) for a in plan.arm_names for s in plan.seeds if (a, s) not in done]
+    board.missing = [(a, s) for a in names for s in plan.seeds if (a, s) not in done]
     atomic_write(
         out / "results.json", json.dumps([{k: v for k, v in r.items() if k != "weights"} for r in rows], indent=1)
     )
     atomic_write(out / "results.csv", _csv_text(rows))
-    atomic_write(
-        out / "report.html", render_html(plan, rows, board, combo, total=len(plan.arm_names) * len(plan.seeds))
-    )
+    atomic_write(out / "report.html", render_html(plan, rows, board, combo, total=len(names) * len(plan.seeds)))
     if rows and not board.missing:  # the study's conclusion, where Optuna tools show it
         store.set_attr("recommendation", recommendation(board, combo))
     return board
+
+
+def nothing_to_combine(combo: dict[str, Any]) -> bool:
+    """Whether the combination was derived and found no arm that helped (so it is not run)."""
+    return bool(combo) and not combo.get("arms")
+
+
+def planned_arms(plan: Plan, combo: dict[str, Any]) -> list[str]:
+    """The arms the study runs: the plan's, less a combination of nothing."""
+    return [a for a in plan.arm_names if not (a == COMBINATION and nothing_to_combine(combo))]
 
 
 def missing_words(missing: Sequence[tuple[str, int]]) -> str:
@@ -138,6 +147,9 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
         parts.append(
             f"The best single technique is {helped[0]['arm']} (test loss {helped[0]['test_loss']:.3f}{accuracy})."
         )
+    elif len(singles) == 1:
+        only = singles[0]["arm"]
+        parts.append(f"The one technique tried, {only}, did not beat the baseline on test loss by the rule below.")
     else:
         parts.append(f"None of the {len(singles)} techniques beat the baseline on test loss by the rule below.")
     worse = [e["arm"] for e in singles if e["verdict"] == "worse"]
@@ -147,12 +159,14 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
     if diverged:
         parts.append(f"Diverged: {', '.join(diverged)} (a seed's loss became NaN or infinite; see the arm's runs).")
     entry = next((e for e in board if e["arm"] == COMBINATION), None)
-    if entry is not None:
-        used = combo.get("arms") or []
-        what = ", ".join(used) if used else "nothing (no technique helped on validation loss), i.e. the baseline"
+    if nothing_to_combine(combo):
+        parts.append("No technique beat the baseline on validation loss, so there was nothing to combine and the "
+                     "combination arm was not run.")  # fmt: skip
+    elif entry is not None:
         line = (
-            f"The combination of {what} reached test loss {entry['test_loss']:.3f} ± {entry['test_loss_std']:.3f} "
-            f"({_fmt(entry['change'], '+.0%')} vs baseline; {entry['verdict']})"
+            f"The combination of {', '.join(combo.get('arms') or [])} reached test loss "
+            f"{_pm(entry['test_loss'], entry['test_loss_std'])} ({_fmt(entry['change'], '+.0%')} vs baseline; "
+            f"{entry['verdict']})"
         )
         if helped:
             line += (
@@ -190,7 +204,19 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+    """``x`` formatted with ``spec``; "–" for a missing value; a loss that exploded (10,000 or
+    more) in 3 significant digits (``3.68e+16``), a change of 1,000% or more as a factor."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if spec.endswith("%") and abs(x) >= 10:
+        return f"{1 + x:.3g}× base"
+    if spec.endswith("f") and math.isfinite(x) and abs(x) >= 1e4:
+        return format(x, "+.3g" if spec.startswith("+") else ".3g")
+    return format(x, spec)
+
+
+def _pm(mean: float, std: float, sep: str = " ± ") -> str:
+    return f"{_fmt(mean)}{sep}{_fmt(std)}"
 
 
 def render_html(
@@ -220,38 +246,17 @@ def render_html(
             f"<p>{esc(baseline_words(rows))}</p>",
             f"<p class=rec>{esc(recommendation(board, combo))}</p>",
         ]
-    body += ["<h2>Leaderboard</h2>", _table(board), f"<p class=rule>{RULE}</p>"]
+    body += ["<h2>Leaderboard</h2>", f"<div class=wide>{_table(board)}</div>", f"<p class=rule>{RULE}</p>"]
     if rows:
-        body += [
-            "<h2>Learning curves</h2>",
-            _img(figures.learning_curves(curves, order, loss), "train vs validation loss per arm"),
-        ]
-        body += [
-            "<h2>Validation loss, all arms</h2>",
-            _img(figures.validation_overlay(curves, order), "validation loss of all arms"),
-        ]
-        hist = {arm: by_arm(rows)[arm][0]["weights"] for arm in ("baseline", "l1-proximal", "l2") if arm in curves}
-        if hist:
-            body += [
-                "<h2>First-layer weights</h2>",
-                _img(figures.weight_histograms(hist), "first-layer weight histograms"),
-            ]
-        if has_accuracy(board):
-            body += [
-                "<h2>Test accuracy</h2>",
-                _img(figures.metric_bars(board, "test_acc", "test accuracy"), "test accuracy per arm"),
-            ]
-        else:  # regression: the test loss is the measure
-            body += [
-                "<h2>Test loss</h2>",
-                _img(figures.metric_bars(board, "test_loss", f"test {loss}"), "test loss per arm"),
-            ]
+        body += _figures(rows, board, curves, order, loss)
     body += ["<h2>Arms</h2>", _arms_table(plan, combo)]
     style = (
-        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+        "body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:1em 0}"
-        "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}"
+        "td,th{padding:.3em .55em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}"
+        "th{white-space:normal;vertical-align:bottom}td.text,th.text,table.arms td,table.arms th{text-align:left}"
+        "table.arms td{white-space:normal}"
+        ".caption{color:#555;margin-top:-.5em;max-width:60em}.wide{overflow-x:auto}"
         "tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}tr.diverged{background:#fbeaea;font-style:italic}"
         "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}"
         ".meta,.rule{color:#555}.missing{color:#a60}"
@@ -263,6 +268,62 @@ def render_html(
     )
 
 
+def _caption(text: str) -> str:
+    return f"<p class=caption>{text}</p>"
+
+
+def _figures(rows: list[dict[str, Any]], board: Sequence[dict[str, Any]], curves: dict[str, list], order: list[str],
+             loss: str) -> list[str]:  # fmt: skip
+    """The report's figures, each with the one sentence that says what to look at."""
+    best = {e["arm"]: e["best_epoch"] for e in board}
+    out = [
+        "<h2>Learning curves</h2>",
+        _img(figures.learning_curves(curves, order, loss, best=best), "train vs validation loss per arm"),
+        _caption(
+            "Training and validation loss per epoch, each the mean over the seeds. The dashed line is the arm's "
+            "best epoch as in the leaderboard: the mean of the seeds' best epochs (each seed's epoch of lowest "
+            "validation loss). Look for the validation curve turning up while the training curve goes on down."
+        ),
+        "<h2>Validation loss, all arms</h2>",
+        _img(figures.validation_overlay(curves, order), "validation loss of all arms"),
+        _caption("Every arm's validation loss (mean over seeds, log scale) against the baseline's, in black."),
+    ]
+    groups = by_arm(rows)
+    shown = [arm for arm in ("baseline", "l1-proximal", "l2") if arm in curves]
+    if shown:
+        hist = {arm: groups[arm][0]["weights"] for arm in shown}
+        every = {arm: groups[arm][0].get("zero_frac") or 0.0 for arm in shown}
+        seeds = ", ".join(f"{arm} seed {groups[arm][0]['seed']}" for arm in shown)
+        out += [
+            "<h2>First-layer weights</h2>",
+            _img(figures.weight_histograms(hist, all_zero=every), "first-layer weight histograms"),
+            _caption(
+                f"The first layer's weights of one run per arm ({html.escape(seeds)}), log counts so that exact zeros "
+                "show. Each title gives that run's fraction of exactly-zero weights in the first layer and in all "
+                "layers; the leaderboard's zero weights are all layers', averaged over the seeds."
+            ),
+        ]
+    if has_accuracy(board):
+        said = verdicts_on(rows, "test_acc", higher_is_better=True)
+        out += [
+            "<h2>Test accuracy</h2>",
+            _img(figures.metric_bars(board, "test_acc", "test accuracy", verdicts=said), "test accuracy per arm"),
+            _caption(
+                "Test accuracy per arm, mean ± std over the seeds. The colours apply the leaderboard's rule to "
+                "accuracy itself (paired over seeds, Holm-corrected): green higher than the baseline's, red lower, "
+                "grey inconclusive, so an arm better on loss may be grey or red here."
+            ),
+        ]
+    else:  # regression: the test loss is the measure
+        said = {e["arm"]: e["verdict"] for e in board}
+        out += [
+            "<h2>Test loss</h2>",
+            _img(figures.metric_bars(board, "test_loss", f"test {loss}", verdicts=said), "test loss per arm"),
+            _caption("Test loss per arm, mean ± std over the seeds, coloured by the leaderboard's verdict."),
+        ]
+    return out
+
+
 def _table(board: Sequence[dict[str, Any]]) -> str:
     acc = has_accuracy(board)
     head = [
@@ -271,27 +332,30 @@ def _table(board: Sequence[dict[str, Any]]) -> str:
         *(["test accuracy"] if acc else []),
         "test loss",
         "vs baseline",
-        "best epoch",
+        "best epoch (seed mean)",
         "stopped epoch",
         "final gap",
-        "zero weights",
+        "zero weights (all layers)",
         "Δ test loss (95% CI)",
         "p (paired, Holm)",
         "verdict",
     ]
-    lines = ["<table id=leaderboard><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    text = {0, len(head) - 1}  # the arm and the verdict: words, left-aligned
+    cls = [" class=text" if i in text else "" for i in range(len(head))]
+    heads = "".join(f"<th{c}>{h}</th>" for c, h in zip(cls, head))
+    lines = [f"<table id=leaderboard><thead><tr>{heads}</tr></thead><tbody>"]
     for e in board:
         cells = [
-            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f} ± {e['test_acc_std']:.3f}"] if acc else []),
-            f"{e['test_loss']:.3f} ± {e['test_loss_std']:.3f}",
+            e["arm"], str(e["seeds"]), *([_pm(e["test_acc"], e["test_acc_std"])] if acc else []),
+            _pm(e["test_loss"], e["test_loss_std"]),
             "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.1%"),
             f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
-            f"{e['gap']:.3f}", f"{e['zero_frac']:.1%}", _interval(e), _fmt(e["p_value"], ".3g"), _said(e),
+            _fmt(e["gap"]), f"{e['zero_frac']:.1%}", _interval(e), p_text(e["p_value"]), _said(e),
         ]  # fmt: skip
         css = e["verdict"].split()[0]
         lines.append(
             f"<tr class={css} data-arm='{html.escape(e['arm'])}'>"
-            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "".join(f"<td{c}>{html.escape(cell)}</td>" for c, cell in zip(cls, cells))
             + "</tr>"
         )
     return "\n".join(lines) + "</tbody></table>"
@@ -301,7 +365,7 @@ def _interval(e: dict[str, Any]) -> str:
     """``−0.42 [−0.61, −0.23]``: the mean paired difference from the baseline and its 95% interval."""
     if math.isnan(e.get("diff", math.nan)):
         return "–"
-    return f"{e['diff']:+.3f} [{e['diff_low']:+.3f}, {e['diff_high']:+.3f}]"
+    return f"{_fmt(e['diff'], '+.3f')} [{_fmt(e['diff_low'], '+.3f')}, {_fmt(e['diff_high'], '+.3f')}]"
 
 
 def _said(e: dict[str, Any]) -> str:
@@ -313,9 +377,10 @@ def _said(e: dict[str, Any]) -> str:
 
 
 def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
-    lines = ["<table><thead><tr><th>arm</th><th>what it does</th><th>recipe changes</th></tr></thead><tbody>"]
+    head = "<tr><th>arm</th><th>what it does</th><th>recipe changes</th></tr>"
+    lines = [f"<table class=arms><thead>{head}</thead><tbody>"]
     arms = [(a.name, a.description, a.changes) for a in plan.arms]
-    if plan.combination:
+    if plan.combination and not nothing_to_combine(combo):
         arms.append(
             (
                 COMBINATION,
@@ -329,7 +394,10 @@ def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
             f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td>"
             f"<td><code>{html.escape(text)}</code></td></tr>"
         )
-    for name, why in plan.left_out.items():
+    left_out = dict(plan.left_out)
+    if plan.combination and nothing_to_combine(combo):
+        left_out[COMBINATION] = "had nothing to combine: no technique beat the baseline on validation loss"
+    for name, why in left_out.items():
         lines.append(
             f"<tr class=left-out><td>{html.escape(name)}</td><td>not run: it {html.escape(why)}</td><td></td></tr>"
         )
@@ -337,41 +405,76 @@ def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
 
 
 SHORT = {"inconclusive": "inconcl."}
+DROP_FIRST = ("stop ep", "zeros", "best ep", "gap", "seeds", "test acc", "vs base", "p")  # at narrow widths
 
 
-def print_leaderboard(board: Sequence[dict[str, Any]], title: str) -> None:
+def p_text(p: float, alpha: float = ALPHA) -> str:
+    """A p-value with the digits that decide the rule ``p < alpha``: two significant digits,
+    more where rounding would cross ``alpha`` (0.0495 is "0.0495", not "0.05"), and "< 0.001"
+    below a thousandth."""
+    if p is None or math.isnan(p):
+        return "–"
+    if p < 0.001:
+        return "< 0.001"
+    for digits in range(2, 8):
+        text = f"{p:.{digits}g}"
+        if (float(text) < alpha) == (p < alpha):
+            return text
+    return f"{p:.8g}"
+
+
+def fit_columns(columns: Sequence[tuple[str, list[str]]], width: int, keep: int = 1) -> list[int]:
+    """Which columns of a rich table (header, cells) fit ``width`` terminal columns: the
+    indices kept, dropping those named in ``DROP_FIRST`` in its order; the first ``keep``
+    (the arm's name) and any not named there are never dropped."""
+    need = [max(len(h), *(len(c) for c in cells)) if cells else len(h) for h, cells in columns]
+    kept = list(range(len(columns)))
+
+    def total() -> int:  # each column: its text, a space either side, a border
+        return sum(need[i] + 3 for i in kept) + 1
+
+    for name in DROP_FIRST:
+        if total() <= width:
+            break
+        kept = [i for i in kept if i < keep or columns[i][0] != name]
+    return kept
+
+
+def print_leaderboard(board: Sequence[dict[str, Any]], title: str, width: int | None = None) -> None:
+    """The leaderboard in the terminal, fitted to its width (``width``, else the console's):
+    at narrow widths the least telling columns are left out, never an arm's name."""
     from rich.console import Console
     from rich.table import Table
 
     acc = has_accuracy(board)
+    columns: list[tuple[str, list[str]]] = [
+        ("arm", [e["arm"] for e in board]),
+        ("seeds", [str(e["seeds"]) for e in board]),
+        *([("test acc", [_pm(e["test_acc"], e["test_acc_std"], "±") for e in board])] if acc else []),
+        ("test loss", [_pm(e["test_loss"], e["test_loss_std"], "±") for e in board]),
+        ("vs base", ["–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%") for e in board]),
+        ("best ep", [_fmt(e["best_epoch"], ".0f") for e in board]),
+        ("stop ep", [_fmt(e["stopped_epoch"], ".0f") for e in board]),
+        ("gap", [_fmt(e["gap"], ".3f") for e in board]),
+        ("zeros", [_fmt(e["zero_frac"], ".0%") for e in board]),
+        ("p", [p_text(e["p_value"]) for e in board]),
+        ("verdict", [SHORT.get(e["verdict"], e["verdict"]) for e in board]),
+    ]
+    console = Console() if width is None else Console(width=width)
+    kept = fit_columns(columns, console.width)
     table = Table(title=title)
-    for col in (
-        "arm",
-        "seeds",
-        *(["test acc"] if acc else []),
-        "test loss",
-        "vs base",
-        "best ep",
-        "stop ep",
-        "gap",
-        "zeros",
-        "p",
-        "verdict",
-    ):
-        table.add_column(col, justify="left" if col in ("arm", "verdict") else "right")
-    for e in board:
+    for i in kept:
+        name = columns[i][0]
+        table.add_column(name, justify="left" if name in ("arm", "verdict") else "right", no_wrap=True,
+                         min_width=len(max(columns[i][1], key=len, default="")) if name == "arm" else None)  # fmt: skip
+    for row, e in enumerate(board):
         style = {"better": "green", "worse": "red", "diverged": "red italic", "baseline": "bold"}.get(e["verdict"])
-        table.add_row(
-            e["arm"], str(e["seeds"]), *([f"{e['test_acc']:.3f}±{e['test_acc_std']:.3f}"] if acc else []),
-            f"{e['test_loss']:.3f}±{e['test_loss_std']:.3f}",
-            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%"),
-            f"{e['best_epoch']:.0f}", f"{e['stopped_epoch']:.0f}",
-            f"{e['gap']:.3f}", f"{e['zero_frac']:.0%}", _fmt(e["p_value"], ".2g"),
-            SHORT.get(e["verdict"], e["verdict"]), style=style,
-        )  # fmt: skip
-    console = Console()
-    console.width = max(console.width, 120)  # the table stays readable in narrow or piped output
+        table.add_row(*(columns[i][1][row] for i in kept), style=style)
     console.print(table)
+    left = [columns[i][0] for i in range(len(columns)) if i not in kept]
+    if left:
+        console.print(f"(not shown at {console.width} columns: {', '.join(left)}; see the report)",
+                      style="dim", highlight=False)  # fmt: skip
     if getattr(board, "missing", None):
         console.print(
             f"not finished yet: {missing_words(board.missing)}; run the study again to finish them",

@@ -97,11 +97,11 @@ def _normalized(stored: dict[str, Any]) -> Any:
 
 
 def grid(plan: Plan, store: StudyStore, done: dict[tuple[str, int], Any]) -> list[tuple[str, int]]:
-    """The points to run now: every arm × seed, and the combination's once the others are done."""
+    """The points to run now: every arm × seed, and the combination's once the others are done
+    (unless no arm helped: the combination of nothing would be the baseline again)."""
     points = [(a.name, s) for a in plan.arms for s in plan.seeds]
-    if plan.combination and all(p in done for p in points):
-        combination(plan, store, done)
-        points += [(COMBINATION, s) for s in plan.seeds]
+    if plan.combination and all(p in done for p in points) and combination(plan, store, done)["arms"]:
+        points += [(COMBINATION, s) for s in plan.seeds]  # none helped: nothing to combine, nothing to run
     return points
 
 

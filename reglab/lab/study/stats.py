@@ -158,6 +158,19 @@ def compare(groups: dict[str, list[dict[str, Any]]], arms: Sequence[str], metric
     return out
 
 
+def verdicts_on(rows: Sequence[dict[str, Any]], metric: str, higher_is_better: bool = False) -> dict[str, str]:
+    """The rule above applied to another metric (``test_acc``: higher is better): ``better``,
+    ``worse`` or ``inconclusive`` for each arm with a finite value in every seed."""
+    groups = by_arm(rows)
+    if BASELINE not in groups:
+        return {}
+    sign = -1.0 if higher_is_better else 1.0
+    signed = {a: [{"seed": r["seed"], "m": sign * r[metric]} for r in rs if _finite(r.get(metric))]
+              for a, rs in groups.items()}  # fmt: skip
+    arms = [a for a in signed if a != BASELINE and signed[a] and len(signed[a]) == len(groups[a])]
+    return {a: v["verdict"] for a, v in compare(signed, arms, "m").items()}
+
+
 def leaderboard(rows: Sequence[dict[str, Any]], arm_order: Sequence[str]) -> list[dict[str, Any]]:
     """One entry per arm, sorted by mean test loss: means ± std over seeds, the paired difference
     from the baseline with its 95% interval, the Holm-adjusted p-value and the verdict."""
