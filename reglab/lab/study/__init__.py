@@ -20,9 +20,10 @@ from typing import Any
 from reglab._files import atomic_write, make_folder
 from reglab.errors import InputError, MissingFileError, ReglabError, ReglabTypeError
 from reglab.lab.study.plan import ARMS, COMBINATION, DEFAULT_NAME, Plan, load_study_file, make_plan
-from reglab.lab.study.report import print_leaderboard, write_report
+from reglab.lab.study.report import write_report
 from reglab.lab.study.runner import StudyError, attach, run_workers, thread_share, work
 from reglab.lab.study.storage import StorageError, StudyStore, redact_url, sqlite_url
+from reglab.lab.study.terminal import print_leaderboard
 
 __all__ = [
     "ARMS", "COMBINATION", "DEFAULT_NAME", "Plan", "StorageError", "StudyError", "load_study_file", "make_plan",

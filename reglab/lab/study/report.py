@@ -20,6 +20,7 @@ from reglab._files import atomic_write, make_folder
 from reglab.errors import ReglabError
 from reglab.lab.plots import LOSS_LABELS
 from reglab.lab.study import figures
+from reglab.lab.study.formats import fmt, has_accuracy, missing_words, p_text, pm
 from reglab.lab.study.plan import ARMS, COMBINATION, Plan
 from reglab.lab.study.stats import ALPHA, BASELINE, by_arm, leaderboard, verdicts_on
 from reglab.lab.study.storage import StudyStore
@@ -88,14 +89,6 @@ def planned_arms(plan: Plan, combo: dict[str, Any]) -> list[str]:
     return [a for a in plan.arm_names if not (a == COMBINATION and nothing_to_combine(combo))]
 
 
-def missing_words(missing: Sequence[tuple[str, int]]) -> str:
-    """``'l2 (seeds 0, 1), dropout (seed 1)'``: the trials a study has still to run."""
-    seeds: dict[str, list[int]] = {}
-    for arm, seed in missing:
-        seeds.setdefault(arm, []).append(seed)
-    return ", ".join(f"{arm} (seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))})" for arm, ss in seeds.items())
-
-
 def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
     """results.csv: one row per trial, the recipe as JSON."""
     with io.StringIO(newline="") as f:
@@ -125,11 +118,6 @@ def baseline_words(rows: Sequence[dict[str, Any]]) -> str:
         f"The baseline is diagnosed as {verdict} in {count} of {len(base)} seeds. Seed {base[0]['seed']}: "
         f"{base[0]['diagnosis']['explanation']}"
     )
-
-
-def has_accuracy(board: Sequence[dict[str, Any]]) -> bool:
-    """Whether the study measured accuracy (classification); a regression study has losses only."""
-    return any(not math.isnan(e["test_acc"]) for e in board)
 
 
 def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> str:
@@ -165,7 +153,7 @@ def recommendation(board: Sequence[dict[str, Any]], combo: dict[str, Any]) -> st
     elif entry is not None:
         line = (
             f"The combination of {', '.join(combo.get('arms') or [])} reached test loss "
-            f"{_pm(entry['test_loss'], entry['test_loss_std'])} ({_fmt(entry['change'], '+.0%')} vs baseline; "
+            f"{pm(entry['test_loss'], entry['test_loss_std'])} ({fmt(entry['change'], '+.0%')} vs baseline; "
             f"{entry['verdict']})"
         )
         if helped:
@@ -201,22 +189,6 @@ RULE = (
 # -- HTML ----------------------------------------------------------------------------------------
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _fmt(x: Any, spec: str = ".3f") -> str:
-    """``x`` formatted with ``spec``; "–" for a missing value; a loss that exploded (10,000 or
-    more) in 3 significant digits (``3.68e+16``), a change of 1,000% or more as a factor."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if spec.endswith("%") and abs(x) >= 10:
-        return f"{1 + x:.3g}× base"
-    if spec.endswith("f") and math.isfinite(x) and abs(x) >= 1e4:
-        return format(x, "+.3g" if spec.startswith("+") else ".3g")
-    return format(x, spec)
-
-
-def _pm(mean: float, std: float, sep: str = " ± ") -> str:
-    return f"{_fmt(mean)}{sep}{_fmt(std)}"
 
 
 def render_html(
@@ -346,11 +318,11 @@ def _table(board: Sequence[dict[str, Any]]) -> str:
     lines = [f"<table id=leaderboard><thead><tr>{heads}</tr></thead><tbody>"]
     for e in board:
         cells = [
-            e["arm"], str(e["seeds"]), *([_pm(e["test_acc"], e["test_acc_std"])] if acc else []),
-            _pm(e["test_loss"], e["test_loss_std"]),
-            "–" if e["arm"] == BASELINE else _fmt(e["change"], "+.1%"),
+            e["arm"], str(e["seeds"]), *([pm(e["test_acc"], e["test_acc_std"])] if acc else []),
+            pm(e["test_loss"], e["test_loss_std"]),
+            "–" if e["arm"] == BASELINE else fmt(e["change"], "+.1%"),
             f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
-            _fmt(e["gap"]), f"{e['zero_frac']:.1%}", _interval(e), p_text(e["p_value"]), _said(e),
+            fmt(e["gap"]), f"{e['zero_frac']:.1%}", _interval(e), p_text(e["p_value"]), _said(e),
         ]  # fmt: skip
         css = e["verdict"].split()[0]
         lines.append(
@@ -365,7 +337,7 @@ def _interval(e: dict[str, Any]) -> str:
     """``−0.42 [−0.61, −0.23]``: the mean paired difference from the baseline and its 95% interval."""
     if math.isnan(e.get("diff", math.nan)):
         return "–"
-    return f"{_fmt(e['diff'], '+.3f')} [{_fmt(e['diff_low'], '+.3f')}, {_fmt(e['diff_high'], '+.3f')}]"
+    return f"{fmt(e['diff'], '+.3f')} [{fmt(e['diff_low'], '+.3f')}, {fmt(e['diff_high'], '+.3f')}]"
 
 
 def _said(e: dict[str, Any]) -> str:
@@ -402,82 +374,3 @@ def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
             f"<tr class=left-out><td>{html.escape(name)}</td><td>not run: it {html.escape(why)}</td><td></td></tr>"
         )
     return "\n".join(lines) + "</tbody></table>"
-
-
-SHORT = {"inconclusive": "inconcl."}
-DROP_FIRST = ("stop ep", "zeros", "best ep", "gap", "seeds", "test acc", "vs base", "p")  # at narrow widths
-
-
-def p_text(p: float, alpha: float = ALPHA) -> str:
-    """A p-value with the digits that decide the rule ``p < alpha``: two significant digits,
-    more where rounding would cross ``alpha`` (0.0495 is "0.0495", not "0.05"), and "< 0.001"
-    below a thousandth."""
-    if p is None or math.isnan(p):
-        return "–"
-    if p < 0.001:
-        return "< 0.001"
-    for digits in range(2, 8):
-        text = f"{p:.{digits}g}"
-        if (float(text) < alpha) == (p < alpha):
-            return text
-    return f"{p:.8g}"
-
-
-def fit_columns(columns: Sequence[tuple[str, list[str]]], width: int, keep: int = 1) -> list[int]:
-    """Which columns of a rich table (header, cells) fit ``width`` terminal columns: the
-    indices kept, dropping those named in ``DROP_FIRST`` in its order; the first ``keep``
-    (the arm's name) and any not named there are never dropped."""
-    need = [max(len(h), *(len(c) for c in cells)) if cells else len(h) for h, cells in columns]
-    kept = list(range(len(columns)))
-
-    def total() -> int:  # each column: its text, a space either side, a border
-        return sum(need[i] + 3 for i in kept) + 1
-
-    for name in DROP_FIRST:
-        if total() <= width:
-            break
-        kept = [i for i in kept if i < keep or columns[i][0] != name]
-    return kept
-
-
-def print_leaderboard(board: Sequence[dict[str, Any]], title: str, width: int | None = None) -> None:
-    """The leaderboard in the terminal, fitted to its width (``width``, else the console's):
-    at narrow widths the least telling columns are left out, never an arm's name."""
-    from rich.console import Console
-    from rich.table import Table
-
-    acc = has_accuracy(board)
-    columns: list[tuple[str, list[str]]] = [
-        ("arm", [e["arm"] for e in board]),
-        ("seeds", [str(e["seeds"]) for e in board]),
-        *([("test acc", [_pm(e["test_acc"], e["test_acc_std"], "±") for e in board])] if acc else []),
-        ("test loss", [_pm(e["test_loss"], e["test_loss_std"], "±") for e in board]),
-        ("vs base", ["–" if e["arm"] == BASELINE else _fmt(e["change"], "+.0%") for e in board]),
-        ("best ep", [_fmt(e["best_epoch"], ".0f") for e in board]),
-        ("stop ep", [_fmt(e["stopped_epoch"], ".0f") for e in board]),
-        ("gap", [_fmt(e["gap"], ".3f") for e in board]),
-        ("zeros", [_fmt(e["zero_frac"], ".0%") for e in board]),
-        ("p", [p_text(e["p_value"]) for e in board]),
-        ("verdict", [SHORT.get(e["verdict"], e["verdict"]) for e in board]),
-    ]
-    console = Console() if width is None else Console(width=width)
-    kept = fit_columns(columns, console.width)
-    table = Table(title=title)
-    for i in kept:
-        name = columns[i][0]
-        table.add_column(name, justify="left" if name in ("arm", "verdict") else "right", no_wrap=True,
-                         min_width=len(max(columns[i][1], key=len, default="")) if name == "arm" else None)  # fmt: skip
-    for row, e in enumerate(board):
-        style = {"better": "green", "worse": "red", "diverged": "red italic", "baseline": "bold"}.get(e["verdict"])
-        table.add_row(*(columns[i][1][row] for i in kept), style=style)
-    console.print(table)
-    left = [columns[i][0] for i in range(len(columns)) if i not in kept]
-    if left:
-        console.print(f"(not shown at {console.width} columns: {', '.join(left)}; see the report)",
-                      style="dim", highlight=False)  # fmt: skip
-    if getattr(board, "missing", None):
-        console.print(
-            f"not finished yet: {missing_words(board.missing)}; run the study again to finish them",
-            style="yellow",
-            highlight=False,
-        )
