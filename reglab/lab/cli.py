@@ -159,6 +159,17 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         *([("test accuracy", f"{summary['test_acc']:.4f}")] if "test_acc" in summary else []),
         ("test loss", f"{summary['test_loss']:.4f}"),
         *(
+            [
+                (
+                    "zero weights",
+                    f"{summary['zero_frac']:.1%} of all weights, {summary['first_zero_frac']:.1%} of the "
+                    "first layer's (exactly 0)",
+                )
+            ]  # fmt: skip
+            if summary.get("zero_frac")
+            else []
+        ),
+        *(
             [("sharpness", f"{summary['sharpness']:.4g} (ε = {summary['recipe']['training']['sharpness']:g})")]
             if "sharpness" in summary
             else []

@@ -10,8 +10,9 @@ writes
   weight_l2, first_zero_frac, first_tiny_frac``; no accuracies for a regression loss;
   ``grad_norm_1..L`` per layer with ``training.grad_norms``);
 - ``summary.json``: best and stopped epoch, stop reason, test loss/accuracy, the chance-level
-  loss, the diagnosis, the recipe and the versions (and the class names, when the data named
-  its classes; Keskar's ``sharpness`` of the final weights, when ``training.sharpness`` is set);
+  loss, the fractions of exactly-zero weights (``zero_frac``, ``first_zero_frac``), the
+  diagnosis, the recipe and the versions (and the class names, when the data named its classes;
+  Keskar's ``sharpness`` of the final weights, when ``training.sharpness`` is set);
 - ``curves.png``: train vs validation loss and accuracy (loss only for regression), best epoch
   marked, and the per-layer gradient norms when recorded;
 - ``checkpoint.pt``: everything needed to resume (``resume=True``) to the same final weights
@@ -174,6 +175,7 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
         **({"test_acc": test_acc} if test_acc is not None else {}),  # classification only
         "chance_loss": chance,  # the diagnosis's reference: ln K, or a constant prediction's loss
         **extra,  # Keskar's sharpness of the final weights, when asked
+        **zero_fractions(trainer.model),  # exact zeros: what proximal L1 makes (all layers, first layer)
         "diagnosis": diagnosis.to_dict(),
         "train_seconds": sum(r["time"] for r in trainer.history),
         "threads": torch.get_num_threads(),  # intra-op threads change summation order: part of reproducing a run
@@ -183,6 +185,21 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
         "versions": versions(),
     }
     return Result(trainer.model, trainer.history, diagnosis, summary)
+
+
+def zero_fractions(model: torch.nn.Module) -> dict[str, float]:
+    """The fractions of exactly-zero weights of the model's weight matrices (biases and norm
+    parameters left out): ``zero_frac`` over all of them, ``first_zero_frac`` in the first."""
+    from reglab.regularize.weights import weights
+
+    flat = [w.detach().flatten() for w in weights(model)]
+    if not flat:
+        return {}
+    zeros = sum(int((w == 0).sum()) for w in flat)
+    return {
+        "zero_frac": zeros / sum(w.numel() for w in flat),
+        "first_zero_frac": float((flat[0] == 0).double().mean()),
+    }
 
 
 def write_json(path: Path, obj: Any) -> None:

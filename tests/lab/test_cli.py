@@ -489,3 +489,17 @@ def test_a_mistyped_command_line_is_said_once(capsys, argv, said):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(said) and err[0].count("reglab") <= 2, err
+
+
+def test_proximal_l1_sparsity_is_in_the_summary_and_the_terminal(tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["train", "--dataset", "digits", "--width", "16", "--epochs", "3", "--quiet", "--out", str(out)]
+    assert main([*args, "--l1-proximal", "5", "--lr", "0.01"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    history = json.loads((out / "history.json").read_text())
+    assert summary["zero_frac"] == pytest.approx(history[-1]["zero_frac"]) and summary["zero_frac"] > 0.5
+    assert summary["first_zero_frac"] == pytest.approx(history[-1]["first_zero_frac"])
+    said = capsys.readouterr().out
+    assert f"{summary['zero_frac']:.1%} of all weights" in said and "first layer" in said
+    assert main([*args[:-1], str(tmp_path / "dense")]) == 0
+    assert "zero weights" not in capsys.readouterr().out  # nothing to say without exact zeros

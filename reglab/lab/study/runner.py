@@ -198,10 +198,7 @@ def trial_attrs(result: Any) -> dict[str, Any]:
     summary = dict(result.summary)
     history = list(result.history)
     summary["valid_loss"] = returned_valid_loss(summary, history)
-    flat = [w.detach().double().cpu().flatten() for w in weights(result.model)]
-    summary["zero_frac"] = float(sum(int((w == 0).sum()) for w in flat) / sum(w.numel() for w in flat))
-    first = flat[0]
-    summary["first_zero_frac"] = float((first == 0).double().mean())
+    first = weights(result.model)[0].detach().double().cpu().flatten()  # zero fractions: in the summary
     first = first[first.isfinite()]  # a diverged run's weights may be NaN: histogram what is finite
     m = float(first.abs().max()) if len(first) else 0.0
     m = m or 1.0
