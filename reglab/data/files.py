@@ -69,7 +69,7 @@ def _npz_arrays(path: Path, regression: bool):
                 )
         if ("x_test" in d) != ("y_test" in d):
             raise ReglabError(f"{path}: x_test and y_test must be given together")
-        y, y_test = d["y"], d["y_test"] if "y_test" in d else None
+        y, y_test = _array(d, "y", path), _array(d, "y_test", path) if "y_test" in d else None
         if regression:
             for targets in (y, y_test):
                 if targets is not None and not np.issubdtype(targets.dtype, np.number):
@@ -77,15 +77,34 @@ def _npz_arrays(path: Path, regression: bool):
             classes = []
         else:
             y, y_test, classes = _labels(y, y_test, path)
-        x, y = as_tensors(d["x"], y, regression)
+        x, y = as_tensors(_array(d, "x", path), y, regression)
         if y_test is None:
             return x, y, None, None, classes
-        return x, y, *as_tensors(d["x_test"], y_test, regression), classes
+        return x, y, *as_tensors(_array(d, "x_test", path), y_test, regression), classes
+
+
+def _array(d: Any, key: str, path: Path) -> np.ndarray:
+    """One array of an .npz: numbers (inputs) or numbers and strings (labels); an array of
+    Python objects is refused (never unpickled), strings as inputs too, each naming the key."""
+    try:
+        a = d[key]
+    except ValueError:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+        raise ReglabError(
+            f"{path}: {key} holds Python objects (dtype object), which reglab does not unpickle; save it as "
+            f"numbers: np.savez(..., {key}=np.asarray({key}, dtype=np.float32))"
+        ) from None
+    text = a.dtype.kind in "USO"
+    if key.startswith("x") and (text or a.dtype.kind not in "biuf"):
+        what = {"U": "strings", "S": "byte strings", "c": "complex numbers", "M": "dates", "m": "time spans"}
+        raise ReglabError(
+            f"{path}: {key} holds {what.get(a.dtype.kind, 'values')} (dtype {a.dtype}); inputs must be real numbers"
+        )
+    return a
 
 
 def csv_file(config: Any, regression: bool):
-    """A header row, then one sample per line: numeric features (empty = missing, refused
-    later as NaN) and the label column ``config.label_column`` (the target, for regression)."""
+    """A header row, then one sample per line: numeric features (an empty cell, a missing value,
+    is refused naming its line and column) and the label column ``config.label_column`` (the target, for regression)."""
     path = _user_file(config, ".csv")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -123,8 +142,12 @@ def csv_file(config: Any, regression: bool):
     for i, (line, row) in enumerate(rows[1:]):
         for k, j in enumerate(features):
             cell = row[j].strip()
+            if not cell:
+                raise ReglabError(
+                    f"{path}: column {header[j]!r}, line {line} is empty (a missing value): fill it in or drop the line"
+                )
             try:
-                x[i, k] = float(cell) if cell else np.nan
+                x[i, k] = float(cell)
             except ValueError:
                 raise ReglabError(f"{path}: column {header[j]!r}, line {line}: {cell!r} is not a number") from None
         if not row[label].strip():

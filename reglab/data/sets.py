@@ -78,10 +78,19 @@ def load_data(config: Any | str, seed: int = 0, regression: bool | None = None) 
     if x_test is not None:
         x_test, y_test = _as_tensors(x_test, y_test, regression)
     classes = tuple(named[0]) if named else ()
+    where = config.path or config.name
     check_arrays(x, y, "training data")
     if x_test is None:
+        n = len(x)
         x, y, x_test, y_test = _carve(x, y, config.test_fraction, _TEST_SPLIT_SEED)
+        if len(x) < 2 or len(x_test) == 0:
+            raise ReglabError(
+                f"{where}: {n} sample{'s' if n != 1 else ''} cannot be split into training, validation and test "
+                f"sets (data.test_fraction = {config.test_fraction}, data.valid_fraction = {config.valid_fraction}); "
+                "give more samples"
+            )
     check_arrays(x_test, y_test, "test data")
+    _warn_unscaled(where, x)
     if x_test.shape[1:] != x.shape[1:]:
         raise ReglabError(
             f"test inputs have shape {tuple(x_test.shape[1:])} per sample, training inputs {tuple(x.shape[1:])}"
@@ -91,7 +100,7 @@ def load_data(config: Any | str, seed: int = 0, regression: bool | None = None) 
         if y_test.shape[1:] != y.shape[1:]:
             raise ReglabError(f"test targets have {y_test.shape[1]} columns, training targets {y.shape[1]}")
     else:
-        num_classes = len(classes) if classes else int(y.max()) + 1  # a named class may lie in the test split only
+        num_classes = len(classes) if classes else _class_count(where, y, getattr(config, "num_classes", 0))
         if num_classes < 2:
             only = repr(classes[0]) if classes else "0"
             raise ReglabError(f"the labels hold one class ({only}); a classifier needs at least 2" + REAL_HINT)
@@ -123,6 +132,7 @@ class Source:
     test_fraction: float = TEST_FRACTION
     train_size: int = 0
     label_column: str = LABEL_COLUMN
+    num_classes: int = 0  # 0: max label + 1
 
 
 def _source(config: object) -> Any:
@@ -139,6 +149,39 @@ def _source(config: object) -> Any:
         "load_data takes a DataConfig (recipe.data), a data set's name or a .npz/.csv path; "
         f"got {type(config).__name__}"
     )
+
+
+LARGE_INPUT = 1e4  # inputs beyond this magnitude: unscaled (pixels 0..255 are not; raw sums of money are)
+
+
+def _warn_unscaled(where: str, x: torch.Tensor) -> None:
+    """Warn about inputs so large that the first steps would be huge (they train, badly)."""
+    top = float(x.abs().max()) if x.numel() else 0.0
+    if top > LARGE_INPUT:
+        warnings.warn(
+            f"{where}: inputs reach {top:.3g} in magnitude (above {LARGE_INPUT:g}), which makes the first steps huge; "
+            "standardize each feature (subtract its mean, divide by its standard deviation)",
+            stacklevel=3,
+        )
+
+
+def _class_count(where: str, y: torch.Tensor, confirmed: int) -> int:
+    """K for integer labels 0..K-1: ``max + 1``, refused when some class in between has no
+    training sample (a label typo builds a model with classes it never sees), unless the user
+    confirmed K with ``data.num_classes``."""
+    top = int(y.max()) + 1  # a named class may lie in the test split only
+    if confirmed:
+        if top > confirmed:
+            raise ReglabError(f"{where}: labels go up to {top - 1}, but data.num_classes = {confirmed}")
+        return confirmed
+    missing = sorted(set(range(top)) - set(torch.unique(y).tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        raise ReglabError(
+            f"{where}: labels {shown} of 0..{top - 1} have no training samples ({len(missing)} of {top} classes); "
+            f"relabel the classes 0..K-1, or confirm K = {top} with --classes {top} (data.num_classes)"
+        )
+    return top
 
 
 def _carve(x, y, fraction: float, seed: int):

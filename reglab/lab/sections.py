@@ -44,6 +44,9 @@ class DataConfig(Section):
     label_column: str = setting(
         LABEL_COLUMN, "csv only: the column holding the labels (0..K-1 or class names) or target"
     )
+    num_classes: int = setting(0, "classes K: 0 = the largest label + 1, every class with samples; set K to "
+                                  "confirm labels 0..K-1 some of which have none",
+                               low=0, flag="--classes", metavar="K")  # fmt: skip
 
     def check(self) -> None:
         if self.name in FILE_FORMATS and not self.path:
