@@ -12,11 +12,12 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from reglab.errors import WriteError
+from reglab.errors import FolderBusyError, WriteError
 
 # What the machine, not reglab, refused: each becomes a one-line ``WriteError`` with the fix.
 _WHY = {
@@ -101,3 +102,48 @@ def fsync_folder(folder: str | Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+LOCK = ".reglab.lock"  # in a folder reglab writes into: who holds it now
+
+
+@contextmanager
+def folder_lock(folder: str | Path, wait: float = 0.0) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block: an exclusive ``flock`` on ``folder/.reglab.lock``,
+    which the system releases when the holder exits, however it exits (``kill -9`` too). Taken
+    by another process, it is waited for up to ``wait`` seconds, then refused with a
+    ``FolderBusyError`` saying who holds it. Where ``flock`` does not exist (Windows), no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    import socket
+    import time
+
+    path = Path(folder) / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as e:
+        if e.errno in _WHY:
+            raise cannot_write(path, e) from None
+        raise
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+                    raise FolderBusyError(
+                        f"{folder} is in use by another reglab ({holder}): wait for it to finish, or choose another "
+                        "--out"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock

@@ -67,6 +67,10 @@ class WriteError(InputError, OSError):
         return ": ".join([*self.context, str(self.args[0]) if self.args else ""])
 
 
+class FolderBusyError(InputError, RuntimeError):
+    """Another process holds the folder's lock (a run training into it, a report being written)."""
+
+
 class UsageError(InputError):
     """A mistake in what was typed on the command line."""
 

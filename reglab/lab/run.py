@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from reglab._checks import check_folder
-from reglab._files import atomic_write, make_folder
+from reglab._files import atomic_write, folder_lock, make_folder
 from reglab._version import __version__
 from reglab.data import Data
 from reglab.errors import InputError, ReglabError
@@ -107,12 +107,7 @@ def run_recipe(
     if ckpt.exists():
         if not resume:
             raise RunExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        try:
-            state = load(ckpt)
-        except DamagedCheckpointError as e:
-            raise e.within(
-                f"cannot resume the run in {out}: delete {ckpt.name} to start it over there, or choose another --out"
-            ) from e
+        state = _resume_state(ckpt)
         saved = Recipe.from_dict(state["recipe"])
         if saved != recipe:
             raise ReglabError(
@@ -124,27 +119,42 @@ def run_recipe(
     checkpointer = Checkpointer(ckpt, extra={"recipe": recipe.to_dict()}, every=checkpoint_every)
     trainer = build(recipe, callbacks=[*extra, checkpointer], data=data)  # bad data fails here, before any file
     make_folder(out)
-    header = "recipe as run by reglab; " + ", ".join(f"{k} {v}" for k, v in versions().items())
-    recipe.save(out / "recipe.toml", header=header)
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
-    if state is None or not state["finished"]:
-        trainer.fit()
-        save({"recipe": recipe.to_dict(), "trainer": trainer.state_dict(), "finished": True}, ckpt)
-    result = _finish(recipe, trainer)
-    write_json(out / "history.json", list(result.history))
-    write_json(out / "summary.json", result.summary)
-    if plots:
-        from reglab.lab.plots import plot_curves  # matplotlib: imported only when a figure is drawn
+    with folder_lock(out):  # a second process on this folder is refused, saying who holds it
+        if ckpt.exists() and state is None:  # another run started here while this one was being built
+            raise RunExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        if state is not None:  # read again under the lock: the newest, should a run have ended since
+            state = _resume_state(ckpt)
+        header = "recipe as run by reglab; " + ", ".join(f"{k} {v}" for k, v in versions().items())
+        recipe.save(out / "recipe.toml", header=header)
+        if state is not None:
+            trainer.load_state_dict(state["trainer"])
+        if state is None or not state["finished"]:
+            trainer.fit()
+            save({"recipe": recipe.to_dict(), "trainer": trainer.state_dict(), "finished": True}, ckpt)
+        result = _finish(recipe, trainer)
+        write_json(out / "history.json", list(result.history))
+        write_json(out / "summary.json", result.summary)
+        if plots:
+            from reglab.lab.plots import plot_curves  # matplotlib: imported only when a figure is drawn
 
-        plot_curves(
-            result.history,
-            out / "curves.png",
-            best_epoch=result.diagnosis.best_epoch,
-            title=out.name,
-            loss=recipe.training.loss,
-        )
+            plot_curves(
+                result.history,
+                out / "curves.png",
+                best_epoch=result.diagnosis.best_epoch,
+                title=out.name,
+                loss=recipe.training.loss,
+            )
     return result
+
+
+def _resume_state(ckpt: Path) -> dict[str, Any]:
+    try:
+        return load(ckpt)
+    except DamagedCheckpointError as e:
+        raise e.within(
+            f"cannot resume the run in {ckpt.parent}: delete {ckpt.name} to start it over there, "
+            "or choose another --out"
+        ) from e
 
 
 def _finish(recipe: Recipe, trainer: Trainer) -> Result:

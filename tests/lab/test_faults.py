@@ -119,3 +119,35 @@ def test_a_full_disk_under_the_study_storage_is_one_line_and_nothing_is_lost(tmp
         capsys.readouterr()
         trials = StudyStore(url, "regularization").completed()
         assert sorted(trials) == sorted((a, s) for a in ("baseline", "dropout", "l2") for s in (0, 1))
+
+
+def test_a_run_folder_in_use_is_refused_saying_who_holds_it(tmp_path, capsys):
+    from reglab._files import folder_lock
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    capsys.readouterr()
+    with folder_lock(out):  # as a `reglab train --resume` training into it would hold it
+        assert main(["train", *TINY, "--out", str(out), "--resume"]) == 2
+        line = one_line(capsys)
+        assert f"{out} is in use by another reglab (pid {os.getpid()} on" in line, line
+    assert main(["train", *TINY, "--out", str(out), "--resume"]) == 0  # released: the second may go on
+
+
+@pytest.mark.slow
+def test_the_lock_of_a_killed_holder_is_free_again(tmp_path, capsys):
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    code = "import sys, time\nfrom reglab._files import folder_lock\nwith folder_lock(sys.argv[1]):\n"
+    code += "    print('held', flush=True)\n    time.sleep(120)\n"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", *TINY, "--out", str(out)]) == 2
+        assert f"pid {holder.pid} on" in one_line(capsys)
+    finally:
+        holder.kill()  # kill -9: the system releases the lock with the process
+        holder.wait()
+    assert main(["train", *TINY, "--out", str(out)]) == 0

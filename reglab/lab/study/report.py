@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reglab._files import atomic_write, make_folder
+from reglab._files import atomic_write, folder_lock, make_folder
 from reglab.errors import ReglabError
 from reglab.lab.plots import LOSS_LABELS
 from reglab.lab.study import figures
@@ -63,6 +63,14 @@ def write_report(store: StudyStore, out: str | Path) -> Leaderboard:
     """Write report.html, results.csv and results.json into ``out``; returns the leaderboard."""
     out = Path(out)
     make_folder(out)
+    with folder_lock(out, wait=REPORT_WAIT):  # workers finishing together write one report at a time
+        return _write_report(store, out)
+
+
+REPORT_WAIT = 600.0  # seconds a study waits for another process writing the same folder's report
+
+
+def _write_report(store: StudyStore, out: Path) -> Leaderboard:
     plan, rows, combo = collect(store)
     names = planned_arms(plan, combo)
     order = [a for a in names if any(r["arm"] == a for r in rows)]

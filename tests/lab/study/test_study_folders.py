@@ -77,3 +77,15 @@ def test_a_folder_pointing_at_another_folders_database_is_refused(study_folder, 
     with pytest.raises(Exception, match="points to the database of another study folder") as caught:
         rebuild_report(copy)
     assert str(study_folder) in str(caught.value)
+
+
+def test_the_report_is_written_by_one_process_at_a_time(study_folder, monkeypatch):
+    import reglab.lab.study.report as report
+    from reglab._files import folder_lock
+    from reglab.errors import FolderBusyError
+
+    monkeypatch.setattr(report, "REPORT_WAIT", 0.3)  # a study waits up to 10 minutes; the test, not that long
+    with folder_lock(study_folder):  # another worker writing this folder's report
+        with pytest.raises(FolderBusyError, match="is in use by another reglab"):
+            rebuild_report(study_folder)
+    assert len(rebuild_report(study_folder)) == 2
