@@ -1,14 +1,22 @@
-"""The README's Python tour runs as written, with shorter trainings (so that it stays true)."""
+"""The README stays true: its Python tour runs as written (with shorter trainings), its commands
+parse, and its two set-up lines work when copied as they are onto a fresh machine (the project's
+tracked files copied into a fresh folder, a fresh virtual environment without system
+site-packages, the install commands of the first line exactly as written, then the test command
+of the second, on one test file: the whole suite is what CI runs)."""
 
 import re
 import shlex
+import subprocess
+import sys
+import venv
 from pathlib import Path
 
 import pytest
 
 import reglab.optim
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 # Shorter runs: each replacement must find its text, so a README edit cannot silently skip one.
 SHORTER = [
@@ -76,3 +84,47 @@ def test_the_readme_study_file_makes_its_plan(tmp_path):
     plan = make_plan(**load_study_file(tmp_path / "study.toml"))
     assert plan.name == "mine" and len(plan.seeds) == 5 and plan.base.training.epochs == 50
     assert [a.name for a in plan.arms] == ["baseline", "dropout", "wide-dropout"] and plan.combination
+
+
+def quick_start() -> list[str]:
+    """The command lines of the README's Quick start block, comments removed."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Quick start\s+```bash\n(.*?)```", text, re.S).group(1)
+    return [line.split("   #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_quick_start_says_how_to_install_run_and_test():
+    install, tests = quick_start()
+    steps = [s.strip() for s in install.split("&&")]
+    assert steps[0] == "pip install torch==2.13.0" and steps[1] == 'pip install -e ".[test]"', steps
+    assert steps[2].startswith("reglab study") and tests == "python3 -m pytest -q"
+    text = (ROOT / "README.md").read_text()
+    assert re.search(r"full suite takes about \d+ minutes", text) and '-m "not slow"' in text
+
+
+@pytest.mark.slow
+def test_the_two_set_up_lines_work_in_a_fresh_venv(tmp_path):
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    if not files:
+        pytest.skip("not a git checkout: the tracked files are unknown")
+    repo = tmp_path / "reglab"
+    for name in files.decode().split("\0"):
+        if name and (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_bytes((ROOT / name).read_bytes())
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
+    path = f"{env_dir / 'bin'}:/usr/bin:/bin"
+    install, tests = quick_start()
+    steps = [s.strip() for s in install.split("&&")]
+    setup = " && ".join(s for s in steps if s.startswith("pip "))  # `reglab study` itself takes minutes
+    done = subprocess.run(["bash", "-c", setup], cwd=repo, env={"PATH": path, "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    env = {"PATH": path, "HOME": str(tmp_path)}
+    version = subprocess.run(["reglab", "--version"], cwd=repo, env=env, capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("reglab "), version.stderr
+    run = subprocess.run([*shlex.split(tests), "tests/test_architecture.py"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0 and " passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    assert sys.executable not in run.stdout
