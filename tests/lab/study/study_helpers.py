@@ -30,3 +30,10 @@ def run_cli(*args, timeout=300, **kwargs):
         env=env,
         **kwargs,
     )
+
+
+def planned(store, arms):
+    """The arms a finished study ran: the combination only where some arm helped on validation
+    loss (a combination of nothing would be the baseline again, and is not run)."""
+    combo = store.attrs().get("combination")  # None: not derived yet (a study stopped part-way)
+    return [a for a in arms if a != "combination" or combo is None or combo.get("arms")]

@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 import pytest
-from study_helpers import tiny_base
+from study_helpers import planned, tiny_base
 
 from reglab.lab.study import make_plan, run_study
 
@@ -116,5 +116,7 @@ def test_report_opens_in_headless_chromium_with_every_figure_and_arm(signals, tm
         "test accuracy per arm" if task == "classification" else "test loss per arm",
     ]
     assert all(complete and w > 0 and h > 0 for _, complete, w, h in images), images
-    assert sorted(listed) == sorted(arms)
+    from reglab.lab.study.storage import StudyStore, sqlite_url
+
+    assert sorted(listed) == sorted(planned(StudyStore(sqlite_url(tmp_path / "study"), "regularization"), arms))
     assert errors == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-from study_helpers import run_cli, tiny_base
+from study_helpers import planned, run_cli, tiny_base
 
 from reglab.lab.recipe import Recipe
 from reglab.lab.study import make_plan, print_leaderboard, rebuild_report, run_study
@@ -34,14 +34,18 @@ def test_study_runs_every_point_once_writes_the_report_and_resumes_nothing(signa
     plan = make_plan(tiny_base(signals), arms=ARMS, seeds=2)
     board = run_study(plan, tmp_path)
     counts, store = _counts(sqlite_url(tmp_path))
-    assert counts == Counter({(a, s): 1 for a in ARMS for s in (0, 1)})
+    arms = planned(store, ARMS)
+    assert counts == Counter({(a, s): 1 for a in arms for s in (0, 1)})
     rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert sorted((r["arm"], int(r["seed"])) for r in rows) == sorted(counts)
-    assert {e["arm"] for e in board} == set(ARMS)
+    assert {e["arm"] for e in board} == set(arms)
     combo = store.attrs()["combination"]
     assert set(combo["arms"]) <= set(ARMS) - {"baseline", "combination"}
-    combo_recipe = json.loads(next(r["recipe"] for r in rows if r["arm"] == "combination"))
-    assert combo_recipe["model"]["dropout"] == (0.3 if "dropout" in combo["arms"] else 0.0)
+    if combo["arms"]:
+        combo_recipe = json.loads(next(r["recipe"] for r in rows if r["arm"] == "combination"))
+        assert combo_recipe["model"]["dropout"] == (0.3 if "dropout" in combo["arms"] else 0.0)
+    else:
+        assert "nothing to combine" in (tmp_path / "report.html").read_text()
 
     trials_before = len(store.trials())
     assert run_study(plan, tmp_path) == board, "a finished study re-runs nothing and reports the same"
@@ -63,16 +67,15 @@ def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path,
     )
     plan = make_plan(base, arms=["baseline", "early-stopping", "dropout", "combination"], seeds=2)
     board = run_study(plan, tmp_path)
-    assert [e["arm"] for e in board] == sorted(
-        plan.arm_names, key=lambda a: next(e["test_loss"] for e in board if e["arm"] == a)
-    )
+    arms = planned(_counts(sqlite_url(tmp_path))[1], plan.arm_names)
+    assert [e["arm"] for e in board] == sorted(arms, key=lambda a: next(e["test_loss"] for e in board if e["arm"] == a))
     assert all(math.isnan(e["test_acc"]) for e in board)
     baseline = next(e for e in board if e["arm"] == "baseline")
     assert baseline["test_loss"] < 0.8, (
         "standardized targets: a constant prediction's MSE is ~1, the MLP must do better"
     )
     rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
-    assert len(rows) == 8 and {r["test_acc"] for r in rows} == {""}
+    assert len(rows) == 2 * len(arms) and {r["test_acc"] for r in rows} == {""}
     for e in board:  # the leaderboard's means are the trials' MSEs
         assert e["test_loss"] == pytest.approx(
             sum(float(r["test_loss"]) for r in rows if r["arm"] == e["arm"]) / 2, rel=1e-12
@@ -89,7 +92,7 @@ def test_two_local_workers_complete_each_point_once(signals, tmp_path):
     plan = make_plan(tiny_base(signals), arms=["baseline", "mixup", "input-noise", "combination"], seeds=3)
     run_study(plan, tmp_path, workers=2)
     counts, store = _counts(sqlite_url(tmp_path))
-    assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(3)})
+    assert counts == Counter({(a, s): 1 for a in planned(store, plan.arm_names) for s in range(3)})
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
     pids = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.COMPLETE])}
     assert len(pids) == 2, "both workers ran trials"
@@ -186,9 +189,8 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
     assert kills == 3, "every kill interrupted the study"
     partial = rebuild_report(out)  # the report of a study stopped part-way says what is missing
     finished = set(_counts(url)[0])
-    assert partial.missing == [
-        (a, s) for a in ("baseline", "dropout", "l2", "combination") for s in (0, 1) if (a, s) not in finished
-    ]
+    arms = planned(_counts(url)[1], ["baseline", "dropout", "l2", "combination"])
+    assert partial.missing == [(a, s) for a in arms for s in (0, 1) if (a, s) not in finished]
     assert partial.missing and sum(e["seeds"] for e in partial) == 8 - len(partial.missing)
     print_leaderboard(partial, "partial")
     assert "not finished yet: " in capsys.readouterr().out
@@ -198,7 +200,8 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
     assert rebuild_report(out).missing == [] and "Not finished yet" not in (out / "report.html").read_text()
 
     counts, store = _counts(url)
-    assert set(counts.values()) == {1} and len(counts) == 8, "no duplicate and no lost trial"
+    expected = {(a, s) for a in planned(store, ["baseline", "dropout", "l2", "combination"]) for s in (0, 1)}
+    assert set(counts.values()) == {1} and set(counts) == expected, "no duplicate and no lost trial"
     died = [t for t in store.trials([TrialState.FAIL]) if t.user_attrs.get("failure", "").startswith("worker died")]
     assert died, "killed trials were detected and run again"
     assert _results(out) == _results(tmp_path / "ref")
@@ -392,7 +395,7 @@ def test_a_diverging_arm_is_reported_as_diverged_and_the_study_completes(signals
     hot = next(e for e in board if e["arm"] == "hot")
     assert board[-1] is hot and hot["verdict"] == "diverged" and math.isnan(hot["test_loss"])
     counts, store = _counts(sqlite_url(tmp_path))
-    assert counts == Counter({(a, s): 1 for a in plan.arm_names for s in range(2)})
+    assert counts == Counter({(a, s): 1 for a in planned(store, plan.arm_names) for s in range(2)})
     assert "hot" not in store.attrs()["combination"]["arms"]
     rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert {r["verdict"] for r in rows if r["arm"] == "hot"} == {"diverged"}
@@ -400,3 +403,20 @@ def test_a_diverging_arm_is_reported_as_diverged_and_the_study_completes(signals
     assert "Diverged: hot" in page
     print_leaderboard(board, "diverging")
     assert "diverged" in capsys.readouterr().out
+
+
+def test_the_combination_runs_the_merged_changes_of_the_arms_that_helped(signals, tmp_path, monkeypatch):
+    """Whether an arm helps depends on the data; here the derivation is fixed (dropout helped),
+    so that the combination's own path is tested: derived once, run with the merged recipe,
+    reported with its arms."""
+    import reglab.lab.study.runner as runner
+
+    derived = {"arms": ["dropout", "l2"], "skipped": [], "changes": {"model.dropout": 0.3, "regularization.l2": 1e-3}}
+    monkeypatch.setattr(runner, "combination_changes", lambda plan, rows: derived)
+    plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "dropout", "l2", "combination"], seeds=1)
+    board = run_study(plan, tmp_path)
+    assert {e["arm"] for e in board} == {"baseline", "dropout", "l2", "combination"}
+    rows = json.loads((tmp_path / "results.json").read_text())
+    recipe = next(r["recipe"] for r in rows if r["arm"] == "combination")
+    assert recipe["model"]["dropout"] == 0.3 and recipe["regularization"]["l2"] == 1e-3
+    assert "The combination of dropout, l2 reached test loss" in (tmp_path / "report.html").read_text()
