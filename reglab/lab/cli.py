@@ -159,14 +159,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         *([("test accuracy", f"{summary['test_acc']:.4f}")] if "test_acc" in summary else []),
         ("test loss", f"{summary['test_loss']:.4f}"),
         *(
-            [
-                (
-                    "zero weights",
-                    f"{summary['zero_frac']:.1%} of all weights, {summary['first_zero_frac']:.1%} of the "
-                    "first layer's (exactly 0)",
-                )
-            ]  # fmt: skip
-            if summary.get("zero_frac")
+            [("zero weights", f"{summary['zero_frac']:.1%} of all (first layer {summary['first_zero_frac']:.1%})")]
+            if summary.get("zero_frac")  # exact zeros: what proximal L1 makes
             else []
         ),
         *(
