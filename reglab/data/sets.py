@@ -100,7 +100,7 @@ def load_data(config: Any | str, seed: int = 0, regression: bool | None = None) 
         if y_test.shape[1:] != y.shape[1:]:
             raise ReglabError(f"test targets have {y_test.shape[1]} columns, training targets {y.shape[1]}")
     else:
-        num_classes = len(classes) if classes else _class_count(where, y, getattr(config, "num_classes", 0))
+        num_classes = len(classes) if classes else _class_count(where, y, config.num_classes)
         if num_classes < 2:
             only = repr(classes[0]) if classes else "0"
             raise ReglabError(f"the labels hold one class ({only}); a classifier needs at least 2" + REAL_HINT)
