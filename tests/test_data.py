@@ -233,7 +233,7 @@ def test_diabetes_regression_set():
     with pytest.raises(ValueError, match="'diabetes' is a regression data set"):
         load_data(DataConfig(name="diabetes"), 0, regression=False)
     assert torch.equal(load_data(DataConfig(name="diabetes"), 0).y_train, d.y_train)  # None: the data set's own kind
-    with pytest.raises(ValueError, match="'digits' is a classification data set.*mse or mae"):
+    with pytest.raises(ValueError, match="'digits' is a classification data set.*mse, mae or huber"):
         load_data(DataConfig(name="digits"), 0, regression=True)
 
 
@@ -253,7 +253,7 @@ def test_regression_targets_from_npz_and_csv(tmp_path):
     assert d.y_train.dtype == torch.float32 and torch.allclose(d.y_train[:, 0], d.x_train[:, 0] * 0.5 + 0.25)
     # the same csv as classification data: 0.25, 0.75, ... are not class labels, and the error says what to set
     with pytest.raises(
-        ValueError, match=r"labels must be integers.*regression\) set training.loss = mse or mae \(--loss mse\)"
+        ValueError, match=r"labels must be integers.*regression\) set training.loss = mse, mae or huber \(--loss mse\)"
     ):
         load_data(DataConfig(name="csv", path=str(tmp_path / "r.csv"), label_column="price"), 0)
     np.savez(tmp_path / "gap.npz", x=x[:4], y=np.array([0.0, np.nan, 1.0, 2.0]))  # a missing label: no regression hint

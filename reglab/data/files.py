@@ -195,7 +195,7 @@ def _labels(y: np.ndarray, y_test: np.ndarray | None, path) -> tuple[np.ndarray,
     return encoded[0], encoded[1] if y_test is not None else None, classes
 
 
-REAL_HINT = "; for real-valued targets (a regression) set training.loss = mse or mae (--loss mse)"
+REAL_HINT = "; for real-valued targets (a regression) set training.loss = mse, mae or huber (--loss mse)"
 
 
 def _check_integral(y: np.ndarray, path) -> None:

@@ -16,7 +16,7 @@ gathers, not a DataLoader. Inputs keep a channel axis: signals are ``(N, 1, L)``
   0..K-1, or class names, numbered in sorted order and kept as ``Data.classes``.
 
 Classification data have labels ``(N,)`` int64. Regression data (``load_data(...,
-regression=True)``, a recipe whose ``training.loss`` is ``mse`` or ``mae``) have targets
+regression=True)``, a recipe whose ``training.loss`` is ``mse``, ``mae`` or ``huber``) have targets
 ``(N, D)`` float32: a 1-D target array becomes ``(N, 1)``, so that it matches the model's output.
 
 The validation set is carved from the training set by the run's seed; data without a test
@@ -48,7 +48,7 @@ from reglab.registry import Registry
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _TEST_SPLIT_SEED = 0  # fixed: the held-out test set must not change with the run's seed
-_TASK_HINT = "training.loss is cross_entropy for class labels, mse or mae for real-valued targets"
+_TASK_HINT = "training.loss is cross_entropy for class labels, mse, mae or huber for real-valued targets"
 VALID_FRACTION = 0.2  # default share of the training set held out for validation
 TEST_FRACTION = 0.2  # default test share, for data without a test split of their own
 LABEL_COLUMN = "label"  # default label column of a CSV file
@@ -118,6 +118,12 @@ def load_data(config: Any | str, seed: int = 0, regression: bool | None = None) 
                 f"data.train_size = {config.train_size}, but the training split holds {len(x_train)} samples"
             )
         x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
+    if config.noise_features:
+        x_train, x_valid, x_test = _with_noise_features(config.noise_features, seed, x_train, x_valid, x_test)
+    if config.outliers:
+        if not regression:
+            raise ReglabError(f"data.outliers = {config.outliers} moves regression targets; " + _TASK_HINT)
+        y_train = with_outliers(y_train, config.outliers, config.outlier_size, seed)
     return Data(config.name, x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes, classes)
 
 
@@ -133,6 +139,9 @@ class Source:
     train_size: int = 0
     label_column: str = LABEL_COLUMN
     num_classes: int = 0  # 0: max label + 1
+    noise_features: int = 0  # pure-noise inputs appended to each sample
+    outliers: float = 0.0  # regression: fraction of training targets moved by outlier_size std
+    outlier_size: float = 10.0
 
 
 def _source(config: object) -> Any:
@@ -182,6 +191,36 @@ def _class_count(where: str, y: torch.Tensor, confirmed: int) -> int:
             f"relabel the classes 0..K-1, or confirm K = {top} with --classes {top} (data.num_classes)"
         )
     return top
+
+
+def _with_noise_features(n: int, seed: int, *parts: torch.Tensor) -> list[torch.Tensor]:
+    """Append ``n`` pure-noise inputs to every sample of each part: Gaussian, with the standard
+    deviation of the training inputs, so that a model cannot tell them apart by scale; along the
+    last axis of a signal ``(C, L) -> (C, L + n)`` or a row of features ``(F,) -> (F + n,)``. What a
+    feature-selecting penalty (L1) should leave without weight (TECHNIQUES.md section 4)."""
+    if parts[0].dim() > 3:
+        raise ReglabError(
+            f"data.noise_features appends inputs to signals or rows of features; samples here are images of shape "
+            f"{tuple(parts[0].shape[1:])}"
+        )
+    scale = float(parts[0].double().std())
+    g = torch.Generator().manual_seed(seed + 1_000_003)  # the run's seed, apart from the split's stream
+    return [
+        torch.cat([x, scale * torch.randn(*x.shape[:-1], n, generator=g, dtype=torch.float64).to(x.dtype)], dim=-1)
+        for x in parts
+    ]
+
+
+def with_outliers(y: torch.Tensor, fraction: float, size: float, seed: int) -> torch.Tensor:
+    """Regression targets with ``round(fraction · N)`` of them, chosen by ``seed``, moved up by
+    ``size`` standard deviations of their column: gross errors in the labels, all on one side,
+    which pull a squared-error fit (its constant minimizer is the mean) and barely move an
+    absolute-error one (the median; TECHNIQUES.md section 12)."""
+    count = round(fraction * len(y))
+    chosen = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + 2_000_003))[:count]
+    out = y.clone()
+    out[chosen] += size * y.double().std(0).to(y.dtype)
+    return out
 
 
 def _carve(x, y, fraction: float, seed: int):

@@ -1,6 +1,6 @@
 """The ``reglab`` command.
 
-    reglab study [--config STUDY.toml] [--arms A,B,...] [--seeds N] [--workers N]
+    reglab study [NAME] [--list] [--config STUDY.toml] [--arms A,B,...] [--seeds N] [--workers N]
                  [--storage URL] [--name NAME] [--recipe FILE] [--dataset NAME|FILE] [--out DIR]
     reglab report DIR [--storage URL] [--name NAME]
     reglab train [--recipe FILE] [--dataset NAME|FILE] [--model KIND] [--epochs N] [--seed S]
@@ -54,15 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    study = _subparser(sub, "study", "ablation of regularization techniques over seeds, with a report")
-    study.add_argument("--config", type=Path, help="study TOML file: name, seeds, arms, base recipe, arm strengths")
+    study = _subparser(sub, "study", "a built-in study of the course (default: the regularization ablation), over "
+                       "seeds, with a report that checks the course's claims")  # fmt: skip
+    study.add_argument("study", nargs="?", metavar="NAME",
+                       help="built-in study: " + ", ".join(_study_names()) + " (default regularization; --list says "
+                       "what each shows)")  # fmt: skip
+    study.add_argument("--list", action="store_true", help="list the built-in studies, their claims and times")
+    study.add_argument("--config", type=Path,
+                       help="study TOML file: name, seeds, arms, [sweep], base recipe, arm strengths")  # fmt: skip
     study.add_argument("--arms", help="comma-separated arms (default: every arm that fits the data and loss); known: "
                        + ", ".join(_arm_names()))  # fmt: skip
-    study.add_argument("--seeds", type=int, help="seeds per arm (default 3)")
+    study.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, 3 for most)")
     study.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     study.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores // workers)")
     study.add_argument("--storage", help="Optuna storage URL shared by workers (default: OUT/study.db)")
-    study.add_argument("--name", help="study name in the storage (default: the study file's, or 'regularization')")
+    study.add_argument("--name", help="study name in the storage (default: the study file's, or the built-in study's)")
     study.add_argument("--recipe", type=Path, help="base recipe TOML file (default: the built-in recipe)")
     add_recipe_flags(study, study=True)
     study.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -77,8 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _study_names() -> list[str]:
+    from reglab.lab.study.chapters import STUDIES
+
+    return list(STUDIES)
+
+
 def _arm_names() -> list[str]:
-    from reglab.lab.study.plan import ARMS
+    from reglab.lab.study.arms import ARMS
 
     return list(ARMS)
 
@@ -179,11 +191,17 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from reglab.lab.study import load_study_file, make_plan, print_leaderboard, run_study
+    from reglab.lab.study.chapters import study_spec
 
+    if args.list:
+        _print_studies()
+        return 0
+    spec = study_spec(args.study or "regularization")  # an unknown name: the list, before anything else
     if args.out is not None:
         check_folder("--out", args.out)
     options = load_study_file(args.config) if args.config else {}
-    base = Recipe.load(args.recipe) if args.recipe else options.pop("base", Recipe())
+    options["study"] = spec.name
+    base = Recipe.load(args.recipe) if args.recipe else options.pop("base", spec.base_recipe())
     options.pop("base", None)
     changes = _changes(args)
     _implied(base, changes)
@@ -205,6 +223,21 @@ def cmd_study(args: argparse.Namespace) -> int:
         print_leaderboard(board, f"reglab study {plan.name}: {out}")
     print(f"report: {out / 'report.html'} (also results.csv, results.json)")
     return 0
+
+
+def _print_studies() -> None:
+    """``reglab study --list``: each built-in study, what it shows, its claims, its size and time."""
+    from rich.console import Console
+
+    from reglab.lab.study.chapters import list_studies
+
+    console = Console(highlight=False)
+    for s in list_studies():
+        time = f"; {s['measured']} on 2 CPU cores with --workers 2" if s["measured"] else ""
+        console.print(f"[bold]{s['name']}[/bold]: {s['shows']} ({s['trials']} trials{time})", soft_wrap=True)
+        for claim in s["claims"]:
+            console.print(f"  - {claim}", soft_wrap=True)
+        console.print(f"  run: reglab study {s['name']} --workers 2; full length: {s['full']}", soft_wrap=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

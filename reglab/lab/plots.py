@@ -8,7 +8,12 @@ from typing import Any
 
 from reglab._files import atomic_write
 
-LOSS_LABELS = {"cross_entropy": "cross-entropy loss", "mse": "mean squared error", "mae": "mean absolute error"}
+LOSS_LABELS = {
+    "cross_entropy": "cross-entropy loss",
+    "mse": "mean squared error",
+    "mae": "mean absolute error",
+    "huber": "Huber loss",
+}
 
 
 def plot_curves(

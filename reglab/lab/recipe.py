@@ -105,7 +105,9 @@ class Recipe:
         loss, name, targets = self.training.loss, self.data.name, self.data.targets
         if not self.training.regression:
             if targets == "real":
-                raise ReglabError(f"data.name = {name!r} has real-valued targets: set training.loss to 'mse' or 'mae'")
+                raise ReglabError(
+                    f"data.name = {name!r} has real-valued targets: set training.loss to 'mse', 'mae' or 'huber'"
+                )
             return
         if targets == "classes":
             raise ReglabError(

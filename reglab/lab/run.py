@@ -10,9 +10,11 @@ writes
   weight_l2, first_zero_frac, first_tiny_frac``; no accuracies for a regression loss;
   ``grad_norm_1..L`` per layer with ``training.grad_norms``);
 - ``summary.json``: best and stopped epoch, stop reason, test loss/accuracy, the chance-level
-  loss, the fractions of exactly-zero weights (``zero_frac``, ``first_zero_frac``), the
-  diagnosis, the recipe and the versions (and the class names, when the data named its classes;
-  Keskar's ``sharpness`` of the final weights, when ``training.sharpness`` is set);
+  loss, the fractions of exactly-zero weights (``zero_frac``, ``first_zero_frac``), the test
+  set's mean confidence and calibration error (``test_confidence``, ``test_ece``) or, for a
+  regression, its squared and absolute errors (``test_mse``, ``test_mae``), the parameter and
+  training-sample counts, the diagnosis, the recipe and the versions (and the class names, when
+  the data named its classes; Keskar's ``sharpness`` of the final weights, when ``training.sharpness`` is set);
 - ``curves.png``: train vs validation loss and accuracy (loss only for regression), best epoch
   marked, and the per-layer gradient norms when recorded;
 - ``checkpoint.pt``: everything needed to resume (``resume=True``) to the same final weights
@@ -176,6 +178,7 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
             recipe.training.sharpness,
             seed=recipe.training.seed,
         )
+    extra.update(_test_metrics(trainer))
     summary = {
         "best_epoch": diagnosis.best_epoch,
         "stopped_epoch": trainer.epoch,
@@ -190,11 +193,26 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
         "train_seconds": sum(r["time"] for r in trainer.history),
         "threads": torch.get_num_threads(),  # intra-op threads change summation order: part of reproducing a run
         "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "train_samples": len(data.x_train),
         **({"classes": list(data.classes)} if data.classes else {}),  # label i is classes[i]
         "recipe": recipe.to_dict(),
         "versions": versions(),
     }
     return Result(trainer.model, trainer.history, diagnosis, summary)
+
+
+def _test_metrics(trainer: Trainer) -> dict[str, float]:
+    """What the test loss alone does not say: for classes, the mean confidence and the expected
+    calibration error (``reglab.train.calibration``); for a regression, the squared and the
+    absolute error, so that runs trained with different losses are compared on one scale."""
+    data = trainer.data
+    out = trainer.predict(data.x_test)
+    if data.regression:
+        err = out.double() - data.y_test.double()
+        return {"test_mse": float((err**2).mean()), "test_mae": float(err.abs().mean())}
+    from reglab.train.calibration import calibration
+
+    return {f"test_{k}": v for k, v in calibration(out, data.y_test).items()}
 
 
 def zero_fractions(model: torch.nn.Module) -> dict[str, float]:

@@ -47,10 +47,22 @@ class DataConfig(Section):
     num_classes: int = setting(0, "classes K: 0 = the largest label + 1, every class with samples; set K to "
                                   "confirm labels 0..K-1 some of which have none",
                                low=0, flag="--classes", metavar="K")  # fmt: skip
+    noise_features: int = setting(0, "N pure-noise inputs appended to each sample (signals, tabular data): which "
+                                     "inputs does a penalty leave weight on? (feature selection)",
+                                  low=0, flag="--noise-features", metavar="N")  # fmt: skip
+    outliers: float = setting(0.0, "regression: fraction of training targets moved by outlier_size standard "
+                                   "deviations (validation and test targets stay clean)",
+                              low=0, high=1, flag="--outliers", metavar="FRACTION")  # fmt: skip
+    outlier_size: float = setting(10.0, "regression: how far an outlier target is moved, in standard deviations of "
+                                        "the training targets", low=0, low_open=True)  # fmt: skip
 
     def check(self) -> None:
         if self.name in FILE_FORMATS and not self.path:
             raise ReglabError(f"data.path is required for data.name = {self.name!r}: give the file to load")
+        if self.outliers and self.targets == "classes":
+            raise ReglabError(
+                f"data.outliers = {self.outliers} moves regression targets; data.name = {self.name!r} has class labels"
+            )
         if self.valid_fraction + self.test_fraction >= 1:
             raise ReglabError(
                 f"data.valid_fraction + data.test_fraction must be < 1, "
@@ -232,7 +244,7 @@ class TrainingConfig(Section):
     seed: int = setting(0, "seeds the split, the initialization, the shuffling and dropout",
                         low=0, high=2**63 - 1, flag="--seed")  # fmt: skip
     device: str = setting("cpu", "cpu, cuda, cuda:N or auto (cuda when available)", flag="--device")
-    loss: str = setting("cross_entropy", "cross_entropy for classes; mse (outlier-sensitive) or mae (robust)",
+    loss: str = setting("cross_entropy", "cross_entropy for classes; mse (outlier-sensitive), mae (robust) or huber",
                         choices=LOSSES, flag="--loss", study=True)  # fmt: skip
     grad_norms: bool = setting(False, "record each layer's mean gradient norm per epoch (vanishing/exploding)",
                                flag="--grad-norms")  # fmt: skip

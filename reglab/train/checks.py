@@ -52,8 +52,8 @@ def loss_fn_for(loss_fn: Any, data: Data) -> Callable[[torch.Tensor, torch.Tenso
         if (loss_fn == "cross_entropy") == data.regression:
             targets = "real-valued targets (a regression)" if data.regression else "class labels"
             raise ReglabError(
-                f"loss_fn = {loss_fn!r} does not fit {targets}: cross_entropy is for class labels, mse and mae for "
-                "real-valued targets"
+                f"loss_fn = {loss_fn!r} does not fit {targets}: cross_entropy is for class labels, mse, mae and "
+                "huber for real-valued targets"
             )
         return fn
     if not callable(loss_fn):

@@ -203,6 +203,15 @@ class Trainer:
         self.model.train(was_training)
         return total_loss.item() / len(x), correct.item() / len(x) if self.classify else None
 
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs on ``x`` in ``eval()`` mode (mode restored after), in batches."""
+        was_training = self.model.training
+        self.model.eval()
+        out = torch.cat([self.model(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+        self.model.train(was_training)
+        return out
+
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = {

@@ -113,7 +113,7 @@ def test_save_makes_the_folder_and_leaves_no_temporary(tmp_path):
         ({"mixing": {"label_smoothing": 1.0}}, ValueError, ["mixing.label_smoothing"]),
         ({"mixing": {"mixup_alpha": -0.2}}, ValueError, ["mixing.mixup_alpha"]),
         ({"mixing": {"mode": "pairs"}}, ValueError, ["mixing.mode", "batch, elem"]),
-        ({"training": {"loss": "l2"}}, ValueError, ["training.loss", "l2", "cross_entropy, mae, mse"]),
+        ({"training": {"loss": "l2"}}, ValueError, ["training.loss", "l2", "cross_entropy, huber, mae, mse"]),
         ({"training": {"loss": "mse"}}, ValueError, ["regression loss", "'mnist1d' has class labels"]),
         ({"data": {"name": "diabetes"}}, ValueError, ["'diabetes' has real-valued targets", "mse"]),
         (

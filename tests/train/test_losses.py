@@ -55,8 +55,28 @@ def test_chance_loss_is_the_best_constant_prediction():
         assert loss(best) == pytest.approx(chance_loss(name, torch.tensor(y)), rel=1e-12)
         for delta in (-0.05, 0.05):
             assert loss(best + delta) > loss(best)
-    with pytest.raises(ValueError, match="unknown loss 'huber'"):
-        chance_loss("huber", torch.tensor(y))
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        chance_loss("hinge", torch.tensor(y))
+
+
+def test_huber_chance_loss_is_the_best_constant_by_a_float64_grid():
+    rng = np.random.default_rng(3)
+    y = np.concatenate([rng.normal(size=(95, 2)), 8 + rng.normal(size=(5, 2))])  # outliers: mean ≠ Huber's center
+
+    def huber(c, col):  # delta = 1, as torch.nn.HuberLoss
+        r = np.abs(col - c)
+        return np.where(r <= 1, 0.5 * r**2, r - 0.5).mean()
+
+    grid = np.linspace(y.min(), y.max(), 200_001)
+    best = [min(huber(c, y[:, j]) for c in grid[::100]) for j in range(2)]  # coarse, then refine near it
+    refined = []
+    for j in range(2):
+        c0 = grid[::100][np.argmin([huber(c, y[:, j]) for c in grid[::100]])]
+        fine = np.linspace(c0 - 0.01, c0 + 0.01, 2001)
+        refined.append(min(huber(c, y[:, j]) for c in fine))
+    assert min(best) >= min(refined)
+    assert chance_loss("huber", torch.tensor(y)) == pytest.approx(np.mean(refined), rel=1e-6)
+    assert LOSSES["huber"] is torch.nn.functional.huber_loss
 
 
 def _line_with_outliers():

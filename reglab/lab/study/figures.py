@@ -216,3 +216,140 @@ def metric_bars(
     ax.tick_params(axis="x", rotation=45)
     ax.grid(alpha=0.3, axis="y")
     return _png(fig)
+
+
+# -- the built-in studies' figures -----------------------------------------------------------------
+def _x_of(row: dict[str, Any], x: str) -> float:
+    """A sweep figure's x: a trial's metric (``params``, ``train_samples``) or ``recipe:KEY``."""
+    if x.startswith("recipe:"):
+        value: Any = row["recipe"]
+        for part in x[len("recipe:") :].split("."):
+            value = value[part]
+        return float(value)
+    from reglab.lab.study.claims import metric
+
+    return metric(row, x)
+
+
+def sweep_curves(
+    groups: dict[str, list[dict[str, Any]]], series: dict[str, Sequence[str]], x: str, x_label: str, log_x: bool = False
+) -> bytes:
+    """Three panels against ``x`` (one point per arm, mean ± std over seeds, one line per
+    series of arms): the best validation loss, the final validation loss and the final
+    generalization gap (validation − training loss at the last epoch)."""
+    from reglab.lab.study.claims import metric
+
+    plt = _plt()
+    panels = [("best_valid_loss", "best validation loss"), ("final_valid_loss", "final validation loss"),
+              ("gap", "final gap (validation − training)")]  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+    seen: set[float] = set()
+    for ax, (key, label) in zip(axes, panels):
+        for name, arms in series.items():
+            pts = []
+            for arm in arms:
+                rs = groups.get(arm, [])
+                if not rs:
+                    continue
+                ys = np.array([metric(r, key) for r in rs], float)
+                pts.append((float(np.mean([_x_of(r, x) for r in rs])), np.nanmean(ys), np.nanstd(ys)))
+            if pts:
+                pts.sort()
+                xs, ys, sd = (np.array(v) for v in zip(*pts))
+                seen.update(xs.tolist())
+                ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=name)
+        if log_x:
+            ax.set_xscale("log")
+        if 0 < len(seen) <= 10 and x != "params":  # a few swept values: label them as they are
+            from matplotlib.ticker import NullLocator
+
+            ax.set_xticks(sorted(seen), [f"{v:g}" for v in sorted(seen)])
+            ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _png(fig)
+
+
+def pick_diagnosed(rows: Sequence[dict[str, Any]], verdicts: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One trial per diagnosis verdict: the underfit one with the fewest parameters, the good fit
+    with the lowest best validation loss, the overfit one with the largest final gap."""
+    from reglab.lab.study.claims import metric
+
+    out = {}
+    for v in verdicts:
+        found = [r for r in rows if r["diagnosis"]["verdict"] == v]
+        if not found:
+            continue
+        if v == "underfitting":
+            out[v] = min(found, key=lambda r: (metric(r, "params"), r["seed"]))
+        elif v == "overfitting":
+            out[v] = max(found, key=lambda r: (metric(r, "gap"), -r["seed"]))
+        else:
+            out[v] = min(found, key=lambda r: (metric(r, "best_valid_loss"), r["seed"]))
+    return out
+
+
+def diagnosed_panels(picked: dict[str, dict[str, Any]]) -> bytes:
+    """Training and validation loss per epoch of each picked trial, titled by its verdict."""
+    plt = _plt()
+    n = len(picked)
+    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 3.3), squeeze=False, constrained_layout=True)
+    for ax, (verdict, r) in zip(axes.flat, picked.items()):
+        h = r["history"]
+        epochs = [e["epoch"] for e in h]
+        ax.plot(epochs, [e["train_loss"] for e in h], label="train")
+        ax.plot(epochs, [e["valid_loss"] for e in h], label="validation")
+        ax.set_title(f"{verdict}: {r['arm']} seed {r['seed']}", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("loss")
+    axes.flat[0].legend(fontsize=8)
+    return _png(fig)
+
+
+def column_norms(columns: dict[str, list[list[float]]], noise: int) -> bytes:
+    """The first layer's weight norm on each input (mean over seeds), one line per arm; the last
+    ``noise`` inputs (pure noise) shaded."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 3.6), constrained_layout=True)
+    width = 0
+    for arm, per_seed in columns.items():
+        per_seed = [c for c in per_seed if c]
+        if not per_seed:
+            continue
+        mean = np.mean(np.asarray(per_seed, float), axis=0)
+        width = len(mean)
+        ax.plot(np.arange(1, width + 1), mean, marker=".", label=arm)
+    if width and noise:
+        ax.axvspan(width - noise + 0.5, width + 0.5, color="0.85", label="noise inputs")
+    ax.set_xlabel("input (signal samples, then the appended noise)")
+    ax.set_ylabel("‖W[:, j]‖₂, first layer")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def outlier_curves(groups: dict[str, list[dict[str, Any]]], series: dict[str, Sequence[str]]) -> bytes:
+    """Test RMSE on clean targets against the fraction of outliers in the training targets,
+    one line per training loss (mean ± std over seeds)."""
+    from reglab.lab.study.claims import metric
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for loss, arms in series.items():
+        pts = []
+        for arm in arms:
+            rs = groups.get(arm, [])
+            if rs:
+                ys = np.array([metric(r, "test_rmse") for r in rs], float)
+                pts.append((float(rs[0]["recipe"]["data"]["outliers"]), np.nanmean(ys), np.nanstd(ys)))
+        if pts:
+            xs, ys, sd = (np.array(v) for v in zip(*sorted(pts)))
+            ax.errorbar(100 * xs, ys, yerr=sd, marker="o", capsize=3, label=f"trained with {loss}")
+    ax.set_xlabel("outliers in the training targets (%)")
+    ax.set_ylabel("test RMSE on clean targets (target std units)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)

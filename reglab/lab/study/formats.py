@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -51,3 +53,13 @@ def missing_words(missing: Sequence[tuple[str, int]]) -> str:
     for arm, seed in missing:
         seeds.setdefault(arm, []).append(seed)
     return ", ".join(f"{arm} (seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))})" for arm, ss in seeds.items())
+
+
+def img_html(png: bytes, alt: str) -> str:
+    """A figure embedded in the report: the PNG as a data URL (the report needs no other file)."""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def caption_html(text: str) -> str:
+    """The sentence under a figure that says what to look at (HTML: the caller escapes)."""
+    return f"<p class=caption>{text}</p>"

@@ -22,7 +22,7 @@ epochs = 50
 ```
 
 Without a list of arms, a study runs the built-in arms that fit its data (``unfit_arms``): a
-regression base recipe (``training.loss`` = ``mse`` or ``mae``, e.g. ``--dataset diabetes``)
+regression base recipe (``training.loss`` = ``mse``, ``mae`` or ``huber``, e.g. ``--dataset diabetes``)
 leaves out the arms that treat targets as class labels (label smoothing, Mixup, CutMix), and
 tabular data (samples of shape ``(D,)``) those that move or cut along a signal's or an image's
 axes (shift, CutMix). Named explicitly, such an arm is refused with the reason.
@@ -34,7 +34,6 @@ runs once the other arms are finished.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,40 +42,10 @@ from typing import Any
 from reglab._checks import check_int, check_str
 from reglab.errors import InputError, ReglabError, ReglabTypeError
 from reglab.lab.recipe import Recipe, field_spec, read_toml
+from reglab.lab.study.arms import ARM_NAME, ARMS, COMBINATION, DEFAULT_NAME, DEFAULT_SEEDS, sweep_arms
 from reglab.lab.study.stats import BASELINE
 
-COMBINATION = "combination"
-DEFAULT_NAME = "regularization"  # the built-in study: `reglab study` alone
-ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # an arm's runs live in OUT/runs/NAME-seedS-HASH
-
-# name -> (what it does, recipe changes). Strengths are chosen for the default study: each
-# measurably lowers MNIST-1D's validation loss versus the baseline over three seeds.
-ARMS: dict[str, tuple[str, dict[str, Any]]] = {
-    "baseline": ("the base recipe, no regularization", {}),
-    "early-stopping": (
-        "stop 10 epochs after the best validation loss, restore the best weights",
-        {"early_stopping.enabled": True},
-    ),
-    "l2": ("coupled L2: λ·W added to the gradient (weights only)", {"optimizer.options.weight_decay": 1e-2}),
-    "weight-decay": (
-        "decoupled weight decay (AdamW): W ← W − ηλW",
-        {"optimizer.options.weight_decay": 0.5, "optimizer.options.decoupled": True},
-    ),
-    "l1-proximal": (
-        "proximal L1: soft-threshold by ηλ after each step, exact zeros",
-        {"optimizer.options.l1_proximal": 0.1},
-    ),
-    "dropout": ("dropout p = 0.3 after each hidden layer", {"model.dropout": 0.3}),
-    "batch-norm": ("batch normalization in each hidden layer", {"model.norm": "batch"}),
-    "input-noise": ("Gaussian noise σ = 0.3 on training inputs", {"regularization.input_noise": 0.3}),
-    "shift": ("random shifts of up to 4 samples", {"augment.shift": 4}),
-    "label-smoothing": ("label smoothing ε = 0.1", {"mixing.label_smoothing": 0.1}),
-    "mixup": ("Mixup α = 0.4", {"mixing.mixup_alpha": 0.4}),
-    "cutmix": ("CutMix α = 1", {"mixing.cutmix_alpha": 1.0}),
-    "half-width": ("smaller capacity: half the hidden width", {"model.width": "half"}),
-    COMBINATION: ("the best arm of each family that beat the baseline on validation loss (at most 3), together", {}),
-}
-DEFAULT_SEEDS = 3
+__all__ = ["ARMS", "ARM_NAME", "COMBINATION", "DEFAULT_NAME", "DEFAULT_SEEDS", "Arm", "Plan", "make_plan", "sweep_arms"]
 
 
 def register_arm(name: str, description: str, changes: Mapping[str, Any], *, replace: bool = False) -> None:
@@ -106,6 +75,11 @@ class Arm:
     description: str
     changes: dict[str, Any]  # dotted recipe keys -> values
     recipe: Recipe  # base.updated(changes), seed left at the base's
+    versus: str = BASELINE  # the arm it is compared with; its own name: a reference itself (a baseline)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "description": self.description, "changes": self.changes}
+        return d if self.versus == BASELINE else {**d, "versus": self.versus}
 
 
 @dataclass(frozen=True)
@@ -120,6 +94,8 @@ class Plan:
     left_out: dict[str, str] = field(
         default_factory=dict, compare=False
     )  # built-in arms that do not fit the data -> why; not in to_dict
+    study: str = ""  # the built-in study whose claims and figures the report shows ("": the ablation's)
+    sweeps: dict[str, list[Any]] = field(default_factory=dict)  # swept recipe key -> values (arms KEY-VALUE)
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -131,37 +107,63 @@ class Plan:
     def arm_names(self) -> list[str]:
         return [a.name for a in self.arms] + ([COMBINATION] if self.combination else [])
 
+    def versus(self, arm: str) -> str:
+        """The arm that ``arm`` is compared with (the baseline unless the study says otherwise)."""
+        return next((a.versus for a in self.arms if a.name == arm), BASELINE)
+
     def to_dict(self) -> dict[str, Any]:
         """What identifies the study in storage: two plans with equal dicts run the same trials."""
-        return {
+        d = {
             "name": self.name,
             "base": self.base.to_dict(),
-            "arms": [{"name": a.name, "description": a.description, "changes": a.changes} for a in self.arms],
+            "arms": [a.to_dict() for a in self.arms],
             "seeds": list(self.seeds),
             "combination": self.combination,
+        }
+        return {
+            **d,
+            **({"study": self.study} if self.study else {}),
+            **({"sweeps": self.sweeps} if self.sweeps else {}),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Plan:
         base = Recipe.from_dict(d["base"])
-        arms = tuple(_arm(a["name"], a["description"], a["changes"], base) for a in d["arms"])
-        return cls(d["name"], base, arms, tuple(d["seeds"]), d["combination"])
+        arms = tuple(
+            _arm(a["name"], a["description"], a["changes"], base, a.get("versus", BASELINE)) for a in d["arms"]
+        )
+        return cls(
+            d["name"], base, arms, tuple(d["seeds"]), d["combination"], study=d.get("study", ""),
+            sweeps=dict(d.get("sweeps", {})),
+        )  # fmt: skip
 
 
 def make_plan(
     base: Recipe | None = None,
     arms: Sequence[str] | None = None,
-    seeds: int | Sequence[int] = DEFAULT_SEEDS,
+    seeds: int | Sequence[int] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
-    name: str = DEFAULT_NAME,
+    name: str | None = None,
+    sweeps: Mapping[str, Sequence[Any]] | None = None,
+    study: str | None = None,
 ) -> Plan:
     """Build and validate a Plan: every arm's recipe is built here, so a bad arm fails now.
 
-    Without ``arms`` the study runs every built-in arm that fits the base recipe's data and loss
-    (``unfit_arms``; the data set is loaded to see its samples' shape), then the new arms of
-    ``overrides``, then the combination; ``Plan.left_out`` says which arms were left out and why.
+    ``study`` names the built-in study it starts from (``reglab.lab.study.studies.STUDIES``;
+    default ``regularization``), which gives the default base recipe, arms, sweeps, seeds and
+    name, and the claims and figures of its report. Without ``arms`` the regularization study
+    runs every built-in arm that fits the base recipe's data and loss (``unfit_arms``; the data
+    set is loaded to see its samples' shape), then the new arms of ``overrides``, then the
+    combination; ``Plan.left_out`` says which arms were left out and why. ``sweeps`` (recipe key ->
+    values) adds one arm per value (``sweep_arms``); with sweeps and no ``arms``, the regularization
+    study runs the baseline and the sweep points. ``arms`` given is exactly the arms that run.
     """
-    base = Recipe() if base is None else base
+    from reglab.lab.study.chapters import study_spec
+
+    spec = study_spec(DEFAULT_NAME if study is None else study)
+    base = spec.base_recipe() if base is None else base
+    seeds = spec.seeds if seeds is None else seeds
+    name = spec.name if name is None else name
     if not isinstance(base, Recipe):
         raise ReglabTypeError(
             f"base must be a Recipe (Recipe(), Recipe.load(path) or Recipe().updated({{...}})), got "
@@ -183,24 +185,43 @@ def make_plan(
         )
     if not check_str("name", name).strip():
         raise ReglabError(f"the study's name must not be empty, got {name!r}")
-    known = {**ARMS, **{k: ("user arm", {}) for k in overrides if k not in ARMS}}
+    own = sweep_arms(sweeps or {})  # the caller's sweeps (a study file's [sweep]), checked on their own
+    all_sweeps = {**spec.sweeps, **dict(sweeps or {})}
+    swept = sweep_arms(all_sweeps)
+    builtin = spec.arm_table()  # name -> (description, changes, versus)
+    for n in swept:
+        if n in overrides or n in builtin:
+            where = f"[arm.{n}]" if n in overrides else f"the built-in arm {n!r}"
+            raise ReglabError(f"arm {n!r} is defined twice: by the sweep of {next(iter(swept[n][1]))} and by {where}")
+    known = {
+        **{k: (d, c) for k, (d, c, _) in builtin.items()},
+        **{k: ("user arm", {}) for k in overrides if k not in builtin},
+        **swept,
+    }
     left_out: dict[str, str] = {}
     if arms is None:
-        left_out = unfit_arms(base, input_shape(base))
-        names = [
-            *[a for a in ARMS if a != COMBINATION and a not in left_out],
-            *[n for n in overrides if n not in ARMS],
-            COMBINATION,
-        ]
+        if spec.combination and not all_sweeps:
+            left_out = unfit_arms(base, input_shape(base))
+            names = [
+                *[a for a in builtin if a not in left_out],
+                *[n for n in overrides if n not in builtin],
+                COMBINATION,
+            ]
+        elif spec.combination:  # a sweep over the ablation's base: the curve, not the ablation
+            names = [BASELINE, *[n for n in overrides if n not in builtin], *swept]
+        else:
+            names = [*builtin, *[n for n in overrides if n not in builtin], *swept]
     else:
         names = list(arms)
+        _check_against_sweeps(names, all_sweeps, swept, own)
     if not names:
         raise ReglabError("the study has no arms; name at least one (known: " + ", ".join(known) + ")")
-    unknown = [n for n in names if n not in known]
+    combination_known = {COMBINATION: None} if spec.combination else {}
+    unknown = [n for n in names if n not in known and n not in combination_known]
     if unknown:
         raise ReglabError(
-            f"unknown arm {unknown[0]!r}; known arms: {', '.join(known)} (or define it under [arm.NAME] in a study "
-            "file)"
+            f"unknown arm {unknown[0]!r}; known arms: {', '.join([*known, *combination_known])} (or define it under "
+            "[arm.NAME] in a study file)"
         )
     if len(set(names)) != len(names):
         raise ReglabError(f"arms must be distinct, got {names}")
@@ -211,12 +232,19 @@ def make_plan(
         if n == COMBINATION:
             continue
         description, changes = known[n]
+        versus = builtin[n][2] if n in builtin else BASELINE
         if n in overrides:
             description, changes = (
-                ("user arm" if n not in ARMS else f"{ARMS[n][0]} (strength set by the study file)"),
+                ("user arm" if n not in builtin else f"{builtin[n][0]} (strength set by the study file)"),
                 dict(overrides[n]),
             )
-        built.append(_arm(n, description, changes, base))
+        try:
+            built.append(_arm(n, description, changes, base, versus if versus in names or versus == n else BASELINE))
+        except InputError as e:
+            if n in swept:
+                key = next(iter(swept[n][1]))
+                raise ReglabError(f"sweep {key!r}: the value {swept[n][1][key]!r} is refused: {e}") from None
+            raise
     for n in sorted(
         set(overrides) - set(names)
     ):  # defined but not run now: checked all the same, so a typo fails today
@@ -224,7 +252,29 @@ def make_plan(
     combination = COMBINATION in names
     if combination and BASELINE not in names:
         raise ReglabError("the combination arm needs the baseline arm to compare with")
-    return Plan(check_str("name", name), base, tuple(built), _seeds(seeds), combination, left_out)
+    return Plan(
+        check_str("name", name), base, tuple(built), _seeds(seeds), combination, left_out,
+        study=spec.name if spec.claims or spec.figures else "", sweeps={k: list(v) for k, v in all_sweeps.items()},
+    )  # fmt: skip
+
+
+def _check_against_sweeps(
+    names: Sequence[str], sweeps: Mapping[str, Any], swept: Mapping[str, Any], own: Mapping[str, Any]
+) -> None:
+    """An arm list given with sweeps must agree with them: a name shaped like a point of a swept
+    key must be one of its values, and a sweep the caller added must have a point in the list."""
+    prefixes = {name.rsplit("-", 1)[0]: key for name, (_, changes) in swept.items() for key in changes}
+    for n in names:
+        if n not in swept and "-" in n and n.rsplit("-", 1)[0] in prefixes:
+            key = prefixes[n.rsplit("-", 1)[0]]
+            raise ReglabError(f"arm {n!r} is not a point of the sweep {key} = {list(sweeps[key])}")
+    for key in {next(iter(changes)) for _, changes in own.values()}:
+        points = [n for n, (_, changes) in own.items() if key in changes]
+        if not any(p in names for p in points):
+            raise ReglabError(
+                f"the sweep of {key} adds the arms {', '.join(points)}, but the arm list ({', '.join(names)}) has none "
+                "of them: list the points to run, or leave the arm list out to run the baseline and the whole sweep"
+            )
 
 
 def unfit_arms(base: Recipe, input_shape: Sequence[int]) -> dict[str, str]:
@@ -253,7 +303,7 @@ def input_shape(base: Recipe) -> tuple[int, ...]:
     return load_data(base.data, base.training.seed, regression=base.training.regression).input_shape
 
 
-def _arm(name: str, description: str, changes: Mapping[str, Any], base: Recipe) -> Arm:
+def _arm(name: str, description: str, changes: Mapping[str, Any], base: Recipe, versus: str = BASELINE) -> Arm:
     changes = dict(changes)
     resolved = dict(changes)
     if resolved.get("model.width") == "half":  # relative to the base's (possibly default) width
@@ -262,7 +312,7 @@ def _arm(name: str, description: str, changes: Mapping[str, Any], base: Recipe) 
         recipe = base.updated(resolved)
     except InputError as e:
         raise e.within(f"arm {name!r}")
-    return Arm(name, description, changes, recipe)
+    return Arm(name, description, changes, recipe, versus)
 
 
 def _seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
@@ -287,7 +337,7 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
 
 
 def _study_arguments(d: dict[str, Any], path: Path) -> dict[str, Any]:
-    allowed = {"name", "seeds", "arms", "arm", "base", "base_recipe"}
+    allowed = {"name", "seeds", "arms", "arm", "base", "base_recipe", "sweep"}
     extra = sorted(set(d) - allowed)
     if extra:
         raise ReglabError(f"unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
@@ -306,6 +356,9 @@ def _study_arguments(d: dict[str, Any], path: Path) -> dict[str, Any]:
         if not isinstance(d["arms"], list):
             raise ReglabTypeError(f"arms must be a list of arm names, got {d['arms']!r}")
         out["arms"] = [check_str(f"arms[{i}]", a) for i, a in enumerate(d["arms"])]
+    if "sweep" in d:  # [sweep] "model.width" = [8, 16, 32]: one arm per value
+        out["sweeps"] = _flatten(d["sweep"], "sweep")
+        sweep_arms(out["sweeps"])  # a bad sweep is named with the study file
     if "arm" in d:  # [arm.NAME] tables: strengths of built-in arms, or new arms (which join the default list)
         tables = _table(d["arm"], "arm")
         out["overrides"] = {name: _flatten(table, f"arm.{name}") for name, table in tables.items()}

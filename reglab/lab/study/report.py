@@ -4,7 +4,6 @@ trial), and the leaderboard as a rich table."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import dataclasses
 import html
@@ -19,10 +18,14 @@ from typing import Any
 from reglab._files import atomic_write, folder_lock, make_folder
 from reglab.errors import ReglabError
 from reglab.lab.plots import LOSS_LABELS
-from reglab.lab.study import figures
+from reglab.lab.run import finite
+from reglab.lab.study.arms import ARMS, COMBINATION
+from reglab.lab.study.chapters import claims_of, figures_of
+from reglab.lab.study.claims import Evidence, run_claims
 from reglab.lab.study.formats import fmt, has_accuracy, missing_words, p_text, pm
-from reglab.lab.study.plan import ARMS, COMBINATION, Plan
-from reglab.lab.study.stats import ALPHA, BASELINE, by_arm, leaderboard, verdicts_on
+from reglab.lab.study.plan import Plan
+from reglab.lab.study.report_figures import claims_table, general_figures, sweep_figures
+from reglab.lab.study.stats import ALPHA, BASELINE, by_arm, leaderboard
 from reglab.lab.study.storage import StudyStore
 
 CSV_FIELDS = [
@@ -47,7 +50,7 @@ def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, An
             **{k: s[k] for k in ("test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
                                  "zero_frac", "first_zero_frac", "train_seconds", "diagnosis", "recipe")},
             "threads": s.get("threads"),  # absent from trials stored by earlier versions
-            "history": t.user_attrs["history"], "weights": t.user_attrs["weights"],
+            "history": t.user_attrs["history"], "weights": t.user_attrs["weights"], "summary": s,
         })  # fmt: skip
     return plan, rows, attrs.get("combination", {})
 
@@ -74,17 +77,29 @@ def _write_report(store: StudyStore, out: Path) -> Leaderboard:
     plan, rows, combo = collect(store)
     names = planned_arms(plan, combo)
     order = [a for a in names if any(r["arm"] == a for r in rows)]
-    board = Leaderboard(leaderboard(rows, order))
+    board = Leaderboard(leaderboard(rows, order, versus_of(plan)))
     done = {(r["arm"], r["seed"]) for r in rows}
     board.missing = [(a, s) for a in names for s in plan.seeds if (a, s) not in done]
+    evidence = Evidence(plan, rows, out)
+    claims = run_claims(claims_of(plan), evidence)
     atomic_write(
-        out / "results.json", json.dumps([{k: v for k, v in r.items() if k != "weights"} for r in rows], indent=1)
+        out / "results.json",
+        json.dumps([{k: v for k, v in r.items() if k not in ("weights", "summary")} for r in rows], indent=1),
     )
     atomic_write(out / "results.csv", _csv_text(rows))
-    atomic_write(out / "report.html", render_html(plan, rows, board, combo, total=len(names) * len(plan.seeds)))
+    if claims:
+        atomic_write(out / "claims.json", json.dumps(finite(claims), indent=1))
+    html_text = render_html(plan, rows, board, combo, total=len(names) * len(plan.seeds), claims=claims,
+                            evidence=evidence)  # fmt: skip
+    atomic_write(out / "report.html", html_text)
     if rows and not board.missing:  # the study's conclusion, where Optuna tools show it
         store.set_attr("recommendation", recommendation(board, combo))
     return board
+
+
+def versus_of(plan: Plan) -> dict[str, str]:
+    """arm -> the arm it is compared with."""
+    return {a.name: a.versus for a in plan.arms}
 
 
 def nothing_to_combine(combo: dict[str, Any]) -> bool:
@@ -195,12 +210,14 @@ RULE = (
 
 
 # -- HTML ----------------------------------------------------------------------------------------
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
 def render_html(
-    plan: Plan, rows: list[dict[str, Any]], board: list[dict[str, Any]], combo: dict[str, Any], total: int
+    plan: Plan,
+    rows: list[dict[str, Any]],
+    board: list[dict[str, Any]],
+    combo: dict[str, Any],
+    total: int,
+    claims: Sequence[dict[str, Any]] = (),
+    evidence: Evidence | None = None,
 ) -> str:
     esc = html.escape
     curves = {arm: [r["history"] for r in rs] for arm, rs in by_arm(rows).items()}
@@ -220,15 +237,25 @@ def render_html(
             f"<p class=missing>Not finished yet: {esc(missing_words(board.missing))}; run the study again to finish "
             "them.</p>"
         )
-    if rows:
+    if claims:
+        body += ["<h2>What the course says — what this data shows</h2>", claims_table(claims)]
+    if rows and any(a.name == BASELINE for a in plan.arms):
         body += [
             "<h2>Diagnosis and recommendation</h2>",
             f"<p>{esc(baseline_words(rows))}</p>",
             f"<p class=rec>{esc(recommendation(board, combo))}</p>",
         ]
-    body += ["<h2>Leaderboard</h2>", f"<div class=wide>{_table(board)}</div>", f"<p class=rule>{RULE}</p>"]
+    rule = RULE if plan.combination else RULE[: RULE.index(" The combination arm")]
+    if any(a.versus != BASELINE for a in plan.arms):
+        rule += " Here an arm is compared with the arm named in the Arms table below (its own baseline)."
+    body += ["<h2>Leaderboard</h2>", f"<div class=wide>{_table(board)}</div>", f"<p class=rule>{rule}</p>"]
     if rows:
-        body += _figures(rows, board, curves, order, loss)
+        own = figures_of(plan)
+        if own is not None:
+            body += own(evidence or Evidence(plan, rows))
+        elif plan.sweeps:
+            body += sweep_figures(plan, rows)
+        body += general_figures(rows, board, curves, order, loss, histograms=own is None, versus=versus_of(plan))
     body += ["<h2>Arms</h2>", _arms_table(plan, combo)]
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}"
@@ -239,6 +266,9 @@ def render_html(
         ".caption{color:#555;margin-top:-.5em;max-width:60em}.wide{overflow-x:auto}"
         "tr.better{background:#e9f7ec}tr.worse{background:#fbeaea}tr.diverged{background:#fbeaea;font-style:italic}"
         "tr.baseline{font-weight:bold}img{max-width:100%;display:block;margin:1em 0}"
+        "table.claims td{text-align:left;white-space:normal;vertical-align:top;max-width:30em}"
+        "table.claims td.rule{color:#555;font-size:.9em}tr.claim.holds td:last-child{background:#e9f7ec}"
+        "tr.claim.fails td:last-child{background:#fbeaea}tr.claim.inconclusive td:last-child{background:#f3f3f3}"
         ".meta,.rule{color:#555}.missing{color:#a60}"
         ".rec{font-size:1.1em}code{background:#f3f3f3;padding:0 .2em}"
     )
@@ -246,62 +276,6 @@ def render_html(
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>reglab study: '
         f"{esc(plan.name)}</title><style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
-
-
-def _caption(text: str) -> str:
-    return f"<p class=caption>{text}</p>"
-
-
-def _figures(rows: list[dict[str, Any]], board: Sequence[dict[str, Any]], curves: dict[str, list], order: list[str],
-             loss: str) -> list[str]:  # fmt: skip
-    """The report's figures, each with the one sentence that says what to look at."""
-    best = {e["arm"]: e["best_epoch"] for e in board}
-    out = [
-        "<h2>Learning curves</h2>",
-        _img(figures.learning_curves(curves, order, loss, best=best), "train vs validation loss per arm"),
-        _caption(
-            "Training and validation loss per epoch, each the mean over the seeds. The dashed line is the arm's "
-            "best epoch as in the leaderboard: the mean of the seeds' best epochs (each seed's epoch of lowest "
-            "validation loss). Look for the validation curve turning up while the training curve goes on down."
-        ),
-        "<h2>Validation loss, all arms</h2>",
-        _img(figures.validation_overlay(curves, order), "validation loss of all arms"),
-        _caption("Every arm's validation loss (mean over seeds, log scale) against the baseline's, in black."),
-    ]
-    groups = by_arm(rows)
-    shown = [arm for arm in ("baseline", "l1-proximal", "l2") if arm in curves]
-    if shown:
-        hist = {arm: groups[arm][0]["weights"] for arm in shown}
-        every = {arm: groups[arm][0].get("zero_frac") or 0.0 for arm in shown}
-        seeds = ", ".join(f"{arm} seed {groups[arm][0]['seed']}" for arm in shown)
-        out += [
-            "<h2>First-layer weights</h2>",
-            _img(figures.weight_histograms(hist, all_zero=every), "first-layer weight histograms"),
-            _caption(
-                f"The first layer's weights of one run per arm ({html.escape(seeds)}), log counts so that exact zeros "
-                "show. Each title gives that run's fraction of exactly-zero weights in the first layer and in all "
-                "layers; the leaderboard's zero weights are all layers', averaged over the seeds."
-            ),
-        ]
-    if has_accuracy(board):
-        said = verdicts_on(rows, "test_acc", higher_is_better=True)
-        out += [
-            "<h2>Test accuracy</h2>",
-            _img(figures.metric_bars(board, "test_acc", "test accuracy", verdicts=said), "test accuracy per arm"),
-            _caption(
-                "Test accuracy per arm, mean ± std over the seeds. The colours apply the leaderboard's rule to "
-                "accuracy itself (paired over seeds, Holm-corrected): green higher than the baseline's, red lower, "
-                "grey inconclusive, so an arm better on loss may be grey or red here."
-            ),
-        ]
-    else:  # regression: the test loss is the measure
-        said = {e["arm"]: e["verdict"] for e in board}
-        out += [
-            "<h2>Test loss</h2>",
-            _img(figures.metric_bars(board, "test_loss", f"test {loss}", verdicts=said), "test loss per arm"),
-            _caption("Test loss per arm, mean ± std over the seeds, coloured by the leaderboard's verdict."),
-        ]
-    return out
 
 
 def _table(board: Sequence[dict[str, Any]]) -> str:
@@ -328,7 +302,7 @@ def _table(board: Sequence[dict[str, Any]]) -> str:
         cells = [
             e["arm"], str(e["seeds"]), *([pm(e["test_acc"], e["test_acc_std"])] if acc else []),
             pm(e["test_loss"], e["test_loss_std"]),
-            "–" if e["arm"] == BASELINE else fmt(e["change"], "+.1%"),
+            "–" if e["verdict"] == "baseline" else fmt(e["change"], "+.1%"),
             f"{e['best_epoch']:.1f}", f"{e['stopped_epoch']:.1f}",
             fmt(e["gap"]), f"{e['zero_frac']:.1%}", _interval(e), p_text(e["p_value"]), _said(e),
         ]  # fmt: skip
@@ -368,8 +342,13 @@ def _arms_table(plan: Plan, combo: dict[str, Any]) -> str:
                 combo.get("changes", {}),
             )
         )
+    versus = versus_of(plan)
     for name, desc, changes in arms:
         text = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "none"
+        if versus.get(name, BASELINE) not in (BASELINE, name):
+            desc += f" (compared with {versus[name]})"
+        elif versus.get(name) == name:
+            desc += " (a baseline of its own)"
         lines.append(
             f"<tr><td>{html.escape(name)}</td><td>{html.escape(desc)}</td>"
             f"<td><code>{html.escape(text)}</code></td></tr>"

@@ -143,12 +143,21 @@ def by_arm(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def compare(groups: dict[str, list[dict[str, Any]]], arms: Sequence[str], metric: str) -> dict[str, dict[str, Any]]:
-    """The rule applied to ``metric`` for each of ``arms`` against the baseline, corrected
-    together: per arm its ``Paired`` effect, the raw and the Holm-adjusted p, the verdict and,
-    when inconclusive, the seeds the observed effect would need."""
-    base = {r["seed"]: r[metric] for r in groups.get(BASELINE, [])}
-    effects = {a: paired({r["seed"]: r[metric] for r in groups[a]}, base) for a in arms}
+def compare(
+    groups: dict[str, list[dict[str, Any]]],
+    arms: Sequence[str],
+    metric: str,
+    versus: dict[str, str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The rule applied to ``metric`` for each of ``arms`` against the baseline (or the arm
+    ``versus[arm]``), corrected together: per arm its ``Paired`` effect, the raw and the
+    Holm-adjusted p, the verdict and, when inconclusive, the seeds the observed effect would need."""
+    versus = versus or {}
+
+    def values(arm: str) -> dict[int, Any]:
+        return {r["seed"]: r[metric] for r in groups.get(arm, [])}
+
+    effects = {a: paired(values(a), values(versus.get(a, BASELINE))) for a in arms}
     adjusted = dict(zip(effects, holm([e.p for e in effects.values()])))
     out = {}
     for a, effect in effects.items():
@@ -158,27 +167,40 @@ def compare(groups: dict[str, list[dict[str, Any]]], arms: Sequence[str], metric
     return out
 
 
-def verdicts_on(rows: Sequence[dict[str, Any]], metric: str, higher_is_better: bool = False) -> dict[str, str]:
+def verdicts_on(
+    rows: Sequence[dict[str, Any]], metric: str, higher_is_better: bool = False, versus: dict[str, str] | None = None
+) -> dict[str, str]:
     """The rule above applied to another metric (``test_acc``: higher is better): ``better``,
-    ``worse`` or ``inconclusive`` for each arm with a finite value in every seed."""
+    ``worse`` or ``inconclusive`` for each arm with a finite value in every seed (against the
+    baseline, or the arm ``versus[arm]``)."""
     groups = by_arm(rows)
-    if BASELINE not in groups:
-        return {}
+    refs = {a: (versus or {}).get(a, BASELINE) for a in groups}
     sign = -1.0 if higher_is_better else 1.0
     signed = {a: [{"seed": r["seed"], "m": sign * r[metric]} for r in rs if _finite(r.get(metric))]
               for a, rs in groups.items()}  # fmt: skip
-    arms = [a for a in signed if a != BASELINE and signed[a] and len(signed[a]) == len(groups[a])]
-    return {a: v["verdict"] for a, v in compare(signed, arms, "m").items()}
+    arms = [
+        a for a in signed
+        if a != BASELINE and refs[a] != a and refs[a] in groups and signed[a] and len(signed[a]) == len(groups[a])
+    ]  # fmt: skip
+    return {a: v["verdict"] for a, v in compare(signed, arms, "m", refs).items()}
 
 
-def leaderboard(rows: Sequence[dict[str, Any]], arm_order: Sequence[str]) -> list[dict[str, Any]]:
+def leaderboard(
+    rows: Sequence[dict[str, Any]], arm_order: Sequence[str], versus: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """One entry per arm, sorted by mean test loss: means ± std over seeds, the paired difference
-    from the baseline with its 95% interval, the Holm-adjusted p-value and the verdict."""
+    from the baseline (or from the arm ``versus[arm]``; an arm compared with itself is a baseline
+    of its own) with its 95% interval, the Holm-adjusted p-value and the verdict."""
     groups = by_arm(rows)
-    base = [r["test_loss"] for r in groups.get(BASELINE, [])]
+    versus = dict(versus or {})
+    refs = {a: versus.get(a, BASELINE) for a in arm_order}
     arms = [a for a in arm_order if a in groups]
-    testable = [a for a in arms if a != BASELINE and base and all(_finite(r["test_loss"]) for r in groups[a])]
-    rule = compare(groups, testable, "test_loss") if base else {}
+    reference = {a for a in arms if refs[a] in (a,) or a == BASELINE}
+    testable = [
+        a for a in arms
+        if a not in reference and groups.get(refs[a]) and all(_finite(r["test_loss"]) for r in groups[a])
+    ]  # fmt: skip
+    rule = compare(groups, testable, "test_loss", refs)
     board = []
     for arm in arms:
         rs = groups[arm]
@@ -190,8 +212,10 @@ def leaderboard(rows: Sequence[dict[str, Any]], arm_order: Sequence[str]) -> lis
         entry["gap"] = _mean_std([r["diagnosis"]["gap_at_end"] for r in rs])[0]
         entry["zero_frac"] = _mean_std([r.get("zero_frac") or 0.0 for r in rs])[0]
         entry.update(diff=math.nan, diff_low=math.nan, diff_high=math.nan, p_raw=math.nan, seeds_needed=None)
-        if arm == BASELINE or not base:
-            entry["p_value"], entry["verdict"] = math.nan, "baseline" if arm == BASELINE else "no baseline"
+        entry["versus"] = None if arm in reference else refs[arm]
+        base = [r["test_loss"] for r in groups.get(refs[arm], [])] if arm not in reference else []
+        if arm in reference or not base:
+            entry["p_value"], entry["verdict"] = math.nan, "baseline" if arm in reference else "no baseline"
         elif arm not in rule:  # some seed ended with a NaN/Inf loss
             entry["p_value"], entry["verdict"] = math.nan, "diverged"
         else:
@@ -200,6 +224,8 @@ def leaderboard(rows: Sequence[dict[str, Any]], arm_order: Sequence[str]) -> lis
             entry.update(diff=e.diff, diff_low=e.low, diff_high=e.high, p_raw=r["p_raw"], p_value=r["p_value"],
                          verdict=r["verdict"], seeds_needed=r["seeds_needed"])  # fmt: skip
         entry["change"] = entry["test_loss"] / _mean(base) - 1 if base else math.nan
+        if arm in reference:
+            entry["change"] = 0.0 if rs else math.nan
         board.append(entry)
     return sorted(board, key=lambda e: (math.isnan(e["test_loss"]), e["test_loss"]))
 

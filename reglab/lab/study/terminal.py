@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from reglab.lab.study.formats import fmt, has_accuracy, missing_words, p_text, pm
-from reglab.lab.study.stats import BASELINE
 
 SHORT = {"inconclusive": "inconcl."}
 DROP_FIRST = ("stop ep", "zeros", "best ep", "gap", "seeds", "test acc", "vs base", "p")  # at narrow widths
@@ -41,7 +40,7 @@ def print_leaderboard(board: Sequence[dict[str, Any]], title: str, width: int | 
         ("seeds", [str(e["seeds"]) for e in board]),
         *([("test acc", [pm(e["test_acc"], e["test_acc_std"], "±") for e in board])] if acc else []),
         ("test loss", [pm(e["test_loss"], e["test_loss_std"], "±") for e in board]),
-        ("vs base", ["–" if e["arm"] == BASELINE else fmt(e["change"], "+.0%") for e in board]),
+        ("vs base", ["–" if e["verdict"] == "baseline" else fmt(e["change"], "+.0%") for e in board]),
         ("best ep", [fmt(e["best_epoch"], ".0f") for e in board]),
         ("stop ep", [fmt(e["stopped_epoch"], ".0f") for e in board]),
         ("gap", [fmt(e["gap"], ".3f") for e in board]),

@@ -1,0 +1,127 @@
+"""The built-in studies: one per chapter of the course (``reglab study NAME``).
+
+Each ``StudySpec`` gives a base recipe (changes over ``Recipe()``), arms (a name, what it does,
+its recipe changes and the arm it is compared with), sweeps (recipe key -> values, one arm per
+value), seeds, the course's claims that its report checks (``reglab.lab.study.claims``) and its
+own figures. Settings and rules were fixed before the studies were first run; a claim that does
+not hold is reported as a finding (BENCHMARKS.md has each study's table from a full run).
+
+- ``regularization``: the ablation of every technique against the baseline, and their combination;
+- ``capacity``: width, depth and training-set size (TECHNIQUES.md sections 1 and 11);
+- ``penalties``: L2 = weight decay for SGD but not Adam, L1's zeros, feature selection (section 4);
+- ``augmentation``: label-preserving transforms, noise, mixing, calibration (sections 7-9);
+- ``robust-loss``: squared against absolute error with outliers in the targets (section 12).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from reglab.errors import ReglabError
+from reglab.lab.study.chapters import augmentation, capacity, penalties, robust
+from reglab.lab.study.chapters.spec import ArmSpec, StudySpec
+from reglab.lab.study.claims import Claim, Evidence
+
+__all__ = ["STUDIES", "ArmSpec", "StudySpec", "claims_of", "figures_of", "list_studies", "study_spec"]
+
+STUDIES: dict[str, StudySpec] = {
+    spec.name: spec
+    for spec in (
+        StudySpec(
+            "regularization",
+            "every technique against the baseline on MNIST-1D, and the best of them combined",
+            full="the default is the full version (100 epochs, 3 seeds); --seeds 5 narrows the intervals",
+            measured="about 4 minutes",
+        ),
+        StudySpec(
+            "capacity",
+            "model width, depth and training-set size against the generalization gap (MNIST-1D)",
+            base={"training.epochs": 60},
+            arms={},
+            sweeps={"model.width": capacity.WIDTHS, "model.depth": capacity.DEPTHS, "data.train_size": capacity.SIZES},
+            seeds=3,
+            claims=capacity.CLAIMS,
+            figures=capacity.figures,
+            full="--epochs 100 --seeds 5",
+        ),
+        StudySpec(
+            "penalties",
+            "L2 against weight decay with SGD and Adam, L1's exact zeros, feature selection by L1",
+            arms=penalties.ARMS,
+            seeds=3,
+            claims=penalties.CLAIMS,
+            figures=penalties.figures,
+            full="--seeds 5 (the default has the regularization study's 100 epochs)",
+        ),
+        StudySpec(
+            "augmentation",
+            "flips, shifts, rotations, Cutout, erasing, noise, label smoothing, Mixup and CutMix on digits (CNN) and "
+            "MNIST-1D (MLP); calibration",
+            base={"training.epochs": 50, "data.name": "digits", "model.kind": "cnn"},
+            arms=augmentation.ARMS,
+            seeds=3,
+            claims=augmentation.CLAIMS,
+            figures=augmentation.figures,
+            full="--epochs 100 --seeds 5 (or --dataset fashion-mnist for larger images)",
+        ),
+        StudySpec(
+            "robust-loss",
+            "MSE, MAE and Huber losses with 0-20% outliers in the training targets (diabetes, linear model)",
+            base={
+                "data.name": "diabetes",
+                "training.loss": "mse",
+                "model.depth": 0,
+                "optimizer.lr": 0.01,
+                "training.epochs": 100,
+                "data.batch_size": 32,
+            },  # fmt: skip
+            arms=robust.ARMS,
+            seeds=5,
+            claims=robust.CLAIMS,
+            figures=robust.figures,
+            full="--seeds 10",
+        ),
+    )
+}
+
+
+def study_spec(name: str) -> StudySpec:
+    """The built-in study ``name``; an unknown name is an error that lists them."""
+    if not isinstance(name, str) or name not in STUDIES:
+        raise ReglabError(f"unknown study {name!r}; the built-in studies: {', '.join(STUDIES)} (reglab study --list)")
+    return STUDIES[name]
+
+
+def list_studies() -> list[dict[str, Any]]:
+    """What ``reglab study --list`` prints: name, what it shows, its claims, trials and time."""
+    return [
+        {
+            "name": s.name,
+            "shows": s.shows,
+            "claims": _grouped([c.says for c in s.claims]),
+            "trials": s.points(),
+            "measured": s.measured,
+            "full": s.full,
+        }
+        for s in STUDIES.values()
+    ]
+
+
+def _grouped(says: Sequence[str]) -> list[str]:
+    """Claims that share their words before a colon, said once: "A: x", "A: y" -> "A: x, y"."""
+    out: dict[str, list[str]] = {}
+    for text in says:
+        head, sep, tail = text.partition(": ")
+        out.setdefault(head if sep else text, []).append(tail.split(" (")[0].rstrip(".") if sep else "")
+    return [f"{head}: {', '.join(t for t in tails if t)}." if any(tails) else head for head, tails in out.items()]
+
+
+def claims_of(plan: Any) -> Sequence[Claim]:
+    spec = STUDIES.get(getattr(plan, "study", "") or "")
+    return spec.claims if spec else ()
+
+
+def figures_of(plan: Any) -> Callable[[Evidence], list[str]] | None:
+    spec = STUDIES.get(getattr(plan, "study", "") or "")
+    return spec.figures if spec else None
