@@ -378,3 +378,36 @@ def test_load_data_takes_a_name_or_a_file(tmp_path):
         load_data("digits", seed=0.5)
     with pytest.raises(TypeError, match="regression must be"):
         load_data("digits", regression="yes")
+
+
+def test_noise_features_append_pure_noise_inputs_at_the_training_inputs_scale():
+    plain = load_data(DataConfig(name="mnist1d"), seed=3)
+    noisy = load_data(DataConfig(name="mnist1d", noise_features=40), seed=3)
+    for part in ("x_train", "x_valid", "x_test"):
+        a, b = getattr(plain, part), getattr(noisy, part)
+        assert b.shape == (*a.shape[:-1], a.shape[-1] + 40)
+        assert torch.equal(b[..., :40], a), "the real inputs are unchanged"
+    noise = noisy.x_train[..., 40:].double()
+    assert noise.std().item() == pytest.approx(plain.x_train.double().std().item(), rel=0.02)
+    assert abs(noise.mean().item()) < 0.05 * noise.std().item()
+    corr = np.corrcoef(noise.flatten()[:-1].numpy(), noise.flatten()[1:].numpy())[0, 1]
+    assert abs(corr) < 0.05, "independent draws"
+    assert torch.equal(load_data(DataConfig(name="mnist1d", noise_features=40), seed=3).x_train, noisy.x_train)
+    tabular = load_data(DataConfig(name="diabetes", noise_features=5), seed=0, regression=True)
+    assert tabular.x_train.shape[1] == 15
+    with pytest.raises(ValueError, match="data.noise_features appends inputs to signals or rows"):
+        load_data(DataConfig(name="digits", noise_features=3), seed=0)
+
+
+def test_outliers_move_a_fraction_of_the_training_targets_only():
+    clean = load_data(DataConfig(name="diabetes"), seed=1, regression=True)
+    dirty = load_data(DataConfig(name="diabetes", outliers=0.1, outlier_size=10.0), seed=1, regression=True)
+    moved = (dirty.y_train != clean.y_train).flatten()
+    assert int(moved.sum()) == round(0.1 * len(clean.y_train))
+    shift = (dirty.y_train - clean.y_train)[moved]
+    assert torch.allclose(shift, torch.full_like(shift, 10.0 * clean.y_train.double().std().item()), rtol=1e-5)
+    assert torch.equal(dirty.y_valid, clean.y_valid) and torch.equal(dirty.y_test, clean.y_test)
+    with pytest.raises(ValueError, match="data.outliers = 0.1 moves regression targets"):
+        DataConfig(name="digits", outliers=0.1)
+    with pytest.raises(ValueError, match="data.outliers must be"):
+        DataConfig(name="diabetes", outliers=1.5)

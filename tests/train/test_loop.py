@@ -288,8 +288,11 @@ def _opt(m):
         ),
         (lambda m, d: {"batch_transforms": [0.3]}, TypeError, ["batch_transforms[0] must be callable", "0.3"]),
         (lambda m, d: {"loss_terms": ["l1"]}, TypeError, ["loss_terms[0] must be callable", "'l1'"]),
-        (lambda m, d: {"loss_fn": "hinge"}, ValueError,
-         ["loss_fn must be one of cross_entropy, huber, mae, mse", "'hinge'"]),  # fmt: skip
+        (
+            lambda m, d: {"loss_fn": "hinge"},
+            ValueError,
+            ["loss_fn must be one of cross_entropy, huber, mae, mse", "'hinge'"],
+        ),  # fmt: skip
         (lambda m, d: {"loss_fn": "mse"}, ValueError, ["'mse' does not fit class labels"]),
         (lambda m, d: {"loss_fn": 3}, TypeError, ["loss_fn must be a function", "got 3"]),
     ],

@@ -238,13 +238,13 @@ def make_plan(
                 ("user arm" if n not in builtin else f"{builtin[n][0]} (strength set by the study file)"),
                 dict(overrides[n]),
             )
-        try:
-            built.append(_arm(n, description, changes, base, versus if versus in names or versus == n else BASELINE))
-        except InputError as e:
-            if n in swept:
-                key = next(iter(swept[n][1]))
-                raise ReglabError(f"sweep {key!r}: the value {swept[n][1][key]!r} is refused: {e}") from None
-            raise
+        if n in swept:  # a value the field refuses: named as the sweep's
+            key, value = next(iter(swept[n][1].items()))
+            try:
+                base.updated({key: value})
+            except InputError as e:
+                raise ReglabError(f"sweep {key!r}: the value {value!r} is refused: {e}") from None
+        built.append(_arm(n, description, changes, base, versus if versus in names or versus == n else BASELINE))
     for n in sorted(
         set(overrides) - set(names)
     ):  # defined but not run now: checked all the same, so a typo fails today

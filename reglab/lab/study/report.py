@@ -227,8 +227,12 @@ def render_html(
     loss = LOSS_LABELS[b.training.loss]
     body.append(
         f"<p class=meta>{len(rows)} of {total} trials finished · data <b>{esc(b.data.name)}</b> · {loss} · model "
-        f"{esc(b.model.kind)} "
-        f"{b.model.depth}×{b.model.resolved_width} {esc(b.model.activation)} · {esc(b.optimizer.name)} lr "
+        + (
+            f"{esc(b.model.kind)} {b.model.depth}×{b.model.resolved_width} {esc(b.model.activation)}"
+            if b.model.depth
+            else "linear (no hidden layer)"
+        )
+        + f" · {esc(b.optimizer.name)} lr "
         f"{b.optimizer.lr:g} · "
         f"{b.training.epochs} epochs · batch {b.data.batch_size} · seeds {', '.join(map(str, plan.seeds))}</p>"
     )
@@ -248,6 +252,8 @@ def render_html(
     rule = RULE if plan.combination else RULE[: RULE.index(" The combination arm")]
     if any(a.versus != BASELINE for a in plan.arms):
         rule += " Here an arm is compared with the arm named in the Arms table below (its own baseline)."
+    if all(e["verdict"] == "no baseline" for e in board):
+        rule = "No arm here has a baseline to be compared with: the claims above read the arms' results."
     body += ["<h2>Leaderboard</h2>", f"<div class=wide>{_table(board)}</div>", f"<p class=rule>{rule}</p>"]
     if rows:
         own = figures_of(plan)

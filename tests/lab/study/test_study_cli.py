@@ -50,6 +50,18 @@ def test_report_rebuilds_from_storage(finished):
         (["--seeds", 5], "another plan (seeds: 0, 1 -> 0, 1, 2, 3, 4)"),
         (["--workers", 0], "workers"),
         (["--arms", ""], "the study has no arms"),
+        (["capacty"], "unknown study 'capacty'; the built-in studies: regularization, capacity"),
+        (["--config", "{sweep_unknown}"], "sweep 'model.widht': no recipe field is called 'model.widht'"),
+        (["--config", "{sweep_refused}"], "sweep 'model.dropout': the value 1.5 is refused: model.dropout"),
+        (["--config", "{sweep_empty}"], "sweep 'model.width' is empty"),
+        (
+            ["--config", "{sweep}"],
+            "the sweep of model.width adds the arms width-8, width-32, but the arm list (baseline",
+        ),
+        (
+            ["--config", "{sweep}", "--arms", "baseline,width-8,width-12"],
+            "arm 'width-12' is not a point of the sweep model.width = [8, 32]",
+        ),
     ],
     ids=[
         "unknown-arm",
@@ -59,17 +71,33 @@ def test_report_rebuilds_from_storage(finished):
         "changed-plan",
         "zero-workers",
         "no-arms",
+        "unknown-study",
+        "sweep-unknown-field",
+        "sweep-refused-value",
+        "sweep-empty",
+        "sweep-contradicted",
+        "sweep-not-a-point",
     ],
 )
 @pytest.mark.slow
 def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(
     finished, signals, tmp_path, extra, message
 ):
-    bad = tmp_path / "bad.toml"
-    bad.write_text("arms = [")
+    files = {
+        "bad_toml": "arms = [",
+        "sweep_unknown": '[sweep]\n"model.widht" = [8, 16]\n',
+        "sweep_refused": '[sweep]\n"model.dropout" = [0.1, 1.5]\n',
+        "sweep_empty": '[sweep]\n"model.width" = []\n',
+        "sweep": '[sweep]\n"model.width" = [8, 32]\n',
+    }
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text)
     before = _snapshot(finished)
-    extra = [str(bad) if e == "{bad_toml}" else e for e in extra]
-    args = ["study", "--dataset", signals, *ARGS, "--out", finished]
+    extra = [str(tmp_path / f"{e[1:-1]}.toml") if e.startswith("{") else e for e in extra]
+    if extra[0] == "capacty":  # a study name comes first
+        args, extra = ["study", "capacty", "--dataset", signals, *ARGS, "--out", finished], []
+    else:
+        args = ["study", "--dataset", signals, *ARGS, "--out", finished]
     r = run_cli(*args, *extra)  # later flags win
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
