@@ -40,3 +40,27 @@ def signals(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "signals.npz"
     np.savez(path, x=x[:, None, :].astype(np.float32), y=y)
     return path
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """A headless Chromium's DevTools port (``browser.open_page`` loads a report in it)."""
+    from browser import start_chromium, stop_chromium
+
+    proc, port = start_chromium(tmp_path / "profile")
+    try:
+        yield port
+    finally:
+        stop_chromium(proc)
+
+
+@pytest.fixture(scope="module")
+def chromium_module(tmp_path_factory):
+    """One headless Chromium for a module's tests."""
+    from browser import start_chromium, stop_chromium
+
+    proc, port = start_chromium(tmp_path_factory.mktemp("chromium") / "profile")
+    try:
+        yield port
+    finally:
+        stop_chromium(proc)

@@ -21,6 +21,10 @@ epochs = 50
 "model.dropout" = 0.3
 ```
 
+A ``[sweep]`` table (``"model.width" = [64, 1024]``) adds one arm per value (``sweep_arms``); a
+file with sweeps and no ``arms`` runs the baseline and the sweep points, and an ``arms`` list
+given with a sweep names the points it runs.
+
 Without a list of arms, a study runs the built-in arms that fit its data (``unfit_arms``): a
 regression base recipe (``training.loss`` = ``mse``, ``mae`` or ``huber``, e.g. ``--dataset diabetes``)
 leaves out the arms that treat targets as class labels (label smoothing, Mixup, CutMix), and
@@ -149,7 +153,7 @@ def make_plan(
 ) -> Plan:
     """Build and validate a Plan: every arm's recipe is built here, so a bad arm fails now.
 
-    ``study`` names the built-in study it starts from (``reglab.lab.study.studies.STUDIES``;
+    ``study`` names the built-in study it starts from (``reglab.lab.study.chapters.STUDIES``;
     default ``regularization``), which gives the default base recipe, arms, sweeps, seeds and
     name, and the claims and figures of its report. Without ``arms`` the regularization study
     runs every built-in arm that fits the base recipe's data and loss (``unfit_arms``; the data
