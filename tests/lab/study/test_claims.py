@@ -153,3 +153,49 @@ def test_every_built_in_study_states_its_claims_and_rules():
         assert len(ids) == len(set(ids)), spec.name
         for c in spec.claims:
             assert c.says and c.rule and "holds" in c.rule and "does not hold" in c.rule, (spec.name, c.id)
+
+
+def _history(offset=0.0, epochs=3):
+    return [{"epoch": e + 1, "train_loss": 1.0 / (e + 1) + offset, "valid_loss": 1.2 / (e + 1) + offset}
+            for e in range(epochs)]  # fmt: skip
+
+
+def test_the_sgd_claim_compares_the_two_implementations_with_what_the_penalty_changes():
+    from reglab.lab.study.chapters import penalties
+
+    claim = next(c for c in penalties.CLAIMS if c.id == "l2-is-weight-decay-for-sgd")
+
+    def ev(apart):
+        rows = []
+        for s in range(2):
+            for arm, off in (("sgd", 0.3), ("sgd-l2", 0.0), ("sgd-decay", apart)):
+                rows.append(dict(row(arm, s), history=_history(off)))
+        return Evidence(None, rows)  # no folder: the final weights are not compared
+
+    same = claim.measure(ev(1e-7))
+    assert same.verdict == HOLDS and same.numbers["share"] == pytest.approx(1e-7 / 0.3, rel=1e-3)
+    assert "final weights not compared" in same.measurement
+    assert claim.measure(ev(0.05)).verdict == FAILS, "a sixth of the penalty's own effect is not rounding"
+    assert claim.measure(Evidence(None, [row("sgd", 0)])).verdict == INCONCLUSIVE
+
+
+def test_the_augmentation_claim_needs_a_lower_gap_and_no_higher_test_loss():
+    from reglab.lab.study.chapters import augmentation
+
+    plan = make_plan(study="augmentation", arms=["baseline", "cutout"], seeds=4)
+    claim = next(c for c in augmentation.CLAIMS if c.id == "cutout-reduces-overfitting")
+
+    def ev(gap_change, loss_change):
+        rows = []
+        for s in range(4):
+            jitter = (0.01, -0.01, 0.02, -0.02)[s]
+            rows.append(row("baseline", s, gap=0.5 + jitter, test_loss=1.0 + jitter))
+            rows.append(
+                row("cutout", s, gap=0.5 + jitter + gap_change + jitter / 10, test_loss=1.0 + jitter + loss_change)
+            )
+        return Evidence(plan, rows)
+
+    assert claim.measure(ev(-0.3, 0.0)).verdict == HOLDS
+    assert claim.measure(ev(-0.3, +0.2)).verdict == FAILS, "a lower gap bought with a higher test loss"
+    assert claim.measure(ev(+0.3, -0.2)).verdict == FAILS
+    assert claim.measure(ev(0.0, 0.0)).verdict == INCONCLUSIVE
