@@ -192,6 +192,12 @@ def make_plan(
     own = sweep_arms(sweeps or {})  # the caller's sweeps (a study file's [sweep]), checked on their own
     all_sweeps = {**spec.sweeps, **dict(sweeps or {})}
     swept = sweep_arms(all_sweeps)
+    for _, changes in swept.values():  # a value the field refuses: named as the sweep's, before anything else
+        key, value = next(iter(changes.items()))
+        try:
+            base.updated({key: value})
+        except InputError as e:
+            raise ReglabError(f"sweep {key!r}: the value {value!r} is refused: {e}") from None
     builtin = spec.arm_table()  # name -> (description, changes, versus)
     for n in swept:
         if n in overrides or n in builtin:
@@ -242,12 +248,6 @@ def make_plan(
                 ("user arm" if n not in builtin else f"{builtin[n][0]} (strength set by the study file)"),
                 dict(overrides[n]),
             )
-        if n in swept:  # a value the field refuses: named as the sweep's
-            key, value = next(iter(swept[n][1].items()))
-            try:
-                base.updated({key: value})
-            except InputError as e:
-                raise ReglabError(f"sweep {key!r}: the value {value!r} is refused: {e}") from None
         built.append(_arm(n, description, changes, base, versus if versus in names or versus == n else BASELINE))
     for n in sorted(
         set(overrides) - set(names)

@@ -93,7 +93,7 @@ def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(
     for name, text in files.items():
         (tmp_path / f"{name}.toml").write_text(text)
     before = _snapshot(finished)
-    extra = [str(tmp_path / f"{e[1:-1]}.toml") if e.startswith("{") else e for e in extra]
+    extra = [str(tmp_path / f"{e[1:-1]}.toml") if str(e).startswith("{") else e for e in extra]
     if extra[0] == "capacty":  # a study name comes first
         args, extra = ["study", "capacty", "--dataset", signals, *ARGS, "--out", finished], []
     else:
