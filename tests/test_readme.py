@@ -83,11 +83,16 @@ def test_the_readme_commands_parse_and_their_recipes_validate():
 def test_the_readme_study_file_makes_its_plan(tmp_path):
     from reglab.lab.study import load_study_file, make_plan
 
-    (block,) = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
-    (tmp_path / "study.toml").write_text(block)
+    study, sweep = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+    (tmp_path / "study.toml").write_text(study)
     plan = make_plan(**load_study_file(tmp_path / "study.toml"))
     assert plan.name == "mine" and len(plan.seeds) == 5 and plan.base.training.epochs == 50
     assert [a.name for a in plan.arms] == ["baseline", "dropout", "wide-dropout"] and plan.combination
+    (tmp_path / "sweep.toml").write_text(sweep)
+    curve = make_plan(**load_study_file(tmp_path / "sweep.toml"))
+    assert curve.name == "widths" and len(curve.seeds) == 3 and not curve.combination
+    assert curve.arm_names == ["baseline", "width-16", "width-64", "width-256", "width-1024", "train-size-400",
+                               "train-size-1600"]  # fmt: skip
 
 
 def quick_start() -> list[str]:
