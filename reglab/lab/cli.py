@@ -2,6 +2,8 @@
 
     reglab study [NAME] [--list] [--config STUDY.toml] [--arms A,B,...] [--seeds N] [--workers N]
                  [--storage URL] [--name NAME] [--recipe FILE] [--dataset NAME|FILE] [--out DIR]
+    reglab tune [--techniques A,B,...] [--config TUNE.toml] [--trials N | --timeout S] [--workers N]
+                [--sampler tpe|random|cmaes|grid] [--pruner median|halving|none] [--out DIR] [recipe flags]
     reglab report DIR [--storage URL] [--name NAME]
     reglab train [--recipe FILE] [--dataset NAME|FILE] [--model KIND] [--epochs N] [--seed S]
                  [--set KEY=VALUE ...] [--out DIR] [--resume]
@@ -76,11 +78,40 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--out", type=Path, help="output folder (default: runs/NAME, the study's own)")
     study.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
+    tune = _subparser(sub, "tune", "search how strong each technique should be (Optuna), then confirm the best on "
+                      "fresh seeds")  # fmt: skip
+    tune.add_argument("--techniques", help="comma-separated techniques to search (default: those that beat the "
+                      "baseline in the default study): " + ", ".join(_technique_names()))  # fmt: skip
+    tune.add_argument("--config", type=Path, help="tune TOML file: techniques and a [space] table of ranges")
+    tune.add_argument("--trials", type=int, help="finished trials to run, all workers together (default 40)")
+    tune.add_argument("--timeout", type=float, help="stop searching after this many seconds (per worker)")
+    tune.add_argument("--sampler", default="tpe", help="tpe (default), random, cmaes or grid")
+    tune.add_argument("--pruner", default="median", help="median (default), halving or none")
+    tune.add_argument("--confirm-seeds", type=int, default=5, help="fresh seeds of the confirmation (default 5)")
+    tune.add_argument("--against", default="shift",
+                      help="the single arm the tuned recipe is confirmed against (default shift, the default study's "
+                      "best)")  # fmt: skip
+    tune.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    tune.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores // workers)")
+    tune.add_argument("--storage", help="Optuna storage URL shared by workers (default: OUT/tune.db)")
+    tune.add_argument("--name", default="tune", help="the search's name in the storage (default tune)")
+    tune.add_argument("--recipe", type=Path, help="base recipe TOML file (default: the built-in recipe)")
+    add_recipe_flags(tune, study=True)
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any base-recipe field")
+    tune.add_argument("--out", type=Path, default=Path("runs/tune"), help="output folder (default: runs/tune)")
+    tune.add_argument("--quiet", action="store_true", help="no summary table")
+
     report = _subparser(sub, "report", "rebuild a study's report from its storage")
     report.add_argument("dir", type=Path, help="the study's output folder")
     report.add_argument("--storage", help="storage URL (default: the one the study used)")
     report.add_argument("--name", help="study name (default: the one the study used)")
     return parser
+
+
+def _technique_names() -> list[str]:
+    from reglab.lab.tune.space import TECHNIQUES
+
+    return list(TECHNIQUES)
 
 
 def _study_names() -> list[str]:
@@ -240,6 +271,50 @@ def _print_studies() -> None:
         console.print(f"  run: reglab study {s['name']} --workers 2; full length: {s['full']}", soft_wrap=True)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from reglab.lab.tune import load_tune_file, make_space, run_tune
+    from reglab.lab.tune.search import CONFIRM_SEEDS
+
+    check_folder("--out", args.out)
+    base = recipe_from_args(args)
+    options = load_tune_file(args.config, base) if args.config else {}
+    if args.techniques is not None:
+        options["techniques"] = [t.strip() for t in args.techniques.split(",") if t.strip()]
+    space = make_space(base, **options)
+    if args.confirm_seeds < 2:
+        raise UsageError(
+            f"--confirm-seeds must be at least 2 (a paired test needs two seeds), got {args.confirm_seeds}"
+        )
+    seeds = tuple(range(CONFIRM_SEEDS[0], CONFIRM_SEEDS[0] + args.confirm_seeds))
+    trials = args.trials if args.trials is not None or args.timeout is not None else 40
+    result = run_tune(base, space, args.out, trials=trials, timeout=args.timeout, workers=args.workers,
+                      threads=args.threads, storage=args.storage, name=args.name, sampler=args.sampler,
+                      pruner=args.pruner, confirm_seeds=seeds, against=args.against)  # fmt: skip
+    if not args.quiet:
+        _print_tune(result, args.out)
+    print(f"report: {args.out / 'report.html'} (best recipe: {args.out / 'best.toml'})")
+    return 0
+
+
+def _print_tune(result: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from reglab.lab.study.formats import p_text, pm
+
+    table = Table(title=f"reglab tune: {out} (confirmation on fresh seeds)")
+    for column in ("arm", "test loss", "vs baseline p", "verdict"):
+        table.add_column(column)
+    for e in result["confirmation"]:
+        table.add_row(e["arm"], pm(e["test_loss"], e["test_loss_std"]), p_text(e["p_value"]), e["verdict"])
+    console = Console()
+    console.print(table)
+    v = result["tuned_vs_against"]
+    console.print(f"tuned vs {v['versus']}: Δ test loss {v['diff']:+.3f}, p = {p_text(v['p'])}: {v['verdict']}")
+    for line in result["findings"]:
+        console.print(line, soft_wrap=True)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from reglab.lab.study import print_leaderboard, rebuild_report
 
@@ -264,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command is None:  # `reglab` alone: what it can do
                 parser.print_help()
                 return 0
-            return {"train": cmd_train, "study": cmd_study, "report": cmd_report}[args.command](args)
+            commands = {"train": cmd_train, "study": cmd_study, "tune": cmd_tune, "report": cmd_report}
+            return commands[args.command](args)
         except InputError as e:
             if debug:
                 raise
@@ -294,6 +370,7 @@ def _again(args: argparse.Namespace | None) -> str:
     return {
         "train": "run the same command with --resume",
         "study": "run the same command again (finished trials are kept)",
+        "tune": "run the same command again (the search resumes; finished trials are kept)",
     }.get(getattr(args, "command", None), "run the same command again")
 
 

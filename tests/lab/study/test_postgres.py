@@ -99,3 +99,21 @@ def test_two_workers_on_one_postgresql_study_complete_each_point_once(signals, t
     assert counts == Counter({(a, s): 1 for a in arms for s in range(3)})
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
     assert (tmp_path / "machine0" / "report.html").exists() and (tmp_path / "machine1" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_two_search_workers_on_one_postgresql_server_run_exactly_n_trials(signals, postgres_url):
+    import optuna
+
+    from reglab.lab.recipe import Recipe
+    from reglab.lab.tune import make_space
+    from reglab.lab.tune.search import run_search
+
+    base = Recipe().updated({"data.name": "npz", "data.path": str(signals), "data.batch_size": 32, "model.width": 16,
+                             "training.epochs": 6})  # fmt: skip
+    run_search(postgres_url, "pg-tune", base, make_space(base, ["dropout", "shift"]), trials=6, timeout=None,
+               workers=2, threads=1, sampler="tpe", pruner="median")  # fmt: skip
+    study = optuna.load_study(study_name="pg-tune", storage=postgres_url)
+    done = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(done) == 6 and len({t.number for t in done}) == 6
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
