@@ -1,5 +1,5 @@
 """Wall time and outcome of ``reglab tune`` as a user runs it (default: every technique that beat
-the baseline in the default study, MNIST-1D, MLP 2×256, 40 trials, confirmation on 5 fresh seeds),
+the baseline in the default study, MNIST-1D, MLP 2×256, 60 trials, confirmation on 5 fresh seeds),
 in a fresh output folder.
 
     python benchmarks/tune.py                 # the default, --workers 2

@@ -78,6 +78,12 @@ def test_the_readme_commands_parse_and_their_recipes_validate():
         args = parser.parse_args(words)
         if words[0] == "train" and "--recipe" not in words:
             recipe_from_args(args)  # the flags make a valid recipe (data files are not read here)
+        if words[0] == "tune":
+            from reglab.lab.tune import make_space
+
+            techniques = args.techniques.split(",") if args.techniques else None
+            make_space(recipe_from_args(args), techniques)  # the techniques and the base recipe fit
+    assert sum(c[0] == "tune" for c in commands) >= 4
 
 
 def test_the_readme_study_file_makes_its_plan(tmp_path):

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--techniques", help="comma-separated techniques to search (default: those that beat the "
                       "baseline in the default study): " + ", ".join(_technique_names()))  # fmt: skip
     tune.add_argument("--config", type=Path, help="tune TOML file: techniques and a [space] table of ranges")
-    tune.add_argument("--trials", type=int, help="finished trials to run, all workers together (default 40)")
+    tune.add_argument("--trials", type=int, help="finished trials to run, all workers together (default 60)")
     tune.add_argument("--timeout", type=float, help="stop searching after this many seconds (per worker)")
     tune.add_argument("--sampler", default="tpe", help="tpe (default), random, cmaes or grid")
     tune.add_argument("--pruner", default="median", help="median (default), halving or none")
@@ -286,7 +286,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             f"--confirm-seeds must be at least 2 (a paired test needs two seeds), got {args.confirm_seeds}"
         )
     seeds = tuple(range(CONFIRM_SEEDS[0], CONFIRM_SEEDS[0] + args.confirm_seeds))
-    trials = args.trials if args.trials is not None or args.timeout is not None else 40
+    trials = args.trials if args.trials is not None or args.timeout is not None else 60
     result = run_tune(base, space, args.out, trials=trials, timeout=args.timeout, workers=args.workers,
                       threads=args.threads, storage=args.storage, name=args.name, sampler=args.sampler,
                       pruner=args.pruner, confirm_seeds=seeds, against=args.against)  # fmt: skip

@@ -50,7 +50,7 @@ def run_tune(
     space: Space,
     out: str | Path,
     *,
-    trials: int | None = 40,
+    trials: int | None = 60,
     timeout: float | None = None,
     workers: int = 1,
     threads: int | None = None,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from reglab._checks import check_str
@@ -44,6 +44,7 @@ class Dim:
     log: bool = False
     integer: bool = False
     choices: tuple[Any, ...] | None = None
+    start: Any = None  # where the search starts: the default study's strength (clipped to the range)
 
     def suggest(self, trial: Any) -> Any:
         if self.choices is not None:
@@ -75,20 +76,24 @@ def _t(name: str, *dims: Dim, **fixed: Any) -> Technique:
 TECHNIQUES: dict[str, Technique] = {
     t.name: t
     for t in (
-        _t("shift", Dim("augment.shift", 1, 8, integer=True)),
-        _t("dropout", Dim("model.dropout", 0.05, 0.6)),
-        _t("l1-proximal", Dim("optimizer.options.l1_proximal", 1e-3, 0.3, log=True)),
-        _t("l2", Dim("regularization.l2", 1e-4, 1e-1, log=True)),
+        _t("shift", Dim("augment.shift", 1, 8, integer=True, start=4)),
+        _t("dropout", Dim("model.dropout", 0.05, 0.6, start=0.3)),
+        _t("l1-proximal", Dim("optimizer.options.l1_proximal", 1e-3, 0.3, log=True, start=0.1)),
+        _t("l2", Dim("regularization.l2", 1e-4, 1e-1, log=True, start=1e-2)),
         _t(
             "weight-decay",
-            Dim("optimizer.options.weight_decay", 1e-2, 1.0, log=True),
+            Dim("optimizer.options.weight_decay", 1e-2, 1.0, log=True, start=0.5),
             optimizer__options__decoupled=True,
-        ),  # fmt: skip
-        _t("cutmix", Dim("mixing.cutmix_alpha", 0.1, 2.0, log=True)),
-        _t("mixup", Dim("mixing.mixup_alpha", 0.05, 2.0, log=True)),
-        _t("early-stopping", Dim("early_stopping.patience", 5, 30, integer=True), early_stopping__enabled=True),
-        _t("input-noise", Dim("regularization.input_noise", 0.05, 0.6)),
-        _t("label-smoothing", Dim("mixing.label_smoothing", 0.02, 0.3)),
+        ),
+        _t("cutmix", Dim("mixing.cutmix_alpha", 0.1, 2.0, log=True, start=1.0)),
+        _t("mixup", Dim("mixing.mixup_alpha", 0.05, 2.0, log=True, start=0.4)),
+        _t(
+            "early-stopping",
+            Dim("early_stopping.patience", 5, 30, integer=True, start=10),
+            early_stopping__enabled=True,
+        ),
+        _t("input-noise", Dim("regularization.input_noise", 0.05, 0.6, start=0.3)),
+        _t("label-smoothing", Dim("mixing.label_smoothing", 0.02, 0.3, start=0.1)),
     )
 }
 DEFAULT_TECHNIQUES = list(TECHNIQUES)  # those that beat the baseline in the default study
@@ -130,6 +135,18 @@ class Space:
         changes.update({d.key: params[d.key] for d in self.extra})
         return changes
 
+    def starting_points(self) -> list[dict[str, Any]]:
+        """The first trials of a search: the base recipe (every technique off), then each
+        technique alone at its starting strength (the default study's), so that the sampler
+        starts from what the study measured instead of random combinations, most of which stack
+        several techniques at random strengths (BENCHMARKS.md)."""
+        off = {use_key(t.name): False for t in self.techniques}
+        starts = {d.key: _start(d) for d in self.dims}
+        points = [{**off, **starts}]
+        for t in self.techniques:
+            points.append({**off, **starts, use_key(t.name): True})
+        return points
+
     def grid(self) -> dict[str, list[Any]]:
         """A grid for ``--sampler grid``: both switch positions, three points of each range."""
         out: dict[str, list[Any]] = {use_key(t.name): [True, False] for t in self.techniques}
@@ -143,6 +160,13 @@ class Space:
                            for t in self.techniques],
             "extra": [_dim_dict(d) for d in self.extra],
         }  # fmt: skip
+
+
+def _start(d: Dim) -> Any:
+    if d.choices is not None:
+        return d.start if d.start in d.choices else d.choices[0]
+    value = d.grid()[1] if d.start is None else min(max(d.start, d.low), d.high)
+    return round(value) if d.integer else float(value)
 
 
 def _dim_dict(d: Dim) -> dict[str, Any]:
@@ -174,7 +198,8 @@ def make_space(
     chosen = []
     for n in names:
         t = TECHNIQUES[n]
-        chosen.append(Technique(n, tuple(parsed.pop(d.key, d) for d in t.dims), t.fixed))
+        dims = tuple(replace(parsed.pop(d.key), start=d.start) if d.key in parsed else d for d in t.dims)
+        chosen.append(Technique(n, dims, t.fixed))
     space = Space(tuple(chosen), tuple(parsed.values()))
     if not space.dims:
         raise ReglabError("the search space is empty: name at least one technique or give a [space] range")
