@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from reglab.lab.study.figures import _plt, _png
+from reglab.lab.study.figures import _plt, _png, log_ticks
 from reglab.lab.tune.space import Space, use_key
 
 
@@ -76,6 +76,8 @@ def slices_png(study: Any, space: Space) -> bytes:
                            label="on" if on else "switched off")  # fmt: skip
         if d.log:
             ax.set_xscale("log")
+            ax.set_xlim(d.low / 1.15, d.high * 1.15)
+            log_ticks(ax.xaxis)
         ax.set_xlabel(d.key, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(dims) :]:
