@@ -482,7 +482,10 @@ def test_the_files_line_names_the_checkpoint(tmp_path, capsys):
     [
         (["train", "--bogus"], "reglab: error: unrecognized arguments: --bogus (see reglab train --help)"),
         (["study", "--seeds", "x"], "reglab: error: argument --seeds: invalid int value: 'x' (see reglab study"),
-        (["fly"], "reglab: error: argument command: invalid choice: 'fly' (choose from 'train', 'study', 'tune', 'report')"),
+        (
+            ["fly"],
+            "reglab: error: argument command: invalid choice: 'fly' (choose from 'train', 'study', 'tune', 'report')",
+        ),
     ],
 )
 def test_a_mistyped_command_line_is_said_once(capsys, argv, said):
