@@ -14,13 +14,13 @@ confirmation; ``OUT/tune.db`` holds both unless a storage URL is given.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from reglab._files import atomic_write, make_folder
 from reglab.errors import ReglabError
 from reglab.lab.recipe import Recipe
+from reglab.lab.run import finite
 from reglab.lab.study.arms import ARMS, COMBINATION
 from reglab.lab.tune.search import (
     CONFIRM_SEEDS,
@@ -91,18 +91,8 @@ def run_tune(
     from reglab.lab.tune.report import write_tune_report
 
     result = write_tune_report(study, space, base, best, plan, board, out, against)
-    atomic_write(out / "tune.json", json.dumps(_finite(result), indent=1))
+    atomic_write(out / "tune.json", json.dumps(finite(result), indent=1))
     return result
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def load_tune_file(path: str | Path, base: Recipe) -> dict[str, Any]:
