@@ -81,8 +81,11 @@ def test_report_rebuilds_from_storage(finished):
 )
 @pytest.mark.slow
 def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(
-    finished, signals, tmp_path, extra, message
+    finished, signals, tmp_path, capsys, extra, message
 ):
+    """In this process (every case fails before training): ``main``'s exit status and stderr."""
+    from reglab.lab.cli import main
+
     files = {
         "bad_toml": "arms = [",
         "sweep_unknown": '[sweep]\n"model.widht" = [8, 16]\n',
@@ -98,10 +101,11 @@ def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(
         args, extra = ["study", "capacty", "--dataset", signals, *ARGS, "--out", finished], []
     else:
         args = ["study", "--dataset", signals, *ARGS, "--out", finished]
-    r = run_cli(*args, *extra)  # later flags win
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("reglab: error:") and message in lines[0], r.stderr
+    code = main([str(a) for a in (*args, *extra)])  # later flags win
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reglab: error:") and message in lines[0], err
     assert _snapshot(finished) == before
 
 

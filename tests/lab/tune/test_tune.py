@@ -121,10 +121,10 @@ def test_pruning_happens_with_a_pruner_and_never_without(signals, tmp_path):
     space = make_space(Recipe(), ["dropout", "input-noise", "mixup"])
     counts = {}
     for pruner in ("median", "none"):
-        study = run_search(f"sqlite:///{tmp_path / (pruner + '.db')}", pruner, tiny(signals, epochs=12), space,
-                           trials=10, timeout=None, workers=1, threads=1, sampler="random", pruner=pruner)  # fmt: skip
+        study = run_search(f"sqlite:///{tmp_path / (pruner + '.db')}", pruner, tiny(signals, epochs=10), space,
+                           trials=9, timeout=None, workers=1, threads=1, sampler="random", pruner=pruner)  # fmt: skip
         counts[pruner] = len(study.get_trials(states=(TrialState.PRUNED,)))
-        assert len(_finished(study)) == 10
+        assert len(_finished(study)) == 9
     assert counts["median"] > 0 and counts["none"] == 0, counts
 
 
@@ -146,7 +146,7 @@ def test_two_workers_on_one_sqlite_search_run_exactly_n_trials_readable_with_pla
 def test_a_killed_search_resumes_and_ends_with_n_finished_trials(signals, tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "reglab.lab.cli", "tune", "--dataset", str(signals), "--set", "data.batch_size=32",
-            "--width", "16", "--epochs", "20", "--techniques", "dropout,shift", "--trials", "8", "--workers", "2",
+            "--width", "16", "--epochs", "12", "--techniques", "dropout,shift", "--trials", "8", "--workers", "2",
             "--confirm-seeds", "2", "--pruner", "none", "--quiet", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"sqlite:///{out / 'tune.db'}"
