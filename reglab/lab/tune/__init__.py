@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from reglab._checks import check_folder
 from reglab._files import atomic_write, make_folder
 from reglab.errors import ReglabError
 from reglab.lab.recipe import Recipe
@@ -30,7 +31,6 @@ from reglab.lab.tune.search import (
     check_budget,
     make_pruner,
     make_sampler,
-    out_path,
     run_search,
 )
 from reglab.lab.tune.space import DEFAULT_TECHNIQUES, TECHNIQUES, Space, make_space
@@ -73,7 +73,7 @@ def run_tune(
         raise ReglabError(f"--against must be one of the default study's single arms, got {against!r}")
     if SEARCH_SEED in confirm_seeds:
         raise ReglabError(f"the confirmation seeds must not include the search seed {SEARCH_SEED}")
-    out = out_path(out)
+    out = check_folder("out", out)
     make_plan(
         base, arms=["baseline", against, "tuned"], overrides={"tuned": {}}, seeds=confirm_seeds, name=f"{name}-confirm"
     )  # fmt: skip  (the confirmation's arms and seeds, checked now)

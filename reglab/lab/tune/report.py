@@ -8,8 +8,6 @@ import html
 import math
 from typing import Any
 
-import numpy as np
-
 from reglab.lab.recipe import Recipe
 from reglab.lab.study.formats import caption_html, fmt, img_html, p_text, pm
 from reglab.lab.study.stats import ALPHA, paired
@@ -94,7 +92,6 @@ def write_tune_report(study: Any, space: Space, base: Recipe, best: dict[str, An
 
 
 def _html(study, space, base, best, board, versus, shares, said, against) -> str:
-    from reglab.lab.study import figures as study_figures  # noqa: F401 - matplotlib set up as the study's
     from reglab.lab.tune import figures
 
     esc = html.escape
@@ -178,8 +175,3 @@ def _changes_table(best: dict[str, Any]) -> str:
 
 def _value(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def value_range(values: list[float]) -> tuple[float, float]:
-    v = np.asarray(values, float)
-    return float(np.nanmin(v)), float(np.nanmax(v))

@@ -20,7 +20,6 @@ import sys
 import time
 import traceback
 import warnings
-from pathlib import Path
 from typing import Any
 
 from reglab._checks import check_int
@@ -241,7 +240,6 @@ def _worker(args: dict[str, Any], index: int, parent: int) -> None:
     import torch
 
     from reglab.lab.study.runner import _die_with_parent
-    from reglab.lab.tune.space import Space as _Space  # noqa: F401 - the pickled space's class
 
     _die_with_parent(parent)
     torch.set_num_threads(args["threads"])
@@ -333,9 +331,3 @@ def check_budget(trials: int | None, timeout: float | None) -> None:
         check_int("--trials", trials, low=1)
     if timeout is not None and (isinstance(timeout, bool) or not timeout > 0 or not math.isfinite(timeout)):
         raise ReglabError(f"--timeout must be a positive number of seconds, got {timeout!r}")
-
-
-def out_path(out: str | Path) -> Path:
-    from reglab._checks import check_folder
-
-    return check_folder("out", out)

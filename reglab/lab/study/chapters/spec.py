@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reglab.lab.recipe import Recipe
-from reglab.lab.study.arms import ARMS, COMBINATION
+from reglab.lab.study.arms import ARMS, COMBINATION, sweep_arms
 from reglab.lab.study.claims import Claim, Evidence
 from reglab.lab.study.formats import caption_html, img_html
 from reglab.lab.study.stats import BASELINE
@@ -49,8 +49,6 @@ class StudySpec:
 
     def points(self) -> int:
         """Arms × seeds of the default run (the combination counted)."""
-        from reglab.lab.study.arms import sweep_arms
-
         arms = len(self.arm_table()) + len(sweep_arms(self.sweeps)) + (1 if self.combination else 0)
         return arms * self.seeds
 
