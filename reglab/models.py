@@ -29,6 +29,7 @@ from torch import nn
 
 from reglab._checks import check_choice, check_float, check_int
 from reglab.errors import ReglabError, ReglabTypeError
+from reglab.recurrent import Recurrent
 from reglab.registry import Registry
 from reglab.regularize.weights import NORM_LAYERS, named_weights, weight_grad_norms
 
@@ -82,16 +83,25 @@ class ModelKind:
     default_width: int = 0  # the width used when model.width = 0 (0: the builder decides)
     norms: tuple[str, ...] | None = None  # the norms it takes (None: any, or the builder checks)
     norm_hint: str = ""  # why another norm is refused, for the error
+    signals: bool = False  # reads signals only: (L,) or (C, L) samples, not images
 
 
 def _build_mlp(input_shape: tuple[int, ...], num_outputs: int, config: Any) -> nn.Module:
     return mlp(math.prod(input_shape), num_outputs, config.resolved_width, config.depth, config.activation,
-               config.norm, config.dropout, config.groups, config.init)  # fmt: skip
+               config.norm, config.dropout, config.groups, config.init, config.slope)  # fmt: skip
 
 
 def _build_cnn(input_shape: tuple[int, ...], num_outputs: int, config: Any) -> nn.Module:
     return cnn(input_shape, num_outputs, config.resolved_width, config.depth, config.activation,
-               config.norm, config.dropout, config.groups, config.init)  # fmt: skip
+               config.norm, config.dropout, config.groups, config.init, config.slope)  # fmt: skip
+
+
+def _build_recurrent(cell: str) -> Callable[[tuple[int, ...], int, Any], nn.Module]:
+    def build(input_shape: tuple[int, ...], num_outputs: int, config: Any) -> nn.Module:
+        return rnn(input_shape, num_outputs, config.resolved_width, config.depth, cell, config.norm, config.dropout,
+                   config.init)  # fmt: skip
+
+    return build
 
 
 MODEL_KINDS: Registry[ModelKind] = Registry(
@@ -100,6 +110,9 @@ MODEL_KINDS: Registry[ModelKind] = Registry(
         "mlp": ModelKind(_build_mlp, 256, ("none", "batch", "layer", "group"),
                          "needs spatial dimensions: use model.kind = 'cnn', or 'layer' norm for an mlp"),
         "cnn": ModelKind(_build_cnn, 32),
+        "rnn": ModelKind(_build_recurrent("rnn"), 64, ("none", "layer"),
+                         "is not one a recurrent layer takes: rnn takes none or layer (inside the recurrence)", True),
+        "gru": ModelKind(_build_recurrent("gru"), 64, ("none",), "is not one gru takes: none", True),
     },
     open=True,
     wrap=ModelKind,
@@ -143,21 +156,23 @@ def mlp(
     dropout: float = 0.0,
     groups: int = 8,
     init: str | None = None,
+    slope: float = 0.01,
 ) -> nn.Sequential:
     """Flatten, then ``depth`` blocks ``Linear -> norm -> activation -> dropout``, then Linear;
-    weights initialized by ``init`` (see the module's docstring; ``None``: PyTorch's default).
+    weights initialized by ``init`` (see the module's docstring; ``None``: PyTorch's default);
+    ``slope`` is leaky ReLU's negative slope: ``max(x, slope · x)``.
 
     >>> model = mlp(40, 10, width=256, depth=2, norm="layer", dropout=0.2, init="auto")
     """
     check_int("n_in", n_in, low=1)
-    _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init)
+    _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init, slope)
     if norm == "instance":
         raise ReglabError("instance norm needs spatial dimensions; use a cnn, or layer norm for an mlp")
     layers: list[nn.Module] = [nn.Flatten()]
     for i in range(depth):
         layers.append(nn.Linear(n_in if i == 0 else width, width))
         layers += _norm(norm, width, groups, dims=1, spatial=False)
-        layers.append(ACTIVATIONS[activation]())
+        layers.append(_activation(activation, slope))
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(n_in if depth == 0 else width, n_out))
@@ -174,6 +189,7 @@ def cnn(
     dropout: float = 0.0,
     groups: int = 8,
     init: str | None = None,
+    slope: float = 0.01,
 ) -> nn.Sequential:
     """``depth`` blocks ``Conv(3) -> norm -> activation -> max-pool(2) -> dropout``, global
     average pooling, then Linear. 1-D convolutions for ``(C, L)`` or ``(L,)`` inputs, 2-D for
@@ -181,7 +197,7 @@ def cnn(
 
     >>> model = cnn((1, 28, 28), 10, width=32, depth=2, norm="batch", init="he_normal")
     """
-    _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init)
+    _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init, slope)
     input_shape = _sample_shape(input_shape)
     layers: list[nn.Module] = []
     if len(input_shape) == 1:  # a flat signal: one channel
@@ -195,7 +211,7 @@ def cnn(
     for _ in range(depth):
         layers.append(conv(channels, width, kernel_size=3, padding=1))
         layers += _norm(norm, width, groups, dims=dims, spatial=True)
-        layers.append(ACTIVATIONS[activation]())
+        layers.append(_activation(activation, slope))
         if size >= 2:
             layers.append(pool(2))
             size //= 2
@@ -205,6 +221,42 @@ def cnn(
     pool_all = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
     layers += [pool_all, nn.Flatten(), nn.Linear(channels, n_out)]
     return _initialized(nn.Sequential(*layers), init, activation)
+
+
+def rnn(
+    input_shape: tuple[int, ...],
+    n_out: int,
+    width: int = 64,
+    depth: int = 1,
+    cell: str = "rnn",
+    norm: str = "none",
+    dropout: float = 0.0,
+    init: str | None = None,
+) -> nn.Module:
+    """A recurrent net reading a signal step by step (``reglab.recurrent``): ``depth`` layers
+    (at least 1) of ``width`` hidden units, ``cell`` "rnn" (tanh) or "gru", ``norm`` "none" or
+    (rnn only) "layer" inside the recurrence; the last hidden state -> dropout -> Linear. Inputs
+    of shape ``(L,)`` or ``(C, L)`` (one sample); an image is refused. ``init`` as for ``mlp``
+    (``auto``: Xavier, for tanh and the gates' sigmoids) on every input and recurrent matrix.
+
+    >>> model = rnn((40,), 10, width=64, cell="gru", init="auto")
+    """
+    check_choice("cell", cell, ("rnn", "gru"))
+    _check_blocks(n_out, width, depth, "tanh", norm, dropout, 1, init)
+    check_int("depth", depth, low=1)
+    shape = _sample_shape(input_shape)
+    if len(shape) > 2:
+        raise ReglabError(
+            f"model.kind = {cell!r} reads signals, samples of shape (L,) or (C, L); this data set's samples have shape "
+            f"{shape} (images): use model.kind = 'cnn' or 'mlp'"
+        )
+    allowed = ("none", "layer") if cell == "rnn" else ("none",)
+    if norm not in allowed:
+        raise ReglabError(f"{cell} takes norm {' or '.join(allowed)}, got {norm!r}")
+    model = Recurrent(1 if len(shape) == 1 else shape[0], n_out, width, depth, cell, norm, dropout)
+    if init is not None:
+        initialize(model, "xavier_uniform" if init == "auto" else init)
+    return model
 
 
 def _sample_shape(shape: object) -> tuple[int, ...]:
@@ -227,7 +279,11 @@ def _initialized(model: nn.Sequential, init: str | None, activation: str) -> nn.
     return model
 
 
-def _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init) -> None:
+def _activation(name: str, slope: float) -> nn.Module:
+    return nn.LeakyReLU(slope) if name == "leaky_relu" else ACTIVATIONS[name]()
+
+
+def _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init, slope=0.01) -> None:
     """The builders' arguments, checked before any layer is made (a clear error, not torch's)."""
     if init is not None:
         check_choice("init", init, INIT_CHOICES)
@@ -238,6 +294,7 @@ def _check_blocks(n_out, width, depth, activation, norm, dropout, groups, init) 
     check_choice("norm", norm, NORMS)
     check_float("dropout", dropout, low=0, high=1, high_open=True)
     check_int("groups", groups, low=1)
+    check_float("slope", slope, low=0, high=1, high_open=True)
     if norm == "group" and depth and width % groups:
         raise ReglabError(f"groups must divide width for group norm, got groups={groups}, width={width}")
 

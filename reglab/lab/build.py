@@ -30,9 +30,10 @@ from reglab.models import build_model
 from reglab.optim import build_optimizer
 from reglab.optim.schedules import build_scheduler
 from reglab.regularize import InputNoise, Penalty, WeightNoise
-from reglab.train.callbacks import Callback, EarlyStopping, GradNorms, LRScheduler, WeightStats
+from reglab.train.callbacks import Callback, EarlyStopping, GradNorms, LRScheduler, TargetLoss, WeightStats
 from reglab.train.loop import Trainer
 from reglab.train.losses import LOSSES
+from reglab.train.probes import StepSize
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,11 @@ TECHNIQUES: tuple[Technique, ...] = (
     Technique("weight noise", "callback", lambda r: r.regularization.weight_noise,
               lambda p: WeightNoise(p.recipe.regularization.weight_noise)),
     Technique("weight statistics", "callback", lambda r: True, lambda p: WeightStats()),
-    Technique("gradient norms", "callback", lambda r: r.training.grad_norms, lambda p: GradNorms()),
+    Technique("gradient norms", "callback", lambda r: r.training.grad_norms or r.training.grad_norm_steps,
+              lambda p: GradNorms(per_step=p.recipe.training.grad_norm_steps)),
+    Technique("step size", "callback", lambda r: r.training.step_size, lambda p: StepSize()),
+    Technique("target loss", "callback", lambda r: r.training.target_loss,
+              lambda p: TargetLoss(p.recipe.training.target_loss)),
 )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Learning-curve figure of one run: train vs validation loss and accuracy."""
+"""Learning-curve figure of one run: train vs validation loss and accuracy, the learning rate."""
 
 from __future__ import annotations
 
@@ -23,8 +23,20 @@ def plot_curves(
     title: str = "",
     loss: str = "cross_entropy",
 ) -> None:
-    """Save ``path`` (PNG): loss and accuracy (when recorded: not for regression) per epoch,
-    the best epoch marked by a dashed line, and per-layer gradient norms when recorded."""
+    """Save ``path`` (PNG): the figure of ``curves_figure``."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(history, best_epoch, title, loss)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
+def curves_figure(
+    history: Sequence[dict[str, Any]], best_epoch: int | None = None, title: str = "", loss: str = "cross_entropy"
+) -> Any:
+    """Loss and accuracy (when recorded: not for regression) per epoch, the best epoch marked by
+    a dashed line; the learning rate per epoch when it changed (a schedule, a warm-up); per-layer
+    gradient norms when recorded. Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,14 +44,23 @@ def plot_curves(
 
     epochs = [r["epoch"] for r in history]
     panels = [("loss", LOSS_LABELS[loss])] + ([("acc", "accuracy")] if "train_acc" in history[0] else [])
-    layers = sorted((k for k in history[0] if k.startswith("grad_norm_")), key=lambda k: int(k.rsplit("_", 1)[1]))
-    fig, axes = plt.subplots(
-        1,
-        len(panels) + bool(layers),
-        figsize=(5 * (len(panels) + bool(layers)), 4),
-        constrained_layout=True,
-        squeeze=False,
+    layers = sorted(
+        (k for k in history[0] if k.startswith("grad_norm_") and k.rsplit("_", 1)[1].isdigit()),
+        key=lambda k: int(k.rsplit("_", 1)[1]),
     )
+    lrs = [r["lr"] for r in history]
+    scheduled = len(set(lrs)) > 1
+    count = len(panels) + scheduled + bool(layers)
+    fig, axes = plt.subplots(1, count, figsize=(5 * count, 4), constrained_layout=True, squeeze=False)
+    if scheduled:  # the lr each epoch ran at
+        ax = axes[0][len(panels)]
+        ax.plot(epochs, lrs, color="tab:purple", marker="." if len(epochs) < 40 else None)
+        if max(lrs) > 20 * min(v for v in lrs if v > 0):
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate η")
+        ax.set_title("learning rate")
+        ax.grid(alpha=0.3)
     if layers:  # vanishing / exploding gradients: one line per layer, log scale
         ax = axes[0][-1]
         for k in layers:
@@ -60,5 +81,4 @@ def plot_curves(
         ax.legend()
     if title:
         fig.suptitle(title)
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+    return fig

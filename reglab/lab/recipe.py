@@ -37,6 +37,7 @@ from reglab.lab.sections import (
     ScheduleConfig,
     TrainingConfig,
 )
+from reglab.optim import OPTIMIZERS, default_lr
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -153,6 +154,8 @@ class Recipe:
             if not isinstance(values, dict):
                 raise ReglabTypeError(f"{name} must be a table, got {values!r}")
             _reject_unknown(name, values, {f.name for f in dataclasses.fields(section)})
+            if name == "optimizer" and "lr" not in values and values.get("name") in OPTIMIZERS:
+                values = {**values, "lr": default_lr(values["name"])}  # no lr given: the rule's own
             parts[name] = section(**values)
         return cls(**parts)
 
@@ -173,7 +176,9 @@ class Recipe:
 
     def updated(self, changes: dict[str, Any]) -> Recipe:
         """A new, re-validated Recipe with dotted-key changes, e.g. ``{"model.width": 64}``
-        (a whole section as a table works too: ``{"model": {"width": 64}}``)."""
+        (a whole section as a table works too: ``{"model": {"width": 64}}``). A change of
+        ``optimizer.name`` without ``optimizer.lr`` gives the new rule its own default lr when
+        the old one ran at its default (``--optimizer adadelta`` runs at η = 1)."""
         if not isinstance(changes, dict):
             raise ReglabTypeError(
                 "changes must be a dict of recipe keys to values, e.g. {'model.width': 64}; "
@@ -199,6 +204,9 @@ class Recipe:
                     raise ReglabError(f"unknown recipe key {key!r}: {p} in {section} is not a table")
                 target = target[p]
             target[leaf] = value
+        old = self.optimizer
+        if "optimizer.name" in flat and "optimizer.lr" not in flat and old.lr == default_lr(old.name):
+            d["optimizer"].pop("lr")  # the lr was the old rule's default, not given: the new rule's own
         return Recipe.from_dict(d)
 
 

@@ -8,7 +8,8 @@ writes
 - ``history.json``: one object per epoch (``epoch, train_loss, train_acc, valid_loss,
   valid_acc, lr, time``, and weight statistics ``zero_frac, tiny_frac, weight_l1,
   weight_l2, first_zero_frac, first_tiny_frac``; no accuracies for a regression loss;
-  ``grad_norm_1..L`` per layer with ``training.grad_norms``);
+  ``grad_norm_1..L`` per layer with ``training.grad_norms``, ``grad_norm_steps`` with
+  ``training.grad_norm_steps``, ``step_size`` with ``training.step_size``);
 - ``summary.json``: best and stopped epoch, stop reason, test loss/accuracy, the chance-level
   loss, the fractions of exactly-zero weights (``zero_frac``, ``first_zero_frac``), the test
   set's mean confidence and calibration error (``test_confidence``, ``test_ece``) or, for a
@@ -178,7 +179,17 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
             recipe.training.sharpness,
             seed=recipe.training.seed,
         )
+        if recipe.training.sharpness_wide:
+            extra["sharpness_wide"] = sharpness(
+                trainer.model,
+                data.x_train,
+                data.y_train,
+                trainer.loss_fn,
+                recipe.training.sharpness_wide,
+                seed=recipe.training.seed,
+            )
     extra.update(_test_metrics(trainer))
+    extra.update(_probes(trainer))
     summary = {
         "best_epoch": diagnosis.best_epoch,
         "stopped_epoch": trainer.epoch,
@@ -213,6 +224,23 @@ def _test_metrics(trainer: Trainer) -> dict[str, float]:
     from reglab.train.calibration import calibration
 
     return {f"test_{k}": v for k, v in calibration(out, data.y_test).items()}
+
+
+def _probes(trainer: Trainer) -> dict[str, float]:
+    """``reglab.train.probes`` on the returned model: the fraction of dead ReLU units on the
+    validation inputs (ReLU-family models) and, with batch norm, the test accuracy with batch
+    statistics in batches of the training batch size (``test_acc`` uses the running ones)."""
+    from reglab.train.probes import batch_stats_accuracy, dead_fraction
+
+    data, out = trainer.data, {}
+    dead = dead_fraction(trainer.model, data.x_valid)
+    if dead is not None:
+        out["dead_frac"] = dead
+    if trainer.classify:
+        acc = batch_stats_accuracy(trainer.model, data.x_test, data.y_test, trainer.batch_size)
+        if acc is not None:
+            out["test_acc_batch_stats"] = acc
+    return out
 
 
 def zero_fractions(model: torch.nn.Module) -> dict[str, float]:

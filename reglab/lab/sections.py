@@ -80,12 +80,18 @@ class ModelConfig(Section):
     section = "model"
     family = "model"
 
-    kind: str = setting("mlp", "model builder: mlp (Linear blocks) or cnn (Conv blocks)",
+    kind: str = setting("mlp", "model builder: mlp (Linear blocks), cnn (Conv blocks), rnn (tanh) or gru (signals, "
+                               "read step by step)",
                         choices=MODEL_KINDS, flag="--model", study=True, metavar="KIND")  # fmt: skip
-    width: int = setting(0, "hidden units (mlp) or channels (cnn) per layer; 0: the kind's default (mlp 256, cnn 32)",
+    width: int = setting(0, "hidden units (mlp, rnn, gru) or channels (cnn) per layer; 0: the kind's default (mlp "
+                            "256, cnn 32, rnn and gru 64)",
                          low=0, flag="--width", study=True)  # fmt: skip
-    depth: int = setting(2, "hidden layers (mlp) or conv blocks (cnn)", low=0, flag="--depth", study=True)
-    activation: str = setting("relu", "activation after each hidden layer", choices=ACTIVATIONS, flag="--activation")
+    depth: int = setting(2, "hidden layers (mlp), conv blocks (cnn) or recurrent layers (rnn, gru: at least 1)", low=0,
+                         flag="--depth", study=True)  # fmt: skip
+    activation: str = setting("relu", "activation after each hidden layer (mlp, cnn; rnn is tanh, gru has its gates)",
+                              choices=ACTIVATIONS, flag="--activation")  # fmt: skip
+    slope: float = setting(0.01, "leaky_relu only: the negative slope a of max(x, a·x)", low=0, high=1, high_open=True,
+                           flag="--slope")  # fmt: skip
     norm: str = setting("none", "normalization in each hidden block", choices=NORMS, flag="--norm")
     groups: int = setting(8, "group norm only: number of groups (must divide the width)", low=1)
     dropout: float = setting(0.0, "drop probability p after each hidden activation",
@@ -100,6 +106,8 @@ class ModelConfig(Section):
                 f"model.groups must divide model.width for group norm, "
                 f"got groups={self.groups}, width={self.resolved_width}"
             )
+        if kind.signals and self.depth < 1:
+            raise ReglabError(f"model.depth must be >= 1 for model.kind = {self.kind!r} (recurrent layers), got 0")
         if kind.norms is not None and self.norm not in kind.norms:
             raise ReglabError(f"model.norm = {self.norm!r} {kind.norm_hint or f'is not one of {self.kind} norms'}")
 
@@ -124,7 +132,8 @@ class OptimizerConfig(Section):
     family = "weights"
 
     name: str = setting("adam", "update rule", choices=OPTIMIZERS, flag="--optimizer", study=True)
-    lr: float = setting(1e-3, "learning rate η: Adam's usual step size", low=0, low_open=True, flag="--lr",
+    lr: float = setting(1e-3, "learning rate η; not given: the update rule's own (Adam, SGD 1e-3; Adagrad, RMSprop "
+                              "1e-2; Adadelta 1)", low=0, low_open=True, flag="--lr",
                         study=True, hint="with a learning rate of 0 the weights never change")  # fmt: skip
     options: dict[str, Any] = setting({}, "keyword options of the optimizer (momentum, betas, weight_decay, ...)",
                                       keys=OPTION_KEYS)  # fmt: skip
@@ -250,6 +259,14 @@ class TrainingConfig(Section):
                                flag="--grad-norms")  # fmt: skip
     sharpness: float = setting(0.0, "ε of Keskar's sharpness of the final weights (0: not measured; paper: 1e-3)",
                                low=0, flag="--sharpness", metavar="EPS")  # fmt: skip
+    sharpness_wide: float = setting(0.0, "a second, larger ε for Keskar's sharpness (summary sharpness_wide; 0: not "
+                                         "measured)", low=0, metavar="EPS")  # fmt: skip
+    grad_norm_steps: bool = setting(False, "record the global gradient norm at every step (exploding gradients, "
+                                           "clipping)")  # fmt: skip
+    step_size: bool = setting(False, "record the optimizer's effective step, median |ΔW|/|g| at each epoch's last step",
+                              flag="--step-size")  # fmt: skip
+    target_loss: float = setting(0.0, "stop once the training loss is at most this (0: off): train to a low training "
+                                      "loss", low=0, metavar="LOSS")  # fmt: skip
 
     @property
     def regression(self) -> bool:

@@ -47,6 +47,12 @@ def option_names(name: str) -> list[str]:
     return sorted(p for p in sig.parameters if p not in _NOT_OPTIONS)
 
 
+def default_lr(name: str) -> float:
+    """The learning rate the optimizer ``name`` takes when none is given: its signature's, as
+    torch.optim's (Adam 1e-3, Adagrad and RMSprop 1e-2, Adadelta 1: it needs no tuned η)."""
+    return float(inspect.signature(OPTIMIZERS[name]).parameters["lr"].default)
+
+
 def check_options(name: str, lr: float, options: dict[str, Any], where: str = "options") -> dict[str, Any]:
     """Check a recipe's options for the optimizer ``name`` as its constructor checks them (names,
     ranges, types), without building one; returns them. ``where`` prefixes the messages."""
@@ -97,6 +103,7 @@ def build_optimizer(
 
 __all__ = [
     "OPTIMIZERS",
+    "default_lr",
     "SGD",
     "Adadelta",
     "Adagrad",

@@ -112,7 +112,12 @@ def scale_by_rms(
 
 
 def scale_by_adam(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, amsgrad: bool = False, eps_in_sqrt: bool = False
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    amsgrad: bool = False,
+    eps_in_sqrt: bool = False,
+    bias_correction: bool = True,
 ) -> Transform:
     """Adam (Kingma & Ba 2014, arXiv:1412.6980):
 
@@ -121,9 +126,13 @@ def scale_by_adam(
         u = √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / √(v + ε)                           (course, eps_in_sqrt)
 
     ``amsgrad`` uses the running maximum of ``v`` in the denominator (Reddi et al. 2018).
+    ``bias_correction=False`` drops m̂ and v̂: ``u = m / (√v + ε)`` (``m / √(v + ε)`` with
+    ``eps_in_sqrt``), the form before Kingma & Ba's correction, whose first steps are too small
+    (m starts at 0) and then too large where v lags.
     """
     _check(eps, eps_in_sqrt, b1=b1, b2=b2)
     check_bool("amsgrad", amsgrad)
+    check_bool("bias_correction", bias_correction)
 
     def init(params) -> State:
         state = {"mu": zeros_like(params), "nu": zeros_like(params)}  # m: first moment, v: second moment
@@ -139,6 +148,8 @@ def scale_by_adam(
         if amsgrad:
             torch._foreach_maximum_(state["nu_max"], v)
             v = state["nu_max"]
+        if not bias_correction:  # m / (√v + ε), or m / √(v + ε)
+            return Deferred(m, _denominator(v, eps, eps_in_sqrt))
         if eps_in_sqrt:  # √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / √(v + ε)
             denom = _denominator(v, eps, True)
             return Deferred(m, denom, ctx.per_step(lambda t: (1 - b2**t) ** 0.5 / (1 - b1**t)))

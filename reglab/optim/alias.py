@@ -258,6 +258,7 @@ class Adam(_Named):
         m̂ = m / (1 − β₁ᵗ) ;  v̂ = v / (1 − β₂ᵗ)
         W ← W − η m̂ / (√v̂ + ε)                                   (PyTorch)
         W ← W − η √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / √(v + ε)            (course; eps_in_sqrt=True)
+        W ← W − η m / (√v + ε)                                    (bias_correction=False)
 
     ``(β₁, β₂) = betas``. ``weight_decay`` is coupled L2 (``g ← g + λW``) unless
     ``decoupled=True`` (AdamW). ``amsgrad`` divides by the running maximum of ``v̂``. Same
@@ -289,6 +290,7 @@ class Adam(_Named):
         decoupled_weight_decay: bool | None = None,
         decoupled: bool | None = None,
         eps_in_sqrt: bool = False,
+        bias_correction: bool = True,
         weight_decay_schedule: Callable[[int], float] | None = None,
         l1: float = 0.0,
         l1_proximal: float = 0.0,
@@ -299,8 +301,8 @@ class Adam(_Named):
                           "decoupled_weight_decay": decoupled_weight_decay})  # fmt: skip
         super().__init__(
             params, lr, betas=r["betas"], eps=eps, weight_decay=r["weight_decay"], amsgrad=amsgrad,
-            eps_in_sqrt=eps_in_sqrt, maximize=maximize, foreach=foreach, capturable=capturable,
-            differentiable=differentiable, fused=fused, decoupled=r["decoupled"],
+            eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction, maximize=maximize, foreach=foreach,
+            capturable=capturable, differentiable=differentiable, fused=fused, decoupled=r["decoupled"],
             weight_decay_schedule=weight_decay_schedule, l1=l1, l1_proximal=l1_proximal, clip_norm=clip_norm,
             clip_value=clip_value,
         )  # fmt: skip
@@ -330,7 +332,7 @@ class Adam(_Named):
 
     def _scaling(self, group):
         b1, b2 = group["betas"]
-        return [scale_by_adam(b1, b2, group["eps"], group["amsgrad"], group["eps_in_sqrt"])]
+        return [scale_by_adam(b1, b2, group["eps"], group["amsgrad"], group["eps_in_sqrt"], group["bias_correction"])]
 
 
 class AdamW(Adam):

@@ -125,7 +125,7 @@ class _Named(Optimizer):
             check_bool(name, group[name])
         for name, (low, high, high_open) in cls._ranges.items():
             check_float(name, group[name], low=low, high=high, low_open=name == "eps", high_open=high_open)
-        for name in ("nesterov", "amsgrad", "centered", "eps_in_sqrt"):
+        for name in ("nesterov", "amsgrad", "centered", "eps_in_sqrt", "bias_correction"):
             if name in group:
                 check_bool(name, group[name])
         schedule = group.get("weight_decay_schedule")

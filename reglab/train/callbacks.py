@@ -244,8 +244,13 @@ class GradNorms(Callback):
 
     Vanishing gradients show as norms that shrink toward the input layer (sigmoid and tanh
     saturate), exploding ones as norms that grow without bound (TECHNIQUES.md section 10).
-    The norms of a step are added up on the device; one read per epoch.
+    With ``per_step`` the record also holds ``grad_norm_steps``: the global norm over all the
+    weights, ``√Σ_l ‖∂L/∂W_l‖²``, at each of the epoch's steps (what clipping by norm sees).
+    The norms of a step are kept on the device; one read per epoch.
     """
+
+    def __init__(self, per_step: bool = False) -> None:
+        self.per_step = check_bool("per_step", per_step)
 
     def on_train_begin(self, trainer: Trainer) -> None:
         self.weights = weights(trainer.model)
@@ -253,18 +258,38 @@ class GradNorms(Callback):
 
     @property
     def records(self) -> tuple[str, ...]:
-        return tuple(f"grad_norm_{i}" for i in range(1, len(getattr(self, "weights", ())) + 1))
+        layers = tuple(f"grad_norm_{i}" for i in range(1, len(getattr(self, "weights", ())) + 1))
+        return (*layers, "grad_norm_steps") if self.per_step else layers
 
     def _reset(self) -> None:
         self.total: torch.Tensor | None = None  # sum over the epoch's steps, one entry per layer
         self.steps = 0
+        self.each: list[torch.Tensor] = []  # per step: the global norm
 
     def on_after_backward(self, trainer: Trainer) -> None:
         norms = torch.stack([w.grad.norm() if w.grad is not None else w.new_zeros(()) for w in self.weights])
         self.total = norms if self.total is None else self.total + norms
         self.steps += 1
+        if self.per_step:
+            self.each.append(norms.norm())
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if self.total is not None:
             record.update({f"grad_norm_{i}": v for i, v in enumerate((self.total / self.steps).tolist(), start=1)})
+        if self.per_step and self.each:
+            record["grad_norm_steps"] = torch.stack(self.each).tolist()
         self._reset()
+
+
+class TargetLoss(Callback):
+    """Stop once the epoch's training loss is at most ``target``: train to a low training loss
+    whatever the batch size (Keskar et al. compare minima reached this way)."""
+
+    records = ()
+
+    def __init__(self, target: float) -> None:
+        self.target = check_float("target", target, low=0, low_open=True)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if record["train_loss"] <= self.target:
+            trainer.stop(f"reached the target training loss {self.target:g} at epoch {record['epoch']}")

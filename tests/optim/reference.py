@@ -74,3 +74,13 @@ def adamw(lr, b1, b2, eps, wd):
         return w_adam - lr * wd * w, s
 
     return update
+
+
+def adam_uncorrected(lr, b1, b2, eps, eps_in_sqrt):  # W <- W - lr m / (sqrt(v) + eps), no m-hat, v-hat
+    def update(w, g, s, t):
+        m = b1 * s.get("m", 0.0) + (1 - b1) * g
+        v = b2 * s.get("v", 0.0) + (1 - b2) * g**2
+        denom = np.sqrt(v + eps) if eps_in_sqrt else np.sqrt(v) + eps
+        return w - lr * m / denom, {"m": m, "v": v}
+
+    return update

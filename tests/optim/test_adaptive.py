@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from reference import adadelta, adagrad, adam, adamw, rmsprop, run
+from reference import adadelta, adagrad, adam, adam_uncorrected, adamw, rmsprop, run
 
 import reglab.optim as ro
+from reglab.errors import ReglabTypeError
 
 STEPS = 100
 
@@ -59,6 +60,19 @@ def test_adam_pytorch_and_course_forms(course):
     np.testing.assert_allclose(got, want, rtol=1e-12)
     other = run(adam(0.01, 0.9, 0.999, eps, not course), W0, grad_fn, STEPS)
     assert np.abs(other - want).max() > 1e-6
+
+
+@pytest.mark.parametrize("eps_in_sqrt", [False, True])
+@pytest.mark.parametrize("fused", [False, True])
+def test_adam_without_bias_correction(eps_in_sqrt, fused):
+    eps = 1e-3
+    want = run(adam_uncorrected(0.01, 0.9, 0.999, eps, eps_in_sqrt), W0, grad_fn, STEPS)
+    got = ours(ro.Adam, W0, lr=0.01, eps=eps, eps_in_sqrt=eps_in_sqrt, bias_correction=False, fused=fused)
+    np.testing.assert_allclose(got, want, rtol=1e-12 if not fused else 1e-10)
+    corrected = run(adam(0.01, 0.9, 0.999, eps, eps_in_sqrt), W0, grad_fn, STEPS)
+    assert np.abs(corrected - want).max() > 1e-4, "the correction changes the trajectory"
+    with pytest.raises(ReglabTypeError, match="bias_correction"):
+        ro.Adam([torch.zeros(1, requires_grad=True)], bias_correction="no")
 
 
 def test_adamw():

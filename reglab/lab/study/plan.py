@@ -253,6 +253,7 @@ def make_plan(
         set(overrides) - set(names)
     ):  # defined but not run now: checked all the same, so a typo fails today
         _arm(n, "", overrides[n], base)
+    _check_signals(built)
     combination = COMBINATION in names
     if combination and BASELINE not in names:
         raise ReglabError("the combination arm needs the baseline arm to compare with")
@@ -298,6 +299,23 @@ def unfit_arms(base: Recipe, input_shape: Sequence[int]) -> dict[str, str]:
             }
         )
     return {a: out[a] for a in ARMS if a in out}
+
+
+def _check_signals(arms: Sequence[Arm]) -> None:
+    """An arm whose model reads signals only (rnn, gru) on a data set of images is refused now,
+    not when its first trial starts."""
+    from reglab.models import MODEL_KINDS
+
+    shapes: dict[tuple[str, str], tuple[int, ...]] = {}
+    for arm in arms:
+        r = arm.recipe
+        if MODEL_KINDS[r.model.kind].signals:
+            shape = shapes.setdefault((r.data.name, r.data.path), input_shape(r))
+            if len(shape) > 2:
+                raise ReglabError(
+                    f"arm {arm.name!r}: model.kind = {r.model.kind!r} reads signals; {r.data.name} samples have shape "
+                    f"{shape} (images): use model.kind = 'cnn' or 'mlp'"
+                )
 
 
 def input_shape(base: Recipe) -> tuple[int, ...]:
