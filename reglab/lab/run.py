@@ -168,26 +168,13 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
     diagnosis = diagnose(trainer.history, chance=chance)
     stopper = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
     extra = {}
-    if recipe.training.sharpness:
-        from reglab.train.sharpness import sharpness  # imports scipy.optimize: only when asked
+    widths = {"sharpness": recipe.training.sharpness, "sharpness_wide": recipe.training.sharpness_wide}
+    for key, eps in widths.items():
+        if eps:
+            from reglab.train.sharpness import sharpness  # imports scipy.optimize: only when asked
 
-        extra["sharpness"] = sharpness(
-            trainer.model,
-            data.x_train,
-            data.y_train,
-            trainer.loss_fn,
-            recipe.training.sharpness,
-            seed=recipe.training.seed,
-        )
-        if recipe.training.sharpness_wide:
-            extra["sharpness_wide"] = sharpness(
-                trainer.model,
-                data.x_train,
-                data.y_train,
-                trainer.loss_fn,
-                recipe.training.sharpness_wide,
-                seed=recipe.training.seed,
-            )
+            extra[key] = sharpness(trainer.model, data.x_train, data.y_train, trainer.loss_fn, eps,
+                                   seed=recipe.training.seed)  # fmt: skip
     extra.update(_test_metrics(trainer))
     extra.update(_probes(trainer))
     summary = {
