@@ -88,7 +88,10 @@ def metric(row: dict[str, Any], name: str) -> float:
     diagnosis value (``gap`` = the final generalization gap, ``best_valid_loss``,
     ``final_valid_loss``), ``params`` (parameter count), ``train_samples``, ``test_rmse`` (the
     square root of ``test_mse``), ``first_rms`` (root mean square of the first layer's weights)
-    or ``noise_ratio`` (mean column norm of the first layer on noise inputs / on the others)."""
+    ``noise_ratio`` (mean column norm of the first layer on noise inputs / on the others),
+    ``batch_size`` (the recipe's), ``epoch_seconds`` (training seconds per epoch),
+    ``first_grad_ratio`` (log10 first/last layer gradient norm, first epoch) or
+    ``mean_train_loss`` (mean training loss over the epochs)."""
     s = row.get("summary", row)
     d = row["diagnosis"]
     if name == "gap":
@@ -103,9 +106,30 @@ def metric(row: dict[str, Any], name: str) -> float:
         value = row["weights"]["rms"]
     elif name == "noise_ratio":
         value = noise_ratio(row)
+    elif name == "first_grad_ratio":
+        value = first_grad_ratio(row)
+    elif name == "mean_train_loss":  # the area under the training curve: how fast it trains
+        losses = [r["train_loss"] for r in row["history"] if r["train_loss"] is not None]
+        value = float(np.mean(losses)) if losses else None
+    elif name == "batch_size":
+        value = row["recipe"]["data"]["batch_size"]
+    elif name == "epoch_seconds":  # mean seconds of training per epoch
+        value = s["train_seconds"] / s["stopped_epoch"] if s.get("stopped_epoch") else None
     else:
         value = row[name] if name in row else s.get(name)
     return math.nan if value is None else float(value)
+
+
+def first_grad_ratio(row: dict[str, Any], epoch: int = 0) -> float:
+    """log10 of the first layer's gradient norm over the last layer's (``grad_norm_1`` /
+    ``grad_norm_L``) in the ``epoch``-th record (0: the first epoch): −2 is two orders smaller."""
+    if not row["history"]:
+        return math.nan
+    record = row["history"][epoch]
+    layers = sorted(int(k.rsplit("_", 1)[1]) for k in record if k.startswith("grad_norm_") and k[10:].isdigit())
+    if not layers or not record[f"grad_norm_{layers[-1]}"] or not record["grad_norm_1"]:
+        return math.nan
+    return math.log10(record["grad_norm_1"] / record[f"grad_norm_{layers[-1]}"])
 
 
 def noise_ratio(row: dict[str, Any]) -> float:

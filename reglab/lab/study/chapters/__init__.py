@@ -10,7 +10,11 @@ not hold is reported as a finding (BENCHMARKS.md has each study's table from a f
 - ``capacity``: width, depth and training-set size (TECHNIQUES.md sections 1 and 11);
 - ``penalties``: L2 = weight decay for SGD but not Adam, L1's zeros, feature selection (section 4);
 - ``augmentation``: label-preserving transforms, noise, mixing, calibration (sections 7-9);
-- ``robust-loss``: squared against absolute error with outliers in the targets (section 12).
+- ``robust-loss``: squared against absolute error with outliers in the targets (section 12);
+- ``optimizers``: the update rules at their best learning rates, trajectories, schedules (section 3);
+- ``batch-size``: Keskar's large batches and sharp minima (section 2);
+- ``gradients``: vanishing and exploding gradients: activations, inits, depth, clipping, RNNs (section 10);
+- ``normalization``: batch, layer and group norm against batch size and learning rate (section 8).
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reglab.errors import ReglabError
-from reglab.lab.study.chapters import augmentation, capacity, penalties, robust
+from reglab.lab.study.chapters import (
+    augmentation,
+    batch_size,
+    capacity,
+    gradients,
+    normalization,
+    optimizers,
+    penalties,
+    robust,
+)
 from reglab.lab.study.chapters.spec import ArmSpec, StudySpec
 from reglab.lab.study.claims import Claim, Evidence
 
@@ -85,6 +98,55 @@ STUDIES: dict[str, StudySpec] = {
             figures=robust.figures,
             full="--seeds 10",
             measured="43 s",
+        ),
+        StudySpec(
+            "optimizers",
+            "GD, SGD, momentum, Nesterov, Adagrad, Adadelta, RMSprop, Adam, AdamW (and the course's forms) at their "
+            "best learning rates; effective steps, 2-D trajectories, schedules (MNIST-1D)",
+            base={"training.epochs": optimizers.EPOCHS, "training.step_size": True},
+            arms=optimizers.ARMS,
+            seeds=3,
+            claims=optimizers.CLAIMS,
+            figures=optimizers.figures,
+            full="--epochs 100 --seeds 5",
+            measured="",
+        ),
+        StudySpec(
+            "batch-size",
+            "Keskar's experiment: batch sizes 10 to the full set trained to a low training loss; sharpness, gap, the "
+            "loss between a small- and a large-batch minimum (MNIST-1D)",
+            base=batch_size.BASE,
+            arms={},
+            sweeps={"data.batch_size": batch_size.SIZES},
+            seeds=3,
+            claims=batch_size.CLAIMS,
+            figures=batch_size.figures,
+            full="--seeds 5 --set data.train_size=3200 (the whole training split)",
+            measured="",
+        ),
+        StudySpec(
+            "gradients",
+            "vanishing and exploding gradients: activation × init × batch norm in an 8-layer MLP, dead ReLUs, a tanh "
+            "RNN with and without clipping, a GRU (MNIST-1D)",
+            base=gradients.BASE,
+            arms=gradients.ARMS,
+            seeds=3,
+            claims=gradients.CLAIMS,
+            figures=gradients.figures,
+            full="--epochs 50 --seeds 5",
+            measured="",
+        ),
+        StudySpec(
+            "normalization",
+            "batch, layer and group norm at batch sizes 2-128 and at 10× the learning rate; running statistics at "
+            "inference; norms in a CNN; layer norm in an RNN (MNIST-1D)",
+            base=normalization.BASE,
+            arms=normalization.ARMS,
+            seeds=3,
+            claims=normalization.CLAIMS,
+            figures=normalization.figures,
+            full="--epochs 40 --seeds 5 --set data.train_size=3200",
+            measured="",
         ),
     )
 }
