@@ -249,11 +249,8 @@ def make_plan(
                 dict(overrides[n]),
             )
         built.append(_arm(n, description, changes, base, versus if versus in names or versus == n else BASELINE))
-    for n in sorted(
-        set(overrides) - set(names)
-    ):  # defined but not run now: checked all the same, so a typo fails today
-        _arm(n, "", overrides[n], base)
-    _check_signals(built)
+    unused = [_arm(n, "", overrides[n], base) for n in sorted(set(overrides) - set(names))]
+    _check_signals([*built, *unused])  # arms defined but not run now are checked all the same: a typo fails today
     combination = COMBINATION in names
     if combination and BASELINE not in names:
         raise ReglabError("the combination arm needs the baseline arm to compare with")

@@ -139,7 +139,7 @@ def trajectories_png(steps: int | None = None) -> tuple[bytes, dict[str, dict[st
     from reglab.lab.study.figures import _plt, _png
 
     plt = _plt()
-    fig, axes = plt.subplots(1, len(SURFACES), figsize=(5.6 * len(SURFACES), 4.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, len(SURFACES), figsize=(5.6 * len(SURFACES), 5.6), constrained_layout=True)
     chosen: dict[str, dict[str, float]] = {}
     cmap = plt.get_cmap("tab10")
     for ax, surface in zip(axes, SURFACES.values()):
@@ -161,5 +161,5 @@ def trajectories_png(steps: int | None = None) -> tuple[bytes, dict[str, dict[st
         ax.set_title(f"{surface.name}: {steps or STEPS} steps from the black dot; minimum ★", fontsize=10)
         ax.set_xlabel("x")
         ax.set_ylabel("y")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
     return _png(fig), chosen

@@ -3,8 +3,6 @@ shortened (one seed, a few epochs, small training sets): each runs, its report o
 Chromium with every figure loaded and one claims row per claim, and its figures show the stored
 trials' numbers."""
 
-import json
-
 import numpy as np
 import pytest
 from browser import images, needs_chromium, open_page, page_errors

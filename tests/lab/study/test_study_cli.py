@@ -62,6 +62,8 @@ def test_report_rebuilds_from_storage(finished):
             ["--config", "{sweep}", "--arms", "baseline,width-8,width-12"],
             "arm 'width-12' is not a point of the sweep model.width = [8, 32]",
         ),
+        (["--config", "{rnn_images}"], "arm 'rnn-digits': model.kind = 'rnn' reads signals; digits samples have shape"),
+        (["--config", "{gru_batch_norm}"], "model.norm = 'batch' is not one gru takes: none"),
     ],
     ids=[
         "unknown-arm",
@@ -77,6 +79,8 @@ def test_report_rebuilds_from_storage(finished):
         "sweep-empty",
         "sweep-contradicted",
         "sweep-not-a-point",
+        "rnn-asked-for-images",
+        "norm-the-kind-refuses",
     ],
 )
 @pytest.mark.slow
@@ -92,6 +96,9 @@ def test_bad_input_exits_nonzero_with_one_line_and_leaves_results_untouched(
         "sweep_refused": '[sweep]\n"model.dropout" = [0.1, 1.5]\n',
         "sweep_empty": '[sweep]\n"model.width" = []\n',
         "sweep": '[sweep]\n"model.width" = [8, 32]\n',
+        "rnn_images": 'arms = ["baseline", "rnn-digits"]\n[arm.rnn-digits]\n"model.kind" = "rnn"\n"model.depth" = 1\n'
+        '"data.name" = "digits"\n',
+        "gru_batch_norm": 'arms = ["baseline", "gru"]\n[arm.gru]\n"model.kind" = "gru"\n"model.norm" = "batch"\n',
     }
     for name, text in files.items():
         (tmp_path / f"{name}.toml").write_text(text)

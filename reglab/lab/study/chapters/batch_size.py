@@ -155,7 +155,8 @@ def figures(evidence: Evidence) -> list[str]:
             "The loss between a small-batch and a large-batch minimum",
             panels_png([panel], columns=1, size=(7.5, 4.2)),
             "training and test loss along the line between the two minima",
-            "The weights (1 − α) θ_small + α θ_large for α from −0.5 to 1.5 (Keskar et al.'s Figure 3): the loss "
-            "rises more steeply around the sharp (large-batch) minimum at α = 1 than around the flat one at α = 0.",
+            "The weights (1 − α) θ_small + α θ_large for α from −0.5 to 1.5 (Keskar et al.'s Figure 3; log axis). "
+            "Keskar et al. found the loss rising more steeply around the large-batch minimum (α = 1) than around "
+            "the small-batch one (α = 0): compare the two ends.",
         )
     return out

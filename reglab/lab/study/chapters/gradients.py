@@ -228,8 +228,8 @@ def figures(evidence: Evidence) -> list[str]:
             ),  # fmt: skip
             "heatmap of gradient norm per layer and arm at the first and the last epoch",
             "Each row an arm, each column a layer from the input (1) to the read-out (9); the colour is the gradient "
-            "norm of that layer's weights (log scale, mean over the epoch's steps and the seeds). Sigmoid and tanh "
-            "without batch norm fade toward the input; ReLU keeps the gradient within an order of magnitude.",
+            "norm of that layer's weights (log scale, mean over the epoch's steps and the seeds). Vanishing "
+            "gradients show as a row darkening toward the input (left), exploding ones as a row brightening.",
         )
     relu_family = [a for a in mlp_arms() if a.startswith(("relu", "leaky")) and evidence.groups.get(a)]
     relu_family += [a for a in ("relu-high-lr", "leaky-relu-high-lr") if evidence.groups.get(a)]

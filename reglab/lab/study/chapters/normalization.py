@@ -177,8 +177,8 @@ def figures(evidence: Evidence) -> list[str]:
             "At ten times the learning rate",
             panels_png(panels),
             "training and validation loss per epoch at the base and the 10× learning rate, with and without batch norm",
-            "Mean over seeds. At the base η both train; at 10× the net without a norm struggles while batch norm "
-            "keeps each layer's input scale steady.",
+            "Mean over seeds, with and without batch norm at the base η and at 10×: which of them still trains at "
+            "the larger step?",
         )
     cnn = {n: evidence.groups.get(f"cnn-{n}") for n in ("none", "batch", "instance", "layer")}
     if any(cnn.values()):

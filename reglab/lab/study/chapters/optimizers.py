@@ -298,8 +298,8 @@ def figures(evidence: Evidence) -> list[str]:
             "training and validation loss against steps and seconds per optimizer",
             "Mean over seeds, each optimizer at the learning rate of its grid with the lowest best validation loss. "
             "Top: against optimizer steps (log axis: full-batch GD takes one step an epoch); bottom: against seconds "
-            "of training. Momentum reaches a loss in fewer steps than SGD; mini-batches beat full-batch GD per "
-            "second.",
+            "of training. Compare how many steps each needs to reach a loss, and how far each gets in the seconds "
+            "full-batch GD took.",
         )
         out += section(
             "The learning rate each optimizer was given",
@@ -313,8 +313,8 @@ def figures(evidence: Evidence) -> list[str]:
             panels_png([step_panel(evidence)], columns=1, size=(7.5, 4.2)),
             "effective step size against steps per optimizer",
             "The step the optimizer actually takes per unit of gradient (median over the weights of |ΔW|/|g|), log "
-            "axes. SGD's is its η; Adagrad's keeps falling as its sum of squared gradients grows; RMSprop's and "
-            "Adam's running averages forget, so theirs grow as the gradients shrink.",
+            "axes. SGD's is its η; Adagrad's sum of squared gradients only grows, so its step can only fall; "
+            "RMSprop's and Adam's running averages forget, so theirs follow the gradients' current scale.",
         )
     png, _ = surfaces.trajectories_png()
     out += section(
@@ -322,8 +322,8 @@ def figures(evidence: Evidence) -> list[str]:
         png,
         "optimizer trajectories over the contours of a ravine, Rosenbrock and Beale functions",
         "Every optimizer from the same start (black dot), each at the step size of its grid that ends lowest on "
-        "that function (in the legend), computed with reglab's optimizers. On the ravine gradient descent zigzags "
-        "across the steep direction, heavy-ball momentum overshoots along the valley, Nesterov less.",
+        "that function (in the legend), computed with reglab's optimizers. On the ravine look for gradient "
+        "descent zigzagging across the steep direction and momentum overshooting along the valley.",
     )
     if any(evidence.groups.get(schedule_arm(n)) for n in SCHEDULES):
         out += section(
@@ -331,6 +331,6 @@ def figures(evidence: Evidence) -> list[str]:
             panels_png(schedule_panels(evidence)),
             "learning rate and validation loss per epoch for each schedule",
             "Adam at η = 1e-3 under each schedule (mean over seeds): the learning rate each epoch ran at, and the "
-            "validation loss. Lowering η late lets the weights settle into the minimum.",
+            "validation loss: does lowering η late let the weights settle lower?",
         )
     return out
