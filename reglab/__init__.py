@@ -39,7 +39,7 @@ from reglab.augment import (
 )
 from reglab.data import Data, load_data, register_dataset
 from reglab.errors import InputError, ReglabError, ReglabTypeError
-from reglab.models import build_model, cnn, mlp, register_model
+from reglab.models import build_model, cnn, mlp, register_model, rnn
 from reglab.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, chain, decay_groups
 from reglab.regularize import InputNoise, Penalty, WeightNoise, gaussian_noise, l1_penalty, l2_penalty
 from reglab.train import (
@@ -97,7 +97,7 @@ def fit(model_or_recipe: Any, data: Data | None = None, optimizer: Any = None, *
 
 __all__ = [
     # the lab: recipes, data, models, training
-    "Recipe", "Data", "load_data", "build_model", "mlp", "cnn", "fit", "train_recipe", "run_recipe",
+    "Recipe", "Data", "load_data", "build_model", "mlp", "cnn", "rnn", "fit", "train_recipe", "run_recipe",
     "Trainer", "History", "Result", "Diagnosis", "diagnose",
     # registries open to your own pieces, and the errors of bad input
     "register_model", "register_dataset", "register_augmentation", "register_arm",

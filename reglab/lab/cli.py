@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--threads", type=int, help="torch intra-op threads (default: one per 50 MFLOP of a training "
+                       "step, at most the CPU cores: 1 for the baseline MLP)")  # fmt: skip
 
     study = _subparser(sub, "study", "a built-in study of the course (default: the regularization ablation), over "
                        "seeds, with a report that checks the course's claims")  # fmt: skip
@@ -68,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                        + ", ".join(_arm_names()))  # fmt: skip
     study.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, 3 for most)")
     study.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    study.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores // workers)")
+    study.add_argument("--threads", type=int, help="torch threads per worker (default: per trial, one per 50 MFLOP "
+                       "of a training step, at most CPU cores // workers)")  # fmt: skip
     study.add_argument("--storage", help="Optuna storage URL shared by workers (default: OUT/study.db)")
     study.add_argument("--name", help="study name in the storage (default: the study file's, or the built-in study's)")
     study.add_argument("--recipe", type=Path, help="base recipe TOML file (default: the built-in recipe)")
@@ -170,6 +173,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from reglab.lab.run import run_recipe
 
     check_folder("--out", args.out)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
     checkpoint = args.out / "checkpoint.pt"
     if args.resume and checkpoint.exists() and not args.recipe and not _changes(args):
         recipe = Recipe.load(args.out / "recipe.toml")  # resume exactly what was started
@@ -177,7 +182,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe = recipe_from_args(args)
     if args.resume and not checkpoint.exists():  # a mistyped --out would otherwise start over unnoticed
         print(f"reglab: nothing to resume in {args.out} (no checkpoint.pt); starting a new run", file=sys.stderr)
-    result = run_recipe(recipe, args.out, resume=args.resume, progress=not args.quiet)
+    threads = args.threads or "auto"
+    result = run_recipe(recipe, args.out, resume=args.resume, progress=not args.quiet, threads=threads)
     _print_summary(result.summary, args.out)
     return 0
 

@@ -24,6 +24,7 @@ writes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -34,7 +35,7 @@ from typing import Any
 
 import torch
 
-from reglab._checks import check_folder
+from reglab._checks import check_folder, check_int
 from reglab._files import atomic_write, folder_lock, make_folder
 from reglab._version import __version__
 from reglab.data import Data
@@ -96,13 +97,16 @@ def run_recipe(
     plots: bool = True,
     checkpoint_every: int = 1,
     data: Data | None = None,
+    threads: int | str | None = None,
 ) -> Result:
     """Train ``recipe`` into the folder ``out`` (see the module docstring for the files).
 
     A folder that already holds a run is refused unless ``resume``; resuming continues from the
     last checkpoint (written every ``checkpoint_every`` epochs and at the end), and a finished
     run is only re-reported. ``plots=False`` skips ``curves.png``; ``data`` reuses data already
-    loaded for this recipe's data section and seed.
+    loaded for this recipe's data section and seed. ``threads``: torch's intra-op threads for the
+    run (restored after); ``"auto"`` picks them from the model's size, at most the current number
+    (``reglab.train.threads``); ``None`` leaves them as they are.
     """
     out = check_folder("out", out)
     ckpt = out / "checkpoint.pt"
@@ -121,6 +125,26 @@ def run_recipe(
     extra = [ProgressBar(out.name)] if progress else []
     checkpointer = Checkpointer(ckpt, extra={"recipe": recipe.to_dict()}, every=checkpoint_every)
     trainer = build(recipe, callbacks=[*extra, checkpointer], data=data)  # bad data fails here, before any file
+    with _threads(trainer, threads):
+        return _run(recipe, trainer, out, ckpt, state, plots)
+
+
+@contextlib.contextmanager
+def _threads(trainer: Trainer, threads: int | str | None):
+    before = torch.get_num_threads()
+    if threads == "auto":
+        from reglab.train.threads import threads_for
+
+        threads = threads_for(trainer.model, trainer.data.x_train[: trainer.batch_size], available=before)
+    if threads is not None:
+        torch.set_num_threads(check_int("threads", threads, low=1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(recipe: Recipe, trainer: Trainer, out: Path, ckpt: Path, state: Any, plots: bool) -> Result:
     make_folder(out)
     with folder_lock(out):  # a second process on this folder is refused, saying who holds it
         if ckpt.exists() and state is None:  # another run started here while this one was being built

@@ -127,6 +127,8 @@ def test_train_on_a_csv_with_class_names(tmp_path):
         (["--dropout", "1.5"], ["model.dropout", "1.5"]),
         (["--model", "transformer"], ["--model", "transformer"]),
         (["--model", "gru", "--norm", "batch"], ["model.norm", "gru"]),
+        (["--threads", "0"], ["--threads", "0"]),
+        (["--dataset", "digits", "--model", "rnn", "--depth", "1"], ["reads signals", "(1, 8, 8)"]),
         (["--optimizer", "lion"], ["optimizer.name", "lion"]),
         (["--dataset", "cifar10"], ["data.name", "cifar10"]),
         (["--dataset", "missing.npz"], ["missing.npz"]),

@@ -59,8 +59,9 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Run ``plan`` (only its missing trials) and write the report into ``out``; returns the
     leaderboard (one entry per arm, best test loss first). Each of the ``workers`` processes
-    uses ``threads`` torch threads (default: its share of the CPU cores, ``cores // workers``);
-    no more processes start than trials are missing."""
+    uses ``threads`` torch threads (default: per trial, as many as its model's size uses well,
+    ``reglab.train.threads``, within its share of the CPU cores, ``cores // workers``); no more
+    processes start than trials are missing."""
     import torch
 
     from reglab._checks import check_folder, check_int
@@ -70,6 +71,7 @@ def run_study(
             f"plan must be a Plan: make_plan(recipe, arms=[...], seeds=3) builds one; got {type(plan).__name__}"
         )
     workers = check_int("workers", workers, low=1)
+    auto = threads is None
     threads = thread_share(workers) if threads is None else check_int("threads", threads, low=1)
     out = check_folder("out", out)
     url = storage or sqlite_url(out)
@@ -87,11 +89,11 @@ def run_study(
             before = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                work(plan, store, out, on_trial=bar.trial)
+                work(plan, store, out, on_trial=bar.trial, threads="auto" if auto else None)
             finally:
                 torch.set_num_threads(before)
         else:
-            run_workers(plan, store, out, workers, threads, on_trial=bar.trial)
+            run_workers(plan, store, out, workers, threads, on_trial=bar.trial, auto=auto)
     return write_report(store, out)
 
 

@@ -133,8 +133,15 @@ def run_dir(out: Path, arm: str, seed: int, recipe: Recipe) -> Path:
     return out / "runs" / f"{arm}-seed{seed}-{digest}"
 
 
-def work(plan: Plan, store: StudyStore, out: Path, on_trial: Callable[[str, int, str], None] | None = None) -> int:
-    """Run trials until the study is complete; returns how many this worker ran."""
+def work(
+    plan: Plan,
+    store: StudyStore,
+    out: Path,
+    on_trial: Callable[[str, int, str], None] | None = None,
+    threads: str | None = None,
+) -> int:
+    """Run trials until the study is complete; returns how many this worker ran. ``threads``
+    ``"auto"``: each trial picks its threads from its model's size, within this worker's."""
     ran = 0
     while True:
         trials = store.trials()  # one read per round, shared by the steps below
@@ -153,20 +160,25 @@ def work(plan: Plan, store: StudyStore, out: Path, on_trial: Callable[[str, int,
         arm, seed = key_of(trial)
         if on_trial:
             on_trial(arm, seed, "start")
-        run_trial(plan, store, trial, out)
+        run_trial(plan, store, trial, out, threads)
         ran += 1
         if on_trial:
             on_trial(arm, seed, "done")
 
 
-def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path) -> None:
+def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path, threads: str | None = None) -> None:
     arm, seed = key_of(trial)
     trial_id = trial._trial_id
     try:
         recipe = recipe_for(plan, store, arm, seed)
         with store.leased(trial_id):
             result = run_recipe(
-                recipe, run_dir(out, arm, seed, recipe), resume=True, plots=False, checkpoint_every=CHECKPOINT_EVERY
+                recipe,
+                run_dir(out, arm, seed, recipe),
+                resume=True,
+                plots=False,
+                checkpoint_every=CHECKPOINT_EVERY,
+                threads=threads,
             )
     except BaseException as e:
         store.fail(trial_id, f"{type(e).__name__}: {e}")
@@ -235,7 +247,9 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker_main(plan_dict: dict[str, Any], url: str, out: str, threads: int, events: Any, parent: int) -> None:
+def _worker_main(
+    plan_dict: dict[str, Any], url: str, out: str, threads: int, auto: bool, events: Any, parent: int
+) -> None:
     _die_with_parent(parent)
     torch.set_num_threads(threads)
     try:
@@ -245,6 +259,7 @@ def _worker_main(plan_dict: dict[str, Any], url: str, out: str, threads: int, ev
             StudyStore(url, plan.name),
             Path(out),
             on_trial=lambda arm, seed, event: events.put((arm, seed, event)),
+            threads="auto" if auto else None,
         )
     except KeyboardInterrupt:
         sys.exit(130)
@@ -263,9 +278,11 @@ def run_workers(
     workers: int,
     threads: int,
     on_trial: Callable[[str, int, str], None] | None = None,
+    auto: bool = False,
 ) -> None:
-    """Run ``workers`` local processes (each with ``threads`` torch threads) until the study
-    is complete; ``on_trial(arm, seed, event)`` hears of each trial's start and end.
+    """Run ``workers`` local processes (each with ``threads`` torch threads, or with ``auto`` up
+    to ``threads`` per trial, by its model's size) until the study is complete;
+    ``on_trial(arm, seed, event)`` hears of each trial's start and end.
 
     The workers are spawned, on every platform: fresh interpreters, which pay their imports
     (BENCHMARKS.md) but inherit no state. A forked child inherits libgomp's state without the
@@ -277,7 +294,9 @@ def run_workers(
     events = ctx.Queue()
     procs = [
         ctx.Process(
-            target=_worker_main, args=(plan.to_dict(), store.url, str(out), threads, events, os.getpid()), daemon=True
+            target=_worker_main,
+            args=(plan.to_dict(), store.url, str(out), threads, auto, events, os.getpid()),
+            daemon=True,
         )
         for _ in range(workers)
     ]
