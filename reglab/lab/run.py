@@ -158,19 +158,21 @@ def _run(recipe: Recipe, trainer: Trainer, out: Path, ckpt: Path, state: Any, pl
         if state is None or not state["finished"]:
             trainer.fit()
             save({"recipe": recipe.to_dict(), "trainer": trainer.state_dict(), "finished": True}, ckpt)
-        result = _finish(recipe, trainer)
-        write_json(out / "history.json", list(result.history))
-        write_json(out / "summary.json", result.summary)
-        if plots:
-            from reglab.lab.plots import plot_curves  # matplotlib: imported only when a figure is drawn
+        return write_results(recipe, trainer, out, plots)
 
-            plot_curves(
-                result.history,
-                out / "curves.png",
-                best_epoch=result.diagnosis.best_epoch,
-                title=out.name,
-                loss=recipe.training.loss,
-            )
+
+def write_results(recipe: Recipe, trainer: Trainer, out: Path, plots: bool = True) -> Result:
+    """A trained run's ``history.json``, ``summary.json`` and (``plots``) ``curves.png``."""
+    result = _finish(recipe, trainer)
+    write_json(out / "history.json", list(result.history))
+    write_json(out / "summary.json", result.summary)
+    if plots:
+        from reglab.lab.plots import plot_curves  # matplotlib: imported only when a figure is drawn
+
+        plot_curves(
+            result.history, out / "curves.png", best_epoch=result.diagnosis.best_epoch, title=out.name,
+            loss=recipe.training.loss,
+        )  # fmt: skip
     return result
 
 

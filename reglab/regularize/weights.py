@@ -26,8 +26,9 @@ NORM_LAYERS = (
 
 
 def is_weight(module: nn.Module, name: str) -> bool:
-    """Whether ``module``'s own parameter ``name`` is a weight (the rule above)."""
-    return not name.startswith("bias") and not isinstance(module, NORM_LAYERS)
+    """Whether ``module``'s own parameter ``name`` is a weight (the rule above; a module that
+    says ``is_norm = True`` counts as a normalization layer)."""
+    return not name.startswith("bias") and not isinstance(module, NORM_LAYERS) and not getattr(module, "is_norm", False)
 
 
 def named_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:

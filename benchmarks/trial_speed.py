@@ -1,0 +1,154 @@
+"""How close one trial's training runs to the hardware, in one process, one thread.
+
+1. The baseline trial (MLP 40→256→256→10, batch 100, Adam) through ``Trainer.train_epoch``:
+   its GFLOP/s (3 × the forward pass's FLOPs a step) against the rate at which the same CPU
+   multiplies the step's own matrix shapes (the 3 forward and 5 backward products, timed bare).
+2. Pure overhead: the per-step time of a width-8 model (almost no arithmetic) in
+   ``Trainer.train_epoch`` against a bare PyTorch loop with ``torch.optim.Adam(fused=True)``.
+3. Stacking (``reglab.train.stacked``): S copies as one model against S separate models, time
+   per trial-step, S = 3 and 6.
+
+Rounds alternate between the sides; the figures are medians over rounds.
+
+    python benchmarks/trial_speed.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from reglab.data import Data
+from reglab.models import mlp
+from reglab.optim import Adam
+from reglab.train.loop import Trainer
+from reglab.train.stacked import StackedModel
+from reglab.train.threads import step_flops
+
+N, BATCH = 3200, 100
+
+
+def _data(features: int = 40, classes: int = 10) -> Data:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N + 1600, features, generator=g)
+    y = torch.randint(0, classes, (N + 1600,), generator=g)
+    return Data("bench", x[:N], y[:N], x[N : N + 800], y[N : N + 800], x[N + 800 :], y[N + 800 :], num_classes=classes)
+
+
+def _epoch_seconds(trainer: Trainer) -> float:
+    start = time.perf_counter()
+    trainer.train_epoch()
+    return time.perf_counter() - start
+
+
+def _bare_epoch(model, opt, data: Data) -> float:
+    start = time.perf_counter()
+    perm = torch.randperm(N)
+    for i in range(0, N, BATCH):
+        idx = perm[i : i + BATCH]
+        loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def matmul_rate(width: int = 256, rounds: int = 7) -> float:
+    """GFLOP/s of the baseline step's own products: forward x·W1ᵀ, h·W2ᵀ, h·W3ᵀ and, backward,
+    the 3 weight gradients and the 2 input gradients that a step needs."""
+    shapes = [(BATCH, 40, width), (BATCH, width, width), (BATCH, width, 10),  # forward: (m, k, n)
+              (width, BATCH, 40), (width, BATCH, width), (10, BATCH, width),  # weight gradients
+              (BATCH, 10, width), (BATCH, width, width)]  # input gradients  # fmt: skip
+    pairs = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+    best = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(200):
+            for a, b in pairs:
+                torch.mm(a, b)
+        best.append(200 * flops / (time.perf_counter() - start) / 1e9)
+    return statistics.median(best)
+
+
+def trial_rate(rounds: int) -> tuple[float, float]:
+    data = _data()
+    torch.manual_seed(0)
+    model = mlp(40, 10, 256, 2, init="auto")
+    trainer = Trainer(model, data, Adam(model.parameters(), 1e-3), epochs=1, batch_size=BATCH)
+    flops = step_flops(model, data.x_train[:BATCH]) * (N // BATCH)
+    times = [_epoch_seconds(trainer) for _ in range(rounds)]
+    return flops / statistics.median(times) / 1e9, statistics.median(times) / (N // BATCH)
+
+
+def overhead(rounds: int) -> tuple[float, float]:
+    data = _data()
+    torch.manual_seed(0)
+    ours = mlp(40, 10, 8, 2, init="auto")
+    bare = mlp(40, 10, 8, 2, init="auto")
+    trainer = Trainer(ours, data, Adam(ours.parameters(), 1e-3), epochs=1, batch_size=BATCH)
+    opt = torch.optim.Adam(bare.parameters(), 1e-3, fused=True)
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(_epoch_seconds(trainer))
+        b.append(_bare_epoch(bare, opt, data))
+    steps = N // BATCH
+    return statistics.median(a) / steps, statistics.median(b) / steps
+
+
+def stacking(copies: int, rounds: int) -> tuple[float, float]:
+    """Seconds per trial-step: S separate models stepped one after the other, and stacked."""
+    x = torch.randn(copies, BATCH, 40)
+    y = torch.randint(0, 10, (copies, BATCH))
+    models = [mlp(40, 10, 256, 2) for _ in range(copies)]
+    stacked = StackedModel(models, [torch.Generator() for _ in range(copies)])
+    opts = [Adam(m.parameters(), 1e-3) for m in models]
+    opt = Adam(stacked.parameters(), 1e-3)
+
+    def apart():
+        for s in range(copies):
+            loss = F.cross_entropy(models[s](x[s]), y[s])
+            opts[s].zero_grad(set_to_none=True)
+            loss.backward()
+            opts[s].step()
+
+    def together():
+        out = stacked(x)
+        loss = torch.stack([F.cross_entropy(out[s], y[s]) for s in range(copies)]).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    a, b = [], []
+    for _ in range(rounds):
+        for fn, into in ((apart, a), (together, b)):
+            start = time.perf_counter()
+            for _ in range(50):
+                fn()
+            into.append((time.perf_counter() - start) / 50 / copies)
+    return statistics.median(a), statistics.median(b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    peak = matmul_rate(rounds=args.rounds)
+    rate, step = trial_rate(args.rounds)
+    print(f"matmul on the step's shapes: {peak:.1f} GFLOP/s; the baseline trial: {rate:.1f} GFLOP/s "
+          f"({step * 1e3:.2f} ms a step): {rate / peak:.0%} of it")  # fmt: skip
+    ours, bare = overhead(args.rounds)
+    print(f"width-8 step: reglab {ours * 1e6:.0f} us, bare loop with fused Adam {bare * 1e6:.0f} us: "
+          f"{ours / bare:.2f}x")  # fmt: skip
+    for copies in (3, 6):
+        a, b = stacking(copies, args.rounds)
+        print(f"stacked S = {copies}: {b * 1e3:.3f} ms per trial-step, separate {a * 1e3:.3f} ms: {b / a:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

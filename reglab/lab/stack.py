@@ -1,0 +1,72 @@
+"""Running the seeds of one arm stacked (``reglab.train.stacked``): built, trained and written
+exactly as separate runs would be (``run_recipe``'s files in each run's folder)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from reglab.errors import ReglabError
+from reglab.lab.build import build
+from reglab.lab.recipe import Recipe
+from reglab.lab.run import Result, _threads, versions, write_results
+from reglab.optim import build_optimizer
+from reglab.train.checkpoint import save
+from reglab.train.stacked import StackedTrainer, stack_problem
+
+MAX_COPIES = 6  # more copies than this leave the L2 cache on CPU and run slower per copy (BENCHMARKS.md)
+
+
+def same_but_seed(recipes: Sequence[Recipe]) -> bool:
+    first = recipes[0].updated({"training.seed": 0})
+    return all(r.updated({"training.seed": 0}) == first for r in recipes)
+
+
+def recipe_problem(recipe: Recipe) -> str | None:
+    """What in a recipe keeps its seeds from training stacked, read from the recipe alone."""
+    if recipe.model.kind != "mlp":
+        return f"model.kind = {recipe.model.kind!r} (only mlp stacks)"
+    if recipe.model.norm == "group":
+        return "group norm"
+    if recipe.training.grad_norms or recipe.training.grad_norm_steps or recipe.training.step_size:
+        return "per-step measurements (gradient norms, step size)"
+    if recipe.regularization.weight_noise:
+        return "weight noise (a callback at every step)"
+    if recipe.regularization.l1 or recipe.regularization.l2:
+        return "a penalty in the loss"
+    if recipe.optimizer.options.get("clip_norm"):
+        return "gradient clipping by the global norm"
+    if recipe.schedule.name == "plateau":
+        return "a schedule that reads each copy's validation loss"
+    return None
+
+
+def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | str | None = None) -> list[Result]:
+    """Train ``recipes`` (the same recipe on different seeds) as one stacked model and write each
+    into its folder of ``outs`` as ``run_recipe`` does (a finished checkpoint, history, summary;
+    no curves). The caller holds the folders (a study's trial leases)."""
+    if not same_but_seed(recipes):
+        raise ReglabError("stacked runs must share their recipe except training.seed")
+    trainers, states = [], []
+    for recipe in recipes:
+        trainers.append(build(recipe))
+        states.append(torch.get_rng_state())  # what the run's dropout would draw from next
+    problem = stack_problem(trainers)
+    if problem:
+        raise ReglabError(f"these runs cannot be stacked: {problem}")
+    o = recipes[0].optimizer
+    stacked = StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
+    with _threads(trainers[0], threads):
+        stacked.fit()
+    results = []
+    header = "recipe as run by reglab (stacked with the other seeds of its arm); " + ", ".join(
+        f"{k} {v}" for k, v in versions().items()
+    )
+    for recipe, trainer, out in zip(recipes, trainers, outs):
+        out.mkdir(parents=True, exist_ok=True)
+        recipe.save(out / "recipe.toml", header=header)
+        save({"recipe": recipe.to_dict(), "trainer": trainer.state_dict(), "finished": True}, out / "checkpoint.pt")
+        results.append(write_results(recipe, trainer, out, plots=False))
+    return results

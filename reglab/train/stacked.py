@@ -1,0 +1,329 @@
+"""Stacked training: S trials of one architecture and optimizer (the seeds of a study's arm)
+trained as one model whose weights carry a leading copy axis.
+
+Each copy is a separate ``Trainer`` (built as for a run of its own: its initialization, data
+split, shuffling and transform generator, callbacks and History); ``StackedTrainer`` replaces
+only their training passes. Per step it gathers each copy's batch (the copy's own permutation and
+batch transforms, drawn from the copy's generator in the same order as a separate run), runs the
+stacked model on the (S, B, ...) batch,
+
+    Linear:      y_s = x_s W_sᵀ + b_s           (one ``baddbmm`` for the S copies)
+    batch norm:  each copy normalized by its own batch statistics, its own running averages
+    dropout:     each copy's mask drawn from its own generator, seeded as its run's global RNG
+
+and takes one optimizer step on the sum of the copies' losses, ``Σ_s L_s``: the gradient of copy
+s is ∂L_s/∂θ_s, and an elementwise update (SGD, momentum, Adam, decay, proximal L1) on stacked
+buffers is each copy's own update. At each epoch's end the copies' weights are copied into their
+Trainers, which evaluate, record and call their callbacks exactly as ``Trainer.fit`` does; a copy
+that stops (early stopping, a target loss, a non-finite loss) is frozen from then on, and its
+callbacks' ``on_train_end`` restores its best weights as in a run of its own.
+
+What cannot be stacked (``stack_problem``): models other than the ``mlp`` builder's layers (and
+batch / layer norm, dropout), loss terms, callbacks that act at every step, gradient clipping by
+the global norm (one norm over all the copies), schedules that read a copy's validation loss.
+The results equal separate trainings to float rounding: the batched products round differently
+from one product per copy, and tests/train/test_stacked.py finds every history of the default
+study's arms within 1e-5 (relative) of separate trainings over 3 epochs, except the validation
+loss of the batch-norm arm (1e-3): the bias of a Linear layer followed by batch norm has an exact
+gradient of 0, which batch norm's subtraction of the mean leaves as rounding noise of ~1e-9, and
+Adam divides it by its own running scale into steps of the full size η whose signs follow the
+noise. The normalized outputs, hence the training loss, do not see those biases; the running
+means that evaluation uses do. Computing each copy's product on its own (``addmm``) makes stacked
+training bitwise equal to separate runs but slower than them on CPU (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from reglab.errors import ReglabError
+from reglab.train.callbacks import LRScheduler, call
+from reglab.train.loop import Trainer, _hard
+
+ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)
+
+
+class _Linear(nn.Module):
+    def __init__(self, layers: Sequence[nn.Linear]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))  # (S, out, in)
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(1))  # (S, 1, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
+
+
+class _BatchNorm(nn.Module):
+    is_norm = True  # its γ and β are not weights (reglab.regularize.weights)
+
+    def __init__(self, layers: Sequence[nn.BatchNorm1d]) -> None:
+        super().__init__()
+        first = layers[0]
+        self.eps, self.momentum = first.eps, first.momentum
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]))
+        self.register_buffer("running_mean", torch.stack([m.running_mean for m in layers]))
+        self.register_buffer("running_var", torch.stack([m.running_var for m in layers]))
+        self.register_buffer("num_batches_tracked", torch.stack([m.num_batches_tracked for m in layers]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        out = [
+            nn.functional.batch_norm(
+                x[s],
+                self.running_mean[s],
+                self.running_var[s],
+                self.weight[s],
+                self.bias[s],
+                self.training,
+                self.momentum,
+                self.eps,
+            )  # fmt: skip
+            for s in range(len(x))
+        ]  # each copy as its own BatchNorm1d: its batch's statistics, its running averages (updated in place)
+        return torch.stack(out)
+
+
+class _LayerNorm(nn.Module):
+    is_norm = True
+
+    def __init__(self, layers: Sequence[nn.LayerNorm]) -> None:
+        super().__init__()
+        self.shape, self.eps = layers[0].normalized_shape, layers[0].eps
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]).unsqueeze(1))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, nn.functional.layer_norm(x, self.shape, eps=self.eps), self.weight)
+
+
+class _Dropout(nn.Module):
+    """Each copy's mask from its own generator, as ``F.dropout`` draws it from the global RNG
+    on CPU: ``bernoulli(1 − p)``, divided by ``1 − p``, times the input."""
+
+    def __init__(self, p: float, generators: Sequence[torch.Generator]) -> None:
+        super().__init__()
+        self.p, self.generators = p, list(generators)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        masks = [torch.empty_like(x[s]).bernoulli_(1 - self.p, generator=g) for s, g in enumerate(self.generators)]
+        return x * torch.stack(masks).div_(1 - self.p)
+
+
+class _Flatten(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2)
+
+
+def layers_problem(models: Sequence[nn.Module]) -> str | None:
+    """Why these models cannot be stacked, or None (each an ``nn.Sequential`` of the same
+    layers: Flatten, Linear, BatchNorm1d, LayerNorm over the features, Dropout, elementwise
+    activations)."""
+    if not all(isinstance(m, nn.Sequential) for m in models):
+        return f"the model is a {type(models[0]).__name__}, not a sequence of layers"
+    kinds = [[type(layer) for layer in m] for m in models]
+    if any(k != kinds[0] for k in kinds):
+        return "the copies' layers differ"
+    for layer in models[0]:
+        if isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) != 1:
+            return "layer norm over more than the features"
+        if not isinstance(layer, (nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.LayerNorm, nn.Dropout, *ELEMENTWISE)):
+            return f"a {type(layer).__name__} layer"
+        if isinstance(layer, nn.Linear) and layer.bias is None:
+            return "a Linear layer without a bias"
+    return None
+
+
+class StackedModel(nn.Module):
+    """The S copies' ``nn.Sequential`` models as one model on (S, B, ...) inputs; ``copy_to``
+    writes copy s's parameters and buffers back into its own model."""
+
+    def __init__(self, models: Sequence[nn.Sequential], generators: Sequence[torch.Generator]) -> None:
+        super().__init__()
+        problem = layers_problem(models)
+        if problem:
+            raise ReglabError(f"these models cannot be stacked: {problem}")
+        layers: list[nn.Module] = []
+        for same in zip(*models):
+            first = same[0]
+            if isinstance(first, nn.Flatten):
+                layers.append(_Flatten())
+            elif isinstance(first, nn.Linear):
+                layers.append(_Linear(same))
+            elif isinstance(first, nn.BatchNorm1d):
+                layers.append(_BatchNorm(same))
+            elif isinstance(first, nn.LayerNorm):
+                layers.append(_LayerNorm(same))
+            elif isinstance(first, nn.Dropout):
+                layers.append(_Dropout(first.p, generators))
+            else:
+                layers.append(first)  # elementwise: the same for every copy
+        self.layers = nn.Sequential(*layers)
+        self.models = list(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def _pairs(self) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """(stacked tensor, the copies' own tensors) for every parameter and buffer, in order."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            own = [dict(m[i].named_parameters()) | dict(m[i].named_buffers()) for m in self.models]
+            for name, t in [*layer.named_parameters(recurse=False), *layer.named_buffers(recurse=False)]:
+                out.append((t, [o[name] for o in own]))
+        return out
+
+    @torch.no_grad()
+    def copy_to(self, s: int) -> None:
+        for stacked, own in self._pairs():
+            own[s].copy_(stacked[s].reshape(own[s].shape))
+
+    @torch.no_grad()
+    def snapshot(self, s: int) -> list[torch.Tensor]:
+        return [stacked[s].clone() for stacked, _ in self._pairs()]
+
+    @torch.no_grad()
+    def restore(self, s: int, saved: list[torch.Tensor]) -> None:
+        for (stacked, _), value in zip(self._pairs(), saved):
+            stacked[s].copy_(value)
+
+
+class StackedTrainer:
+    """Trains the ``trainers`` (separately built, one per copy; ``rng_states[s]``: the global RNG
+    state right after copy s's model was built, which its dropout draws from in a run of its own)
+    as one stacked model with the optimizer ``make_optimizer(stacked_model)`` builds."""
+
+    def __init__(
+        self,
+        trainers: Sequence[Trainer],
+        rng_states: Sequence[torch.Tensor],
+        make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    ) -> None:
+        self.trainers = list(trainers)
+        first = self.trainers[0]
+        if any(
+            (t.epochs, t.batch_size, len(t.data.x_train)) != (first.epochs, first.batch_size, len(first.data.x_train))
+            for t in self.trainers
+        ):
+            raise ReglabError("stacked copies need the same epochs, batch size and training-set size")  # fmt: skip
+        self.generators = [torch.Generator().manual_seed(0) for _ in self.trainers]
+        for g, state in zip(self.generators, rng_states):
+            g.set_state(state)
+        self.model = StackedModel([t.model for t in self.trainers], self.generators).to(first.device)
+        self.optimizer = make_optimizer(self.model)
+        self.frozen: dict[int, list[torch.Tensor]] = {}  # copy -> its weights when it stopped
+
+    def fit(self) -> list[Any]:
+        trainers = self.trainers
+        for t in trainers:
+            call(t.callbacks, "on_train_begin", t)
+        while any(s not in self.frozen for s in range(len(trainers))):
+            active = [s for s in range(len(trainers)) if s not in self.frozen]
+            self._follow_schedule(trainers[active[0]])
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            start = time.perf_counter()
+            results = self.train_epoch()
+            share = (time.perf_counter() - start) / len(active)  # each copy's share of the stacked epoch
+            for s in active:
+                t = trainers[s]
+                self.model.copy_to(s)
+                begin = time.perf_counter()
+                valid_loss, valid_acc = t.evaluate(t.data.x_valid, t.data.y_valid)
+                train_loss, train_acc = results[s]
+                t.epoch += 1
+                record = {"epoch": t.epoch, "train_loss": train_loss}  # the keys in Trainer.fit's order
+                if t.classify:
+                    record["train_acc"] = train_acc
+                record["valid_loss"] = valid_loss
+                if t.classify:
+                    record["valid_acc"] = valid_acc
+                record.update(lr=lr, time=share + time.perf_counter() - begin)
+                t.history.append(record)
+                if not math.isfinite(train_loss):
+                    t.stop(f"non-finite train_loss ({train_loss}) at epoch {t.epoch}")
+                call(t.callbacks, "on_epoch_end", t, record)
+                if t.epoch >= t.epochs and t.stop_reason is None:
+                    t.stop_reason = "completed"
+                if t.stop_reason is not None:
+                    self.frozen[s] = self.model.snapshot(s)
+                    call(t.callbacks, "on_train_end", t)
+        return [t.history for t in trainers]
+
+    def _follow_schedule(self, lead: Trainer) -> None:
+        """The stacked optimizer's hyperparameters from an active copy's own optimizer, which its
+        schedule (an ``LRScheduler`` callback) stepped: every active copy is at the same epoch."""
+        if not any(isinstance(cb, LRScheduler) for cb in lead.callbacks):
+            return
+        for mine, theirs in zip(self.optimizer.param_groups, lead.optimizer.param_groups):
+            for key, value in theirs.items():
+                if key != "params":
+                    mine[key] = value
+
+    def train_epoch(self) -> list[tuple[float, float | None]]:
+        """One pass over each copy's shuffled training set; per copy (mean loss, accuracy)."""
+        trainers, model, opt = self.trainers, self.model, self.optimizer
+        model.train()
+        first = trainers[0]
+        n, bs = len(first.data.x_train), first.batch_size
+        perms = [torch.randperm(n, generator=t.generator, device=t.device) for t in trainers]
+        losses: list[list[torch.Tensor]] = [[] for _ in trainers]
+        logits: list[list[torch.Tensor]] = [[] for _ in trainers]
+        labels: list[list[torch.Tensor]] = [[] for _ in trainers]
+        for i in range(0, n, bs):
+            xs, ys = [], []
+            for s, t in enumerate(trainers):
+                idx = perms[s][i : i + bs]
+                xb, yb = t.data.x_train[idx], t.data.y_train[idx]
+                for transform in t.batch_transforms:
+                    xb, yb = transform(xb, yb, t.generator)
+                xs.append(xb)
+                ys.append(yb)
+            out = model(torch.stack(xs))
+            each = [t.loss_fn(out[s], ys[s]) for s, t in enumerate(trainers)]
+            opt.zero_grad(set_to_none=True)
+            torch.stack(each).sum().backward()
+            opt.step()
+            for s, saved in self.frozen.items():
+                model.restore(s, saved)
+            for s, t in enumerate(trainers):
+                losses[s].append(each[s].detach())
+                if t.classify:
+                    logits[s].append(out[s].detach())
+                    labels[s].append(_hard(ys[s]))
+        results = []
+        for s, t in enumerate(trainers):
+            stacked = torch.stack(losses[s])
+            sizes = torch.full_like(stacked, bs)
+            sizes[-1] = n - bs * (len(losses[s]) - 1)
+            loss = float((stacked * sizes).sum()) / n
+            acc = float((torch.cat(logits[s]).argmax(1) == torch.cat(labels[s])).sum()) / n if t.classify else None
+            results.append((loss, acc))
+        return results
+
+
+def stack_problem(trainers: Sequence[Trainer]) -> str | None:
+    """Why these trainers cannot train stacked, or None."""
+    problem = layers_problem([t.model for t in trainers])
+    if problem:
+        return problem
+    for t in trainers:
+        if t.loss_terms:
+            return "a loss term (an L1/L2 penalty in the loss)"
+        if any(hasattr(cb, "on_batch_begin") or hasattr(cb, "on_after_backward") for cb in t.callbacks):
+            return "a callback that acts at every step (weight noise, gradient norms, the step size)"
+        for group in t.optimizer.param_groups:
+            if group.get("clip_norm"):
+                return "gradient clipping by the global norm (one norm over every copy)"
+        schedules = [cb.scheduler for cb in t.callbacks if isinstance(cb, LRScheduler)]
+        if any(isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau) for s in schedules):
+            return "a schedule that reads each copy's validation loss"
+    return None

@@ -1,0 +1,71 @@
+"""Stacked training (reglab.train.stacked) against separate runs of the same recipes."""
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from reglab import cnn
+from reglab.lab.recipe import Recipe
+from reglab.lab.run import train_recipe
+from reglab.lab.stack import recipe_problem, run_stacked
+from reglab.lab.study.arms import ARMS
+from reglab.train.stacked import layers_problem
+
+KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc")
+
+
+def _recipes(changes, epochs=3, seeds=3):
+    base = Recipe().updated({"training.epochs": epochs, "data.train_size": 800, **changes})
+    return [base.updated({"training.seed": s}) for s in range(seeds)]
+
+
+def _worst(a, b, keys=KEYS):
+    assert [len(h) for h in a] == [len(h) for h in b]
+    return max(abs(ra[k] - rb[k]) / max(abs(ra[k]), 1e-12) for x, y in zip(a, b) for ra, rb in zip(x, y)
+               for k in keys if k in ra)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arm", [a for a in ARMS if a != "half-width"] + ["half-width"])
+def test_every_default_arm_trains_stacked_as_its_seeds_train_apart(arm, tmp_path):
+    changes = dict(ARMS[arm][1])
+    if changes.get("model.width") == "half":
+        changes["model.width"] = 128
+    recipes = _recipes(changes)
+    assert recipe_problem(recipes[0]) is None
+    apart = [train_recipe(r).history for r in recipes]
+    stacked = [r.history for r in run_stacked(recipes, [tmp_path / f"seed{s}" for s in range(3)])]
+    if arm == "batch-norm":  # Adam on the pre-norm biases, whose exact gradient is 0 (reglab.train.stacked)
+        assert _worst(apart, stacked, ("train_loss", "train_acc")) < 1e-5
+        assert _worst(apart, stacked, ("valid_loss",)) < 1e-3
+    else:
+        assert _worst(apart, stacked) < 1e-5
+    again = [r.history for r in run_stacked(recipes, [tmp_path / f"again{s}" for s in range(3)])]
+    assert [[{k: r[k] for k in KEYS} for r in h] for h in again] == [[{k: r[k] for k in KEYS} for r in h]
+                                                                     for h in stacked]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_an_early_stopped_copy_is_frozen_and_restored_to_its_best_epoch(tmp_path):
+    recipes = _recipes({"early_stopping.enabled": True, "early_stopping.patience": 2}, epochs=40)
+    apart = [train_recipe(r) for r in recipes]
+    stacked = run_stacked(recipes, [tmp_path / f"seed{s}" for s in range(3)])
+    stops = [r.summary["stopped_epoch"] for r in stacked]
+    assert stops == [r.summary["stopped_epoch"] for r in apart] and min(stops) < 40 and len(set(stops)) > 1
+    for a, b in zip(apart, stacked):
+        assert b.summary["restored_epoch"] == a.summary["restored_epoch"]
+        for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+            torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6, msg=name)
+        assert (tmp_path / f"seed{a.summary['recipe']['training']['seed']}" / "summary.json").exists()
+
+
+def test_what_cannot_be_stacked_says_why():
+    assert "rnn" in recipe_problem(Recipe().updated({"model.kind": "rnn", "model.depth": 1}))
+    assert "clipping" in recipe_problem(Recipe().updated({"optimizer.options.clip_norm": 1.0}))
+    assert "penalty" in recipe_problem(Recipe().updated({"regularization.l2": 1e-3}))
+    assert "validation loss" in recipe_problem(Recipe().updated({"schedule.name": "plateau"}))
+    assert layers_problem([cnn((1, 40), 10)]) == "a Conv1d layer"
+    with pytest.raises(ValueError, match="except training.seed"):
+        run_stacked([Recipe(), Recipe().updated({"model.width": 64})], [Path(tempfile.mkdtemp())] * 2)
