@@ -81,7 +81,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     """Kill `reglab train` mid-run with SIGKILL, resume it: same weights and history."""
     recipe = Recipe.from_dict(RECIPE)
     recipe.save(tmp_path / "recipe.toml")
-    straight = run_recipe(recipe, tmp_path / "straight")
+    straight = run_recipe(recipe, tmp_path / "straight", threads="auto")  # the threads reglab train picks
 
     out = tmp_path / "killed"
     cmd = [
