@@ -7,6 +7,7 @@ with 1 and with 2 local workers, each in a fresh output folder, as a user runs i
     python benchmarks/study.py --ceiling   # the most 2 workers can gain over 1 on this machine
     python benchmarks/study.py --studies   # every built-in study with 2 workers: wall time and claims
     python benchmarks/study.py --studies capacity penalties --keep   # some of them, folders kept
+    python benchmarks/study.py --stacking  # 2 workers, the seeds of each arm stacked and not: the ratio
 
 Issue 5 asks for: 2 workers under 300 s on 2 CPU cores, and at least 1.7× faster than 1; issue 26
 for each built-in study under 300 s with --workers 2 on 2 cores.
@@ -27,7 +28,12 @@ from pathlib import Path
 
 
 def run(
-    workers: int, epochs: int | None, threads: int | None = None, keep: bool = False, study: str | None = None
+    workers: int,
+    epochs: int | None,
+    threads: int | None = None,
+    keep: bool = False,
+    study: str | None = None,
+    stack: bool = False,
 ) -> float:
     out = tempfile.mkdtemp(prefix=f"reglab-study-bench-{study or 'default'}-{workers}w-")
     cmd = [sys.executable, "-m", "reglab.lab.cli", "study", *([study] if study else []), "--workers", str(workers),
@@ -36,6 +42,8 @@ def run(
         cmd += ["--threads", str(threads)]
     if epochs:
         cmd += ["--epochs", str(epochs)]
+    if stack:
+        cmd.append("--stack")
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
@@ -118,6 +126,17 @@ def _list(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
+def stacking(epochs: int | None, rounds: int = 1) -> None:
+    """The default study with 2 workers, stacked (``--stack``) and not, in alternation."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for stack in (False, True):
+            times[stack].append(run(2, epochs, stack=stack))
+            print(f"{'stacked' if stack else 'separate'}: {times[stack][-1]:.1f} s", flush=True)
+    a, b = statistics.median(times[False]), statistics.median(times[True])
+    print(f"default study, 2 workers: stacked {b:.1f} s, separate {a:.1f} s: {b / a:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="*", default=[2, 1])
@@ -128,7 +147,10 @@ def main() -> None:
         "--ceiling", action="store_true", help="only time one trial with 2 threads, with 1, and two with 1 at once"
     )
     parser.add_argument("--studies", nargs="*", metavar="NAME", help="time the built-in studies (default: all)")
+    parser.add_argument("--stacking", action="store_true", help="2 workers with --stack and without, alternated")
     args = parser.parse_args()
+    if args.stacking:
+        return stacking(20 if args.quick else None)
     if args.studies is not None:
         return studies(args.studies, args.keep)
     if args.ceiling:

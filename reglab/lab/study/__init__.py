@@ -56,21 +56,24 @@ def run_study(
     workers: int = 1,
     threads: int | None = None,
     progress: bool = False,
+    stack: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``plan`` (only its missing trials) and write the report into ``out``; returns the
     leaderboard (one entry per arm, best test loss first). Each of the ``workers`` processes
     uses ``threads`` torch threads (default: per trial, as many as its model's size uses well,
     ``reglab.train.threads``, within its share of the CPU cores, ``cores // workers``); no more
-    processes start than trials are missing."""
+    processes start than trials are missing. ``stack``: the seeds of each arm train as one
+    stacked model where the recipe allows (``reglab.lab.stack``; the report says which did)."""
     import torch
 
-    from reglab._checks import check_folder, check_int
+    from reglab._checks import check_bool, check_folder, check_int
 
     if not isinstance(plan, Plan):
         raise ReglabTypeError(
             f"plan must be a Plan: make_plan(recipe, arms=[...], seeds=3) builds one; got {type(plan).__name__}"
         )
     workers = check_int("workers", workers, low=1)
+    check_bool("stack", stack)
     auto = threads is None
     threads = thread_share(workers) if threads is None else check_int("threads", threads, low=1)
     out = check_folder("out", out)
@@ -89,11 +92,11 @@ def run_study(
             before = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                work(plan, store, out, on_trial=bar.trial, threads="auto" if auto else None)
+                work(plan, store, out, on_trial=bar.trial, threads="auto" if auto else None, stack=stack)
             finally:
                 torch.set_num_threads(before)
         else:
-            run_workers(plan, store, out, workers, threads, on_trial=bar.trial, auto=auto)
+            run_workers(plan, store, out, workers, threads, on_trial=bar.trial, auto=auto, stack=stack)
     return write_report(store, out)
 
 

@@ -236,6 +236,14 @@ def render_html(
         f"{b.optimizer.lr:g} · "
         f"{b.training.epochs} epochs · batch {b.data.batch_size} · seeds {', '.join(map(str, plan.seeds))}</p>"
     )
+    stacked = sorted({r["arm"] for r in rows if r["summary"].get("stacked")})
+    if stacked:
+        apart = sorted({r["arm"] for r in rows} - set(stacked))
+        body.append(
+            f"<p class=meta>Trained stacked (each arm's seeds as one model): {esc(', '.join(stacked))}"
+            + (f"; one trial at a time: {esc(', '.join(apart))}" if apart else "")
+            + ".</p>"
+        )
     if getattr(board, "missing", None):
         body.append(
             f"<p class=missing>Not finished yet: {esc(missing_words(board.missing))}; run the study again to finish "

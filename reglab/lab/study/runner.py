@@ -139,9 +139,12 @@ def work(
     out: Path,
     on_trial: Callable[[str, int, str], None] | None = None,
     threads: str | None = None,
+    stack: bool = False,
 ) -> int:
     """Run trials until the study is complete; returns how many this worker ran. ``threads``
-    ``"auto"``: each trial picks its threads from its model's size, within this worker's."""
+    ``"auto"``: each trial picks its threads from its model's size, within this worker's.
+    ``stack``: a claimed trial takes the other waiting seeds of its arm with it (up to
+    ``reglab.lab.stack.MAX_COPIES``), trained as one stacked model where its recipe allows."""
     ran = 0
     while True:
         trials = store.trials()  # one read per round, shared by the steps below
@@ -157,13 +160,18 @@ def work(
                 return ran
             time.sleep(POLL)  # other workers are running the remaining trials
             continue
-        arm, seed = key_of(trial)
-        if on_trial:
-            on_trial(arm, seed, "start")
-        run_trial(plan, store, trial, out, threads)
-        ran += 1
-        if on_trial:
-            on_trial(arm, seed, "done")
+        group = [trial, *(_same_arm(plan, store, trials, trial) if stack else [])]
+        for t in group:
+            if on_trial:
+                on_trial(*key_of(t), "start")
+        if len(group) > 1:
+            run_group(plan, store, group, out, threads)
+        else:
+            run_trial(plan, store, trial, out, threads)
+        ran += len(group)
+        for t in group:
+            if on_trial:
+                on_trial(*key_of(t), "done")
 
 
 def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path, threads: str | None = None) -> None:
@@ -195,6 +203,66 @@ def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path, threads: str
         )
     except WriteError as e:  # left RUNNING: the next run finds its worker gone and stores it from its checkpoint
         raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
+
+
+def _same_arm(plan: Plan, store: StudyStore, trials: list[Any], first: Any) -> list[Any]:
+    """Claim the other waiting trials of ``first``'s arm, up to ``MAX_COPIES`` in all."""
+    from optuna.trial import TrialState
+
+    from reglab.lab.stack import MAX_COPIES
+
+    arm = key_of(first)[0]
+    waiting = [t for t in trials if t.state == TrialState.WAITING and key_of(t)[0] == arm and t.number != first.number]
+    claimed = []
+    for t in waiting:
+        if len(claimed) + 1 >= MAX_COPIES:
+            break
+        got = store.claim([t], choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
+        if got is not None:
+            claimed.append(got)
+    return claimed
+
+
+def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, threads: str | None = None) -> None:
+    """The claimed trials of one arm: stacked (``reglab.lab.stack``) when their recipe stacks and
+    none has a run folder to resume from, else one after the other."""
+    import contextlib
+
+    from reglab.lab.stack import recipe_problem, run_stacked
+
+    keys = [key_of(t) for t in group]
+    try:
+        recipes = [recipe_for(plan, store, arm, seed) for arm, seed in keys]
+    except BaseException as e:
+        for t in group:
+            store.fail(t._trial_id, f"{type(e).__name__}: {e}")
+        raise
+    folders = [run_dir(out, arm, seed, r) for (arm, seed), r in zip(keys, recipes)]
+    if recipe_problem(recipes[0]) or any((f / "checkpoint.pt").exists() for f in folders):
+        for t in group:
+            run_trial(plan, store, t, out, threads)
+        return
+    arm = keys[0][0]
+    try:
+        with contextlib.ExitStack() as leases:
+            for t in group:
+                leases.enter_context(store.leased(t._trial_id))
+            results = run_stacked(recipes, folders, threads)
+    except BaseException as e:
+        for t in group:
+            store.fail(t._trial_id, f"{type(e).__name__}: {e}")
+        if isinstance(e, InputError):
+            raise StudyError(f"the stacked trials of {arm} (seeds {[s for _, s in keys]}) failed: {e}") from e
+        note(e, f"in the stacked trials of {arm}")
+        raise
+    seeds = [seed for _, seed in keys]
+    for t, (_, seed), result in zip(group, keys, results):
+        result.summary["stacked"] = seeds  # trained as one model with these seeds of its arm
+        try:
+            store.complete(t._trial_id, returned_valid_loss(result.summary, result.history), trial_attrs(result),
+                           curve=[r["valid_loss"] for r in result.history])  # fmt: skip
+        except WriteError as e:
+            raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
 
 
 def returned_valid_loss(summary: dict[str, Any], history: list[dict[str, Any]]) -> float:
@@ -248,7 +316,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_main(
-    plan_dict: dict[str, Any], url: str, out: str, threads: int, auto: bool, events: Any, parent: int
+    plan_dict: dict[str, Any], url: str, out: str, threads: int, auto: bool, stack: bool, events: Any, parent: int
 ) -> None:
     _die_with_parent(parent)
     torch.set_num_threads(threads)
@@ -260,6 +328,7 @@ def _worker_main(
             Path(out),
             on_trial=lambda arm, seed, event: events.put((arm, seed, event)),
             threads="auto" if auto else None,
+            stack=stack,
         )
     except KeyboardInterrupt:
         sys.exit(130)
@@ -279,6 +348,7 @@ def run_workers(
     threads: int,
     on_trial: Callable[[str, int, str], None] | None = None,
     auto: bool = False,
+    stack: bool = False,
 ) -> None:
     """Run ``workers`` local processes (each with ``threads`` torch threads, or with ``auto`` up
     to ``threads`` per trial, by its model's size) until the study is complete;
@@ -295,7 +365,7 @@ def run_workers(
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(plan.to_dict(), store.url, str(out), threads, auto, events, os.getpid()),
+            args=(plan.to_dict(), store.url, str(out), threads, auto, stack, events, os.getpid()),
             daemon=True,
         )
         for _ in range(workers)

@@ -420,3 +420,50 @@ def test_the_combination_runs_the_merged_changes_of_the_arms_that_helped(signals
     recipe = next(r["recipe"] for r in rows if r["arm"] == "combination")
     assert recipe["model"]["dropout"] == 0.3 and recipe["regularization"]["l2"] == 1e-3
     assert "The combination of dropout, l2 reached test loss" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(signals, tmp_path):
+    arms = ["baseline", "dropout", "batch-norm", "early-stopping"]
+    plan = make_plan(tiny_base(signals).updated({"model.dropout": 0.0}), arms=arms, seeds=3)
+    run_study(plan, tmp_path / "apart")
+    run_study(plan, tmp_path / "stacked", stack=True)
+    apart, stacked = _results(tmp_path / "apart"), _results(tmp_path / "stacked")
+    assert apart.keys() == stacked.keys()
+    for key, (metrics, history, _) in apart.items():
+        other = stacked[key]
+        rel = 1e-3 if key[0] == "batch-norm" else 1e-5  # Adam on the pre-norm biases (reglab.train.stacked)
+        for a, b in zip(history, other[1], strict=True):
+            for k in ("train_loss", "valid_loss"):
+                assert b[k] == pytest.approx(a[k], rel=rel), (key, k)
+        assert other[0]["stopped_epoch"] == metrics["stopped_epoch"], key
+    store = StudyStore(sqlite_url(tmp_path / "stacked"), "regularization")
+    assert {t.user_attrs["summary"]["stacked"] == [0, 1, 2] for t in store.trials([TrialState.COMPLETE])} == {True}
+    assert (
+        "Trained stacked (each arm's seeds as one model): baseline, batch-norm, dropout, early-stopping"
+        in (tmp_path / "stacked" / "report.html").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_stacked_study_resumes_and_completes_each_point_once(signals, tmp_path):
+    args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 40,
+            "--seeds", 3, "--arms", "baseline,dropout,l2", "--stack", "--quiet", "--out", tmp_path]  # fmt: skip
+    url = sqlite_url(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "reglab.lab.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not _progressed(url, 3):
+        time.sleep(0.02)  # the first arm's three seeds are stored, the second group runs
+    time.sleep(0.3)
+    assert proc.poll() is None, "the kill must land mid-study"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    counts, _ = _counts(url)
+    assert 3 <= sum(counts.values()) < 9
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    counts, store = _counts(url)
+    assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout", "l2") for s in range(3)})
+    died = [t for t in store.trials([TrialState.FAIL]) if t.user_attrs.get("failure", "").startswith("worker died")]
+    assert len(died) == 3, "the killed group's three trials were detected and run again"
