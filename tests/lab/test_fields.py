@@ -49,7 +49,7 @@ def test_every_field_is_in_the_set_help_with_its_default():
 def test_every_flag_maps_to_a_field_and_shows_its_default(command):
     flags = {f.key: f for f in recipe_flags()}
     for action in _options(_subparser(command)):
-        own = ("config", "arms", "seeds", "workers", "threads", "list", "study", "storage", "name")
+        own = ("config", "arms", "seeds", "workers", "threads", "stack", "list", "study", "storage", "name")
         if set(action.option_strings) & OWN_FLAGS or action.dest in own:
             continue
         key = action.dest
