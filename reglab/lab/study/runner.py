@@ -160,7 +160,7 @@ def work(
                 return ran
             time.sleep(POLL)  # other workers are running the remaining trials
             continue
-        group = [trial, *(_same_arm(plan, store, trials, trial) if stack else [])]
+        group = [trial, *(_same_arm(plan, store, trials, trial, out) if stack else [])]
         for t in group:
             if on_trial:
                 on_trial(*key_of(t), "start")
@@ -205,30 +205,45 @@ def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path, threads: str
         raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
 
 
-def _same_arm(plan: Plan, store: StudyStore, trials: list[Any], first: Any) -> list[Any]:
-    """Claim the other waiting trials of ``first``'s arm, up to ``MAX_COPIES`` in all."""
+def _same_arm(plan: Plan, store: StudyStore, trials: list[Any], first: Any, out: Path) -> list[Any]:
+    """Claim the other waiting trials of ``first``'s arm, up to ``MAX_COPIES`` in all, when they
+    can train stacked: a recipe that stacks, no run folder to resume from (else none)."""
     from optuna.trial import TrialState
 
-    from reglab.lab.stack import MAX_COPIES
+    from reglab.lab.stack import MAX_COPIES, recipe_problem
 
-    arm = key_of(first)[0]
+    arm, seed = key_of(first)
+    try:
+        recipe = recipe_for(plan, store, arm, seed)
+    except InputError:
+        return []  # run_trial reports it
+    if recipe_problem(recipe) or _started(plan, store, out, arm, seed):
+        return []
     waiting = [t for t in trials if t.state == TrialState.WAITING and key_of(t)[0] == arm and t.number != first.number]
     claimed = []
     for t in waiting:
         if len(claimed) + 1 >= MAX_COPIES:
             break
+        if _started(plan, store, out, *key_of(t)):
+            continue
         got = store.claim([t], choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
         if got is not None:
             claimed.append(got)
     return claimed
 
 
+def _started(plan: Plan, store: StudyStore, out: Path, arm: str, seed: int) -> bool:
+    """Whether the point has a run folder with a checkpoint (a trial that died part-way): it
+    resumes from there, one trial at a time."""
+    return (run_dir(out, arm, seed, recipe_for(plan, store, arm, seed)) / "checkpoint.pt").exists()
+
+
 def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, threads: str | None = None) -> None:
-    """The claimed trials of one arm: stacked (``reglab.lab.stack``) when their recipe stacks and
-    none has a run folder to resume from, else one after the other."""
+    """The claimed trials of one arm (``_same_arm``: their recipe stacks, none has a run to
+    resume), trained stacked (``reglab.lab.stack``) and stored one by one."""
     import contextlib
 
-    from reglab.lab.stack import recipe_problem, run_stacked
+    from reglab.lab.stack import run_stacked
 
     keys = [key_of(t) for t in group]
     try:
@@ -238,10 +253,6 @@ def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, thread
             store.fail(t._trial_id, f"{type(e).__name__}: {e}")
         raise
     folders = [run_dir(out, arm, seed, r) for (arm, seed), r in zip(keys, recipes)]
-    if recipe_problem(recipes[0]) or any((f / "checkpoint.pt").exists() for f in folders):
-        for t in group:
-            run_trial(plan, store, t, out, threads)
-        return
     arm = keys[0][0]
     try:
         with contextlib.ExitStack() as leases:

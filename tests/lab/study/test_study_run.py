@@ -424,8 +424,8 @@ def test_the_combination_runs_the_merged_changes_of_the_arms_that_helped(signals
 
 @pytest.mark.slow
 def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(signals, tmp_path):
-    arms = ["baseline", "dropout", "batch-norm", "early-stopping"]
-    plan = make_plan(tiny_base(signals).updated({"model.dropout": 0.0}), arms=arms, seeds=3)
+    arms = ["baseline", "dropout", "batch-norm", "early-stopping", "penalty"]
+    plan = make_plan(tiny_base(signals), arms=arms, seeds=3, overrides={"penalty": {"regularization.l2": 1e-3}})
     run_study(plan, tmp_path / "apart")
     run_study(plan, tmp_path / "stacked", stack=True)
     apart, stacked = _results(tmp_path / "apart"), _results(tmp_path / "stacked")
@@ -438,11 +438,12 @@ def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(sig
                 assert b[k] == pytest.approx(a[k], rel=rel), (key, k)
         assert other[0]["stopped_epoch"] == metrics["stopped_epoch"], key
     store = StudyStore(sqlite_url(tmp_path / "stacked"), "regularization")
-    assert {t.user_attrs["summary"]["stacked"] == [0, 1, 2] for t in store.trials([TrialState.COMPLETE])} == {True}
+    stacked_with = {key_of(t): t.user_attrs["summary"].get("stacked") for t in store.trials([TrialState.COMPLETE])}
+    assert stacked_with == {(a, s): None if a == "penalty" else [0, 1, 2] for a in arms for s in range(3)}
     assert (
-        "Trained stacked (each arm's seeds as one model): baseline, batch-norm, dropout, early-stopping"
-        in (tmp_path / "stacked" / "report.html").read_text()
-    )
+        "Trained stacked (each arm's seeds as one model): baseline, batch-norm, dropout, early-stopping; one trial at "
+        "a time: penalty." in (tmp_path / "stacked" / "report.html").read_text()
+    )  # a penalty in the loss does not stack
 
 
 @pytest.mark.slow
