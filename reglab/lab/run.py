@@ -125,12 +125,14 @@ def run_recipe(
     extra = [ProgressBar(out.name)] if progress else []
     checkpointer = Checkpointer(ckpt, extra={"recipe": recipe.to_dict()}, every=checkpoint_every)
     trainer = build(recipe, callbacks=[*extra, checkpointer], data=data)  # bad data fails here, before any file
-    with _threads(trainer, threads):
+    with run_threads(trainer, threads):
         return _run(recipe, trainer, out, ckpt, state, plots)
 
 
 @contextlib.contextmanager
-def _threads(trainer: Trainer, threads: int | str | None):
+def run_threads(trainer: Trainer, threads: int | str | None):
+    """Torch's intra-op threads for the block: ``threads``, or ``"auto"`` (``reglab.train.threads``,
+    at most the current number), or ``None`` (unchanged); restored after."""
     before = torch.get_num_threads()
     if threads == "auto":
         from reglab.train.threads import threads_for

@@ -11,7 +11,7 @@ import torch
 from reglab.errors import ReglabError
 from reglab.lab.build import build
 from reglab.lab.recipe import Recipe
-from reglab.lab.run import Result, _threads, versions, write_results
+from reglab.lab.run import Result, run_threads, versions, write_results
 from reglab.optim import build_optimizer
 from reglab.train.checkpoint import save
 from reglab.train.stacked import StackedTrainer, stack_problem
@@ -58,7 +58,7 @@ def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | 
         raise ReglabError(f"these runs cannot be stacked: {problem}")
     o = recipes[0].optimizer
     stacked = StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
-    with _threads(trainers[0], threads):
+    with run_threads(trainers[0], threads):
         stacked.fit()
     results = []
     header = "recipe as run by reglab (stacked with the other seeds of its arm); " + ", ".join(

@@ -104,7 +104,8 @@ def batch_stats_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bat
     for m in probe.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.train()
-    correct, n = 0, len(x) - len(x) % batch_size if len(x) % batch_size == 1 else len(x)  # a batch of 1 has no variance
+    n = len(x) - 1 if len(x) % batch_size == 1 else len(x)  # a last batch of 1 has no variance: left out
+    correct = 0
     for i in range(0, n, batch_size):
         xb, yb = x[i : min(i + batch_size, n)], y[i : min(i + batch_size, n)]
         correct += int((probe(xb).argmax(1) == (yb.argmax(1) if yb.ndim == 2 else yb)).sum())

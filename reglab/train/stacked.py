@@ -174,7 +174,13 @@ class StackedModel(nn.Module):
         return self.layers(x)
 
     def _pairs(self) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        """(stacked tensor, the copies' own tensors) for every parameter and buffer, in order."""
+        """(stacked tensor, the copies' own tensors) for every parameter and buffer, in order;
+        found at the first use (after ``.to(device)``, which replaces buffers) and kept."""
+        if getattr(self, "_found", None) is None:
+            self._found = self._find_pairs()
+        return self._found
+
+    def _find_pairs(self) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
         out = []
         for i, layer in enumerate(self.layers):
             own = [dict(m[i].named_parameters()) | dict(m[i].named_buffers()) for m in self.models]

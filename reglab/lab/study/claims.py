@@ -173,22 +173,35 @@ def paired_finding(
     missing = evidence.lacking(arm, versus)
     if missing:
         return Finding(INCONCLUSIVE, f"no finished trial of {missing}", {}, "run the study")
-    pairs = list(dict.fromkeys([(arm, versus), *family]))
-    effects = {p: paired(evidence.values(p[0], name), evidence.values(p[1], name)) for p in pairs}
+    pairs = {p: (evidence.values(p[0], name), evidence.values(p[1], name)) for p in [(arm, versus), *family]}
+    a, b = pairs[(arm, versus)]
+    numbers = {"metric": name, "arm": arm, "versus": versus, "arm_mean": float(np.mean(list(a.values()))),
+               "versus_mean": float(np.mean(list(b.values())))}  # fmt: skip
+    return paired_verdict(pairs, (arm, versus), f"{label or name}: ", lower, numbers)
+
+
+def paired_verdict(
+    pairs: dict[Any, tuple[dict[int, float], dict[int, float]]],
+    which: Any,
+    prefix: str = "",
+    lower: bool = True,
+    numbers: dict[str, Any] | None = None,
+    names: tuple[str, str] | None = None,
+) -> Finding:
+    """The paired rule on ``pairs[which] = (a, b)`` (seed -> value): ``a − b`` claimed negative
+    if ``lower``, Holm-corrected over every pair of ``pairs``; ``names`` of a and b for the words
+    (default: ``which``'s two arms), ``numbers`` added to the finding's."""
+    a, b = pairs[which]
+    names = names or which
+    effects = {k: paired(x, y) for k, (x, y) in pairs.items()}
     adjusted = dict(zip(effects, holm([e.p for e in effects.values()])))
-    effect, p = effects[(arm, versus)], adjusted[(arm, versus)]
-    a, b = evidence.values(arm, name), evidence.values(versus, name)
-    label = label or name
-    words = f"{label}: {arm} {_mean_sd(list(a.values()))} vs {versus} {_mean_sd(list(b.values()))}; " + _effect_words(
-        effect, p
-    )
+    effect, p = effects[which], adjusted[which]
+    words = f"{prefix}{names[0]} {_mean_sd(list(a.values()))} vs {names[1]} {_mean_sd(list(b.values()))}; "
+    words += _effect_words(effect, p)
     if len(pairs) > 1:
         words += f" (Holm over {len(pairs)})"
-    numbers = {
-        "metric": name, "arm": arm, "versus": versus, "arm_mean": float(np.mean(list(a.values()))),
-        "versus_mean": float(np.mean(list(b.values()))), "diff": effect.diff, "low": effect.low,
-        "high": effect.high, "p": p, "p_raw": effect.p, "seeds": effect.n,
-    }  # fmt: skip
+    numbers = {**(numbers or {}), "diff": effect.diff, "low": effect.low, "high": effect.high, "p": p,
+               "p_raw": effect.p, "seeds": effect.n}  # fmt: skip
     claimed = (effect.diff < 0) == lower
     if not math.isnan(p) and p < ALPHA and effect.diff != 0:
         return Finding(HOLDS if claimed else FAILS, words, numbers)

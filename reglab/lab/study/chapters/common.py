@@ -90,26 +90,9 @@ def paired_values(
     """Like ``paired_finding`` for values that are not one metric of two arms (two metrics of one
     arm, or per-seed differences): ``pairs[name] = (a, b)``, seed -> value; the pair ``which``
     is tested (``a − b`` claimed negative if ``lower``), Holm-corrected over all the pairs."""
-    from reglab.lab.study.claims import _effect_words, _mean_sd
-    from reglab.lab.study.stats import ALPHA, holm, paired, seeds_needed
+    from reglab.lab.study.claims import paired_verdict
 
     a, b = pairs[which]
     if not a or not b:
         return Finding(INCONCLUSIVE, "no finished trials to compare", {}, "run the study")
-    effects = {k: paired(x, y) for k, (x, y) in pairs.items()}
-    adjusted = dict(zip(effects, holm([e.p for e in effects.values()])))
-    effect, p = effects[which], adjusted[which]
-    words = f"{names[0]} {_mean_sd(list(a.values()))} vs {names[1]} {_mean_sd(list(b.values()))}; " + _effect_words(
-        effect, p
-    )
-    if len(pairs) > 1:
-        words += f" (Holm over {len(pairs)})"
-    numbers = {"a": names[0], "b": names[1], "diff": effect.diff, "low": effect.low, "high": effect.high, "p": p,
-               "p_raw": effect.p, "seeds": effect.n}  # fmt: skip
-    claimed = (effect.diff < 0) == lower
-    if not math.isnan(p) and p < ALPHA and effect.diff != 0:
-        return Finding(HOLDS if claimed else FAILS, words, numbers)
-    needed = seeds_needed(effect, len(pairs))
-    decide = (f"about {needed} seeds would decide it, if the effect and spread stay as observed" if needed
-              else "no effect to detect at this spread" if effect.n >= 2 else "needs at least 2 seeds")  # fmt: skip
-    return Finding(INCONCLUSIVE, words, {**numbers, "seeds_needed": needed}, decide)
+    return paired_verdict(pairs, which, lower=lower, numbers={"a": names[0], "b": names[1]}, names=names)

@@ -15,7 +15,7 @@ from typing import Any
 
 from reglab.lab.study.chapters.common import best_arm, mean_line, points, seedwise, steps_per_epoch
 from reglab.lab.study.chapters.spec import ArmSpec, section
-from reglab.lab.study.claims import FAILS, HOLDS, Claim, Evidence, Finding, metric, paired_finding
+from reglab.lab.study.claims import FAILS, HOLDS, INCONCLUSIVE, Claim, Evidence, Finding, metric, paired_finding
 from reglab.lab.study.panels import Panel, panels_png
 from reglab.lab.study.stats import BASELINE
 
@@ -88,7 +88,7 @@ def _fewer_steps(which: str):
     def measure(evidence: Evidence) -> Finding:
         sgd, fast = _best(evidence, "sgd"), _best(evidence, which)
         if sgd is None or fast is None:
-            return Finding("inconclusive", "no finished trial of sgd or " + which, {}, "run the study")
+            return Finding(INCONCLUSIVE, "no finished trial of sgd or " + which, {}, "run the study")
 
         def passes(rows):
             target = rows[sgd]["history"][-1]["train_loss"]
@@ -119,7 +119,7 @@ def _step_ratio(row: dict[str, Any]) -> float:
 def _adagrad_shrinks(evidence: Evidence) -> Finding:
     arms = {k: _best(evidence, k) for k in ("adagrad", "rmsprop", "adam")}
     if None in arms.values():
-        return Finding("inconclusive", "no finished trial of " + ", ".join(k for k, a in arms.items() if a is None),
+        return Finding(INCONCLUSIVE, "no finished trial of " + ", ".join(k for k, a in arms.items() if a is None),
                        {}, "run the study")  # fmt: skip
 
     def passes(rows):
@@ -137,7 +137,7 @@ def _adadelta_untuned(evidence: Evidence) -> Finding:
     adam = _best(evidence, "adam")
     untuned = arm_name("adadelta", 1.0)
     if adam is None:
-        return Finding("inconclusive", "no finished Adam trial", {}, "run the study")
+        return Finding(INCONCLUSIVE, "no finished Adam trial", {}, "run the study")
 
     def passes(rows):
         a, b = metric(rows[untuned], "best_valid_loss"), metric(rows[adam], "best_valid_loss")
@@ -160,7 +160,7 @@ def _loss_at_time(row: dict[str, Any], seconds: float) -> float:
 def _per_second(evidence: Evidence) -> Finding:
     gd, sgd = _best(evidence, "gd"), _best(evidence, "sgd")
     if gd is None or sgd is None:
-        return Finding("inconclusive", "no finished trial of gd or sgd", {}, "run the study")
+        return Finding(INCONCLUSIVE, "no finished trial of gd or sgd", {}, "run the study")
 
     def passes(rows):
         budget = sum(r["time"] for r in rows[gd]["history"])
