@@ -32,6 +32,7 @@ from reglab._checks import check_float
 from reglab.errors import ReglabError, ReglabTypeError
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
 from reglab.optim.base import scale_by_schedule
+from reglab.optim.kernels import adam_kernel
 from reglab.optim.momentum import trace, trace_from_zero
 from reglab.optim.named import _Named, negate
 from reglab.registry import Registry
@@ -329,6 +330,9 @@ class Adam(_Named):
             raise ReglabTypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         for i, b in enumerate(betas):
             check_float(f"betas[{i}]", b, low=0, high=1, high_open=True)
+
+    def kernel_for(self, group):
+        return adam_kernel(group)
 
     def _scaling(self, group):
         b1, b2 = group["betas"]

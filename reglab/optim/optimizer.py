@@ -22,6 +22,7 @@ from reglab._checks import check_bool, check_lr
 from reglab.errors import ReglabError, ReglabTypeError
 from reglab.optim.base import Context, Transform, apply_updates, as_real, hyper_key
 from reglab.optim.flat import FlatGroup
+from reglab.optim.kernels import KernelGroup, kernel_ready
 
 TRANSFORMS_KEPT = 16  # transforms an Optimizer keeps, one per distinct set of hyperparameters
 
@@ -54,10 +55,13 @@ class Optimizer(torch.optim.Optimizer):
     are stepped as torch.optim steps them (see ``as_real``).
     ``fused=True`` selects the fast mode (reglab/optim/flat.py): one flat buffer per group and
     one compiled update, equal to the readable implementation; ``compile=False`` keeps the
-    flat buffers but runs the update uncompiled.
+    flat buffers but runs the update uncompiled. Otherwise a group whose chain one of
+    PyTorch's fused kernels computes exactly (plain Adam) is stepped by that kernel
+    (kernels.py); ``use_kernel = False`` on an optimizer steps every group through the chain.
     """
 
     sparse_grads = False  # takes sparse gradients (torch.optim's SGD and Adagrad do)
+    use_kernel = True  # step a group with PyTorch's fused kernel where it computes the chain (kernels.py)
     # torch.optim's names -> ours, for loading a torch.optim checkpoint of the same optimizer
     torch_state_names: dict[str, str] = {}  # per-parameter state (exp_avg -> mu, ...)
     torch_group_names: dict[str, str] = {}  # group options (decoupled_weight_decay -> decoupled)
@@ -92,6 +96,8 @@ class Optimizer(torch.optim.Optimizer):
         self.compile = compile
         self._flat: dict[int, FlatGroup] = {}  # fast mode: param-group index -> flat buffers
         self._transforms: dict[tuple, Transform] = {}  # hyper_key(group) -> transform built for it
+        self._kernel_fns: dict[tuple, Any] = {}  # hyper_key(group) -> kernel_for(group)
+        self._kernel_groups: dict[int, KernelGroup] = {}  # kernel path: param-group index -> its lists
         self._complex = False  # some parameter is complex: steps run on real views (see as_real)
         super().__init__(params, {"lr": lr, "fused": fused, **defaults})
 
@@ -140,6 +146,8 @@ class Optimizer(torch.optim.Optimizer):
             if self.fused:
                 self._fast_step(index, group)
                 continue
+            if self.use_kernel and not self._complex and self._kernel_step(index, group):
+                continue
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
@@ -164,6 +172,35 @@ class Optimizer(torch.optim.Optimizer):
                     transform.after_step(part_state, ctx)
                 del updates  # free this chunk's temporaries: the next chunk's reuse their (cached) memory
         return loss
+
+    def kernel_for(self, group: dict[str, Any]) -> Callable[..., None] | None:
+        """A fused kernel that computes this group's chain exactly, ``run(params, grads,
+        state_lists, steps, lr)``, or None (the chain steps it): kernels.py."""
+        return None
+
+    def _kernel_step(self, index: int, group: dict[str, Any]) -> bool:
+        """Step the group with its kernel, where it has one and every parameter can take it;
+        whether it did."""
+        key = hyper_key(group)
+        if key not in self._kernel_fns:
+            if len(self._kernel_fns) == TRANSFORMS_KEPT:
+                del self._kernel_fns[next(iter(self._kernel_fns))]
+            self._kernel_fns[key] = self.kernel_for({**group, "lr": float(group["lr"])})
+        run = self._kernel_fns[key]
+        params = group["params"]
+        if run is None or not params or not kernel_ready(params):
+            return False
+        kernel = self._kernel_groups.get(index)
+        if kernel is None or not kernel.current(params, self.state):
+            transform = self.transform_for({**group, "lr": float(group["lr"])})
+            self._init_state(params, transform)
+            names = tuple(n for n in self.state[params[0]] if n != "step")
+            kernel = self._kernel_groups[index] = KernelGroup(params, self.state, names)
+        if not kernel.usable:  # state of another dtype or device (model.double() after some steps): the chain
+            return False
+        kernel.count()
+        run(params, [p.grad for p in params], kernel.lists, kernel.steps, float(group["lr"]))
+        return True
 
     def begin_step(self) -> None:
         """Called once per step, after the closure and before any group steps: where a subclass
@@ -277,6 +314,14 @@ class Optimizer(torch.optim.Optimizer):
 
     def _gather_state(self, params: list[Tensor], transform: Transform) -> dict[str, list]:
         """Per-parameter state (created on first use) as lists over ``params``; steps += 1."""
+        self._init_state(params, transform)
+        for p in params:
+            self.state[p]["step"] = int(self.state[p]["step"]) + 1  # int: a fast-mode state holds a tensor
+        names = self.state[params[0]].keys()
+        return {name: [self.state[p][name] for p in params] for name in names}
+
+    def _init_state(self, params: list[Tensor], transform: Transform) -> None:
+        """The transform's state (and a step count of 0) for each parameter that has none yet."""
         fresh = [p for p in params if not self.state[p]]
         if fresh:  # a complex parameter's state is built on its real view (each part starts alike)
             for name, tensors in transform.init(as_real(fresh) if self._complex else fresh).items():
@@ -284,7 +329,3 @@ class Optimizer(torch.optim.Optimizer):
                     self.state[p][name] = torch.view_as_complex(tensor) if p.is_complex() else tensor
             for p in fresh:
                 self.state[p]["step"] = 0
-        for p in params:
-            self.state[p]["step"] = int(self.state[p]["step"]) + 1  # int: a fast-mode state holds a tensor
-        names = self.state[params[0]].keys()
-        return {name: [self.state[p][name] for p in params] for name in names}
