@@ -104,6 +104,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ReglabError(f"training.device = {name!r} but CUDA is not available here; use cpu or auto")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ReglabError(f"training.device = {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ReglabError("training.device = 'mps' but MPS (Apple's GPU) is not available here; use cpu or auto")
     return torch.device(name)
 
 
@@ -138,4 +142,6 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
         batch_transforms=made["batch"],
         loss_terms=made["loss"],
         seed=seed,
+        autocast=torch.bfloat16 if recipe.training.autocast == "bf16" else None,
+        compile=recipe.training.compile,
     )

@@ -252,7 +252,13 @@ class TrainingConfig(Section):
     epochs: int = setting(100, "passes over the training set", low=1, flag="--epochs", study=True)
     seed: int = setting(0, "seeds the split, the initialization, the shuffling and dropout",
                         low=0, high=2**63 - 1, flag="--seed")  # fmt: skip
-    device: str = setting("cpu", "cpu, cuda, cuda:N or auto (cuda when available)", flag="--device")
+    device: str = setting("cpu", "cpu, cuda, cuda:N, mps or auto (cuda when available): where the data, the model "
+                                 "and every step live", flag="--device")  # fmt: skip
+    autocast: str = setting("off", "off, or bf16: every forward pass under torch.autocast in bfloat16 (products in "
+                                   "bfloat16, reductions and losses in float32)", choices=("off", "bf16"),
+                            flag="--autocast")  # fmt: skip
+    compile: bool = setting(False, "compile the training forward and backward with torch.compile (inductor): faster "
+                                   "steps after seconds of compiling", flag="--compile")  # fmt: skip
     loss: str = setting("cross_entropy", "cross_entropy for classes; mse (outlier-sensitive), mae (robust) or huber",
                         choices=LOSSES, flag="--loss", study=True)  # fmt: skip
     grad_norms: bool = setting(False, "record each layer's mean gradient norm per epoch (vanishing/exploding)",
@@ -274,8 +280,8 @@ class TrainingConfig(Section):
 
     def check(self) -> None:
         d = self.device
-        if not (d in ("cpu", "cuda", "auto") or (d.startswith("cuda:") and d[5:].isdigit())):
-            raise ReglabError(f"training.device must be cpu, cuda, cuda:N or auto; got {d!r}")
+        if not (d in ("cpu", "cuda", "mps", "auto") or (d.startswith("cuda:") and d[5:].isdigit())):
+            raise ReglabError(f"training.device must be cpu, cuda, cuda:N, mps or auto; got {d!r}")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,15 @@ def recipe_problem(recipe: Recipe) -> str | None:
     return None
 
 
+def rng_state(device: torch.device) -> torch.Tensor:
+    """The state of the default generator that a model's dropout on ``device`` draws from."""
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        return torch.mps.get_rng_state()
+    return torch.get_rng_state()
+
+
 def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | str | None = None) -> list[Result]:
     """Train ``recipes`` (the same recipe on different seeds) as one stacked model and write each
     into its folder of ``outs`` as ``run_recipe`` does (a finished checkpoint, history, summary;
@@ -52,7 +61,7 @@ def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | 
     trainers, states = [], []
     for recipe in recipes:
         trainers.append(build(recipe))
-        states.append(torch.get_rng_state())  # what the run's dropout would draw from next
+        states.append(rng_state(trainers[-1].device))  # what the run's dropout would draw from next
     problem = stack_problem(trainers)
     if problem:
         raise ReglabError(f"these runs cannot be stacked: {problem}")

@@ -103,6 +103,14 @@ def what(value: Any) -> str:
     return repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
 
 
+def autocast_dtype(dtype: Any) -> torch.dtype | None:
+    """``autocast``: None (off) or ``torch.bfloat16`` (float16 would need a gradient scaler to
+    train: its gradients underflow)."""
+    if dtype is None or dtype == torch.bfloat16:
+        return dtype
+    raise ReglabTypeError(f"autocast must be None or torch.bfloat16; got {dtype!r}")
+
+
 def check_model(model: nn.Module, data: Data, outputs: bool) -> None:
     """One training sample through the model (``eval()`` mode, no gradient, mode restored),
     before any step: the model must take the data's inputs and, with the default loss

@@ -16,6 +16,7 @@ records hold the losses only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from reglab._checks import check_int
+from reglab._checks import check_bool, check_int
 from reglab.data import Data
 from reglab.errors import ReglabError, ReglabTypeError
 from reglab.train import checks
@@ -52,6 +53,13 @@ class Trainer:
     ``load_state_dict`` + ``fit()`` continues exactly where the run was interrupted.
     ``loss_fn(output, target)`` defaults to cross-entropy for class labels and to the mean
     squared error for regression targets (``reglab.train.losses.LOSSES`` has ``mae`` too).
+
+    The steps run where the data lives (``data.to(device)``, the model moved alike): batches are
+    drawn, transformed and mixed on that device, and each step's loss and logits stay there,
+    reduced once per epoch, so that nothing inside an epoch waits for the device.
+    ``autocast=torch.bfloat16`` runs every forward pass under ``torch.autocast`` (the loss is
+    computed from its outputs in float32); ``compile=True`` trains with ``torch.compile(model)``
+    (forward and backward compiled by inductor at the first step; evaluation runs the model).
     """
 
     def __init__(
@@ -67,6 +75,8 @@ class Trainer:
         batch_transforms: Sequence[BatchTransform] = (),
         loss_terms: Sequence[LossTerm] = (),
         seed: int = 0,
+        autocast: torch.dtype | None = None,
+        compile: bool = False,
     ) -> None:
         checks.check_parts(model, data, optimizer)
         self.model, self.data, self.optimizer = model, data, optimizer
@@ -77,6 +87,9 @@ class Trainer:
         self.batch_transforms = checks.callables("batch_transforms", batch_transforms)
         self.loss_terms = checks.callables("loss_terms", loss_terms)
         self.device = data.x_train.device
+        self.autocast = checks.autocast_dtype(autocast)
+        self.compile = check_bool("compile", compile)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the compiled model, once made
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # shuffling, augmentation
         self.classify = not data.regression  # accuracy is recorded for class labels only
         self.history = History()
@@ -101,6 +114,24 @@ class Trainer:
         )
 
     # -- the loop ------------------------------------------------------------------------------
+    def cast(self) -> Any:
+        """The context of a forward pass: ``torch.autocast`` in the trainer's ``autocast`` dtype
+        (products in bfloat16, reductions in float32), or none. The loss is computed after it,
+        on the outputs in float32."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
+    def training_forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The model as the training steps call it: ``torch.compile(model)`` (forward and
+        backward compiled by inductor, made at the first call) with ``compile``, else the model.
+        Evaluation always runs the model itself: one compiled graph, for the training batches."""
+        if not self.compile:
+            return self.model
+        if self._forward is None:
+            self._forward = torch.compile(self.model)
+        return self._forward
+
     def fit(self) -> History:
         # per-step hooks, only for the callbacks that have them (weight noise)
         self._batch_begin = [cb for cb in self.callbacks if hasattr(cb, "on_batch_begin")]
@@ -150,6 +181,7 @@ class Trainer:
         logits: list[torch.Tensor] = []
         classify = self.classify
         labels: list[torch.Tensor] = []
+        forward = self.training_forward()
         for i in range(0, n, bs):
             idx = perm[i : i + bs]
             xb, yb = x[idx], y[idx]
@@ -164,8 +196,9 @@ class Trainer:
                 labels.append(_hard(yb))
             for cb in self._batch_begin:
                 cb.on_batch_begin(self)
-            out = model(xb)
-            data_loss = self.loss_fn(out, yb)
+            with self.cast():
+                out = forward(xb)
+            data_loss = self.loss_fn(_full(out), yb)
             loss = data_loss
             for term in self.loss_terms:
                 loss = loss + term(model)
@@ -196,7 +229,8 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for i in range(0, len(x), EVAL_BATCH):
             xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
-            out = self.model(xb)
+            with self.cast():
+                out = _full(self.model(xb))
             total_loss += self.loss_fn(out, yb).double() * len(xb)
             if self.classify:
                 correct += (out.argmax(1) == _hard(yb)).sum()
@@ -277,6 +311,11 @@ def fit(
     return Trainer(
         model, data, optimizer, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks), **options
     ).fit()
+
+
+def _full(out: torch.Tensor) -> torch.Tensor:
+    """Outputs of an autocast forward pass (bfloat16) in float32, for the loss; others as they are."""
+    return out.float() if out.dtype == torch.bfloat16 else out
 
 
 def _hard(y: torch.Tensor) -> torch.Tensor:

@@ -44,19 +44,27 @@ from torch import nn
 
 from reglab.errors import ReglabError
 from reglab.train.callbacks import LRScheduler, call
-from reglab.train.loop import Trainer, _hard
+from reglab.train.loop import Trainer, _full
+from reglab.train.losses import LOSSES
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)
 
 
 class _Linear(nn.Module):
+    """The copies' weights stored transposed, (S, in, out): ``baddbmm`` then takes them as they
+    are and their gradient ``xᵀ ∂L/∂y`` comes out of the backward product in the weight's own
+    layout (stored as (S, out, in), every step's gradient would be copied into that layout:
+    15% of a stacked step, BENCHMARKS.md)."""
+
+    transposed = ("weight",)  # stored as the copies' own tensors transposed
+
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))  # (S, out, in)
+        self.weight = nn.Parameter(torch.stack([m.weight.detach().t() for m in layers]).contiguous())  # (S, in, out)
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(1))  # (S, 1, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class _BatchNorm(nn.Module):
@@ -76,17 +84,10 @@ class _BatchNorm(nn.Module):
         if self.training:
             self.num_batches_tracked.add_(1)
         out = [
-            nn.functional.batch_norm(
-                x[s],
-                self.running_mean[s],
-                self.running_var[s],
-                self.weight[s],
-                self.bias[s],
-                self.training,
-                self.momentum,
-                self.eps,
-            )  # fmt: skip
-            for s in range(len(x))
+            nn.functional.batch_norm(xs, mean, var, w, b, self.training, self.momentum, self.eps)
+            for xs, mean, var, w, b in zip(
+                x.unbind(), self.running_mean, self.running_var, self.weight.unbind(), self.bias.unbind()
+            )
         ]  # each copy as its own BatchNorm1d: its batch's statistics, its running averages (updated in place)
         return torch.stack(out)
 
@@ -106,7 +107,8 @@ class _LayerNorm(nn.Module):
 
 class _Dropout(nn.Module):
     """Each copy's mask from its own generator, as ``F.dropout`` draws it from the global RNG
-    on CPU: ``bernoulli(1 − p)``, divided by ``1 − p``, times the input."""
+    on CPU: ``bernoulli(1 − p)``, divided by ``1 − p``, times the input. (On CUDA, ``F.dropout``'s
+    fused kernel draws its masks otherwise: a copy's masks are its own, not its separate run's.)"""
 
     def __init__(self, p: float, generators: Sequence[torch.Generator]) -> None:
         super().__init__()
@@ -115,8 +117,10 @@ class _Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        masks = [torch.empty_like(x[s]).bernoulli_(1 - self.p, generator=g) for s, g in enumerate(self.generators)]
-        return x * torch.stack(masks).div_(1 - self.p)
+        mask = torch.empty_like(x)
+        for m, g in zip(mask, self.generators):
+            m.bernoulli_(1 - self.p, generator=g)
+        return x * mask.div_(1 - self.p)
 
 
 class _Flatten(nn.Module):
@@ -175,7 +179,8 @@ class StackedModel(nn.Module):
 
     def _pairs(self) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
         """(stacked tensor, the copies' own tensors) for every parameter and buffer, in order;
-        found at the first use (after ``.to(device)``, which replaces buffers) and kept."""
+        found at the first use (after ``.to(device)``, which replaces buffers) and kept. The
+        copies' tensors are listed as views in the stacked layout: a Linear weight's transposed."""
         if getattr(self, "_found", None) is None:
             self._found = self._find_pairs()
         return self._found
@@ -184,14 +189,15 @@ class StackedModel(nn.Module):
         out = []
         for i, layer in enumerate(self.layers):
             own = [dict(m[i].named_parameters()) | dict(m[i].named_buffers()) for m in self.models]
+            flipped = getattr(layer, "transposed", ())
             for name, t in [*layer.named_parameters(recurse=False), *layer.named_buffers(recurse=False)]:
-                out.append((t, [o[name] for o in own]))
+                out.append((t, [o[name].t() if name in flipped else o[name] for o in own]))
         return out
 
     @torch.no_grad()
     def copy_to(self, s: int) -> None:
         for stacked, own in self._pairs():
-            own[s].copy_(stacked[s].reshape(own[s].shape))
+            own[s].copy_(stacked[s].reshape(own[s].shape))  # a weight's own view is transposed, as stacked
 
     @torch.no_grad()
     def snapshot(self, s: int) -> list[torch.Tensor]:
@@ -204,9 +210,11 @@ class StackedModel(nn.Module):
 
 
 class StackedTrainer:
-    """Trains the ``trainers`` (separately built, one per copy; ``rng_states[s]``: the global RNG
-    state right after copy s's model was built, which its dropout draws from in a run of its own)
-    as one stacked model with the optimizer ``make_optimizer(stacked_model)`` builds."""
+    """Trains the ``trainers`` (separately built, one per copy; ``rng_states[s]``: the state of
+    the default generator of the copies' device right after copy s's model was built, which its
+    dropout draws from in a run of its own) as one stacked model with the optimizer
+    ``make_optimizer(stacked_model)`` builds. The trainers' ``autocast`` and ``compile`` apply
+    to the stacked forward pass (compiled: the stacked forward and backward, one graph)."""
 
     def __init__(
         self,
@@ -216,16 +224,17 @@ class StackedTrainer:
     ) -> None:
         self.trainers = list(trainers)
         first = self.trainers[0]
-        if any(
-            (t.epochs, t.batch_size, len(t.data.x_train)) != (first.epochs, first.batch_size, len(first.data.x_train))
-            for t in self.trainers
-        ):
-            raise ReglabError("stacked copies need the same epochs, batch size and training-set size")  # fmt: skip
-        self.generators = [torch.Generator().manual_seed(0) for _ in self.trainers]
+        if any(_shape(t) != _shape(first) for t in self.trainers):
+            raise ReglabError(
+                "stacked copies need the same epochs, batch size, training-set size, device, autocast and compile"
+            )
+        self.generators = [torch.Generator(device=first.device).manual_seed(0) for _ in self.trainers]
         for g, state in zip(self.generators, rng_states):
             g.set_state(state)
         self.model = StackedModel([t.model for t in self.trainers], self.generators).to(first.device)
         self.optimizer = make_optimizer(self.model)
+        self.forward = torch.compile(self.model) if first.compile else self.model  # compiled: forward and backward
+        self._sets: tuple[torch.Tensor, torch.Tensor] | None = None  # the copies' training sets, stacked
         self.frozen: dict[int, list[torch.Tensor]] = {}  # copy -> its weights when it stopped
 
     def fit(self) -> list[Any]:
@@ -275,45 +284,72 @@ class StackedTrainer:
                     mine[key] = value
 
     def train_epoch(self) -> list[tuple[float, float | None]]:
-        """One pass over each copy's shuffled training set; per copy (mean loss, accuracy)."""
+        """One pass over each copy's shuffled training set; per copy (mean loss, accuracy).
+
+        Each step works on the copies at once where it can: one gather of the (S, B) batch
+        from the copies' stacked training sets (copy by copy where batch transforms draw from
+        each copy's generator), one loss over the S·B samples (the copies' mean losses, for
+        PyTorch's losses; a custom loss function is called per copy), and the losses and
+        logits kept as (S, ...) tensors, reduced once per epoch."""
         trainers, model, opt = self.trainers, self.model, self.optimizer
         model.train()
         first = trainers[0]
-        n, bs = len(first.data.x_train), first.batch_size
-        perms = [torch.randperm(n, generator=t.generator, device=t.device) for t in trainers]
-        losses: list[list[torch.Tensor]] = [[] for _ in trainers]
-        logits: list[list[torch.Tensor]] = [[] for _ in trainers]
-        labels: list[list[torch.Tensor]] = [[] for _ in trainers]
+        n, bs, copies = len(first.data.x_train), first.batch_size, len(trainers)
+        perms = torch.stack([torch.randperm(n, generator=t.generator, device=t.device) for t in trainers])
+        transforms = any(t.batch_transforms for t in trainers)
+        if not transforms and self._sets is None:
+            self._sets = (torch.stack([t.data.x_train for t in trainers]),
+                          torch.stack([t.data.y_train for t in trainers]))  # fmt: skip
+        rows = torch.arange(copies, device=first.device).unsqueeze(1)
+        batched_loss = all(t.loss_fn is first.loss_fn for t in trainers) and any(first.loss_fn is f for f in _LOSSES)
+        losses: list[torch.Tensor] = []
+        logits: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
         for i in range(0, n, bs):
-            xs, ys = [], []
-            for s, t in enumerate(trainers):
-                idx = perms[s][i : i + bs]
-                xb, yb = t.data.x_train[idx], t.data.y_train[idx]
-                for transform in t.batch_transforms:
-                    xb, yb = transform(xb, yb, t.generator)
-                xs.append(xb)
-                ys.append(yb)
-            out = model(torch.stack(xs))
-            each = [t.loss_fn(out[s], ys[s]) for s, t in enumerate(trainers)]
+            idx = perms[:, i : i + bs]
+            if transforms:
+                xs, ys = [], []
+                for s, t in enumerate(trainers):
+                    xb, yb = t.data.x_train[idx[s]], t.data.y_train[idx[s]]
+                    for transform in t.batch_transforms:
+                        xb, yb = transform(xb, yb, t.generator)
+                    xs.append(xb)
+                    ys.append(yb)
+                xb, yb = torch.stack(xs), torch.stack(ys)
+            else:
+                xb, yb = self._sets[0][rows, idx], self._sets[1][rows, idx]
+            with first.cast():
+                out = self.forward(xb)
+            out = _full(out)
+            if batched_loss:  # the mean over each copy's samples of the per-sample losses
+                each = first.loss_fn(out.flatten(0, 1), yb.flatten(0, 1), reduction="none").view(copies, -1).mean(1)
+            else:
+                each = torch.stack([t.loss_fn(o, y) for t, o, y in zip(trainers, out.unbind(), yb.unbind())])
             opt.zero_grad(set_to_none=True)
-            torch.stack(each).sum().backward()
+            each.sum().backward()
             opt.step()
             for s, saved in self.frozen.items():
                 model.restore(s, saved)
-            for s, t in enumerate(trainers):
-                losses[s].append(each[s].detach())
-                if t.classify:
-                    logits[s].append(out[s].detach())
-                    labels[s].append(_hard(ys[s]))
-        results = []
-        for s, t in enumerate(trainers):
-            stacked = torch.stack(losses[s])
-            sizes = torch.full_like(stacked, bs)
-            sizes[-1] = n - bs * (len(losses[s]) - 1)
-            loss = float((stacked * sizes).sum()) / n
-            acc = float((torch.cat(logits[s]).argmax(1) == torch.cat(labels[s])).sum()) / n if t.classify else None
-            results.append((loss, acc))
-        return results
+            losses.append(each.detach())
+            if first.classify:
+                logits.append(out.detach())
+                labels.append(yb.argmax(-1) if yb.ndim == 3 else yb)
+        stacked = torch.stack(losses, 1)  # (S, steps)
+        sizes = torch.full_like(stacked[0], bs)
+        sizes[-1] = n - bs * (stacked.shape[1] - 1)
+        mean_losses = [total / n for total in (stacked * sizes).sum(1).tolist()]  # as Trainer.train_epoch
+        if not first.classify:
+            return [(loss, None) for loss in mean_losses]
+        correct = (torch.cat(logits, 1).argmax(-1) == torch.cat(labels, 1)).sum(1).tolist()
+        return [(loss, c / n) for loss, c in zip(mean_losses, correct)]
+
+
+_LOSSES = tuple(LOSSES.values())  # PyTorch's losses: they take reduction="none"
+
+
+def _shape(t: Trainer) -> tuple:
+    """What the copies of a stacked model must share."""
+    return t.epochs, t.batch_size, len(t.data.x_train), t.device, t.autocast, t.compile
 
 
 def stack_problem(trainers: Sequence[Trainer]) -> str | None:

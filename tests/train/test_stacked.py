@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from reglab import cnn
+from reglab.lab.build import build
 from reglab.lab.recipe import Recipe
 from reglab.lab.run import train_recipe
 from reglab.lab.stack import recipe_problem, run_stacked
@@ -54,10 +55,15 @@ def test_an_early_stopped_copy_is_frozen_and_restored_to_its_best_epoch(tmp_path
     stacked = run_stacked(recipes, [tmp_path / f"seed{s}" for s in range(3)])
     stops = [r.summary["stopped_epoch"] for r in stacked]
     assert stops == [r.summary["stopped_epoch"] for r in apart] and min(stops) < 40 and len(set(stops)) > 1
-    for a, b in zip(apart, stacked):
-        assert b.summary["restored_epoch"] == a.summary["restored_epoch"]
+    for recipe, a, b in zip(recipes, apart, stacked):
+        best = b.summary["restored_epoch"]
+        assert best == a.summary["restored_epoch"] < b.summary["stopped_epoch"]
+        fresh = build(recipe)  # the restored weights are the best epoch's: they give its validation loss again
+        fresh.model.load_state_dict(b.model.state_dict())
+        assert fresh.evaluate(fresh.data.x_valid, fresh.data.y_valid)[0] == b.history[best - 1]["valid_loss"]
         for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
-            torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6, msg=name)
+            # ~100 steps: Adam turns the batched products' rounding into weight differences up to ~1e-5
+            torch.testing.assert_close(y, x, rtol=1e-5, atol=3e-5, msg=name)
         assert (tmp_path / f"seed{a.summary['recipe']['training']['seed']}" / "summary.json").exists()
 
 
