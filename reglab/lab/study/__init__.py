@@ -21,9 +21,10 @@ from reglab._files import atomic_write, make_folder
 from reglab.errors import InputError, MissingFileError, ReglabError, ReglabTypeError
 from reglab.lab.study.plan import ARMS, COMBINATION, DEFAULT_NAME, Plan, load_study_file, make_plan
 from reglab.lab.study.report import write_report
-from reglab.lab.study.runner import StudyError, attach, run_workers, thread_share, work
+from reglab.lab.study.runner import StudyError, attach, work
 from reglab.lab.study.storage import StorageError, StudyStore, redact_url, sqlite_url
 from reglab.lab.study.terminal import print_leaderboard
+from reglab.lab.study.workers import run_workers, thread_share
 
 __all__ = [
     "ARMS", "COMBINATION", "DEFAULT_NAME", "Plan", "StorageError", "StudyError", "load_study_file", "make_plan",
@@ -56,14 +57,16 @@ def run_study(
     workers: int = 1,
     threads: int | None = None,
     progress: bool = False,
-    stack: bool = False,
+    stack: bool = True,
 ) -> list[dict[str, Any]]:
     """Run ``plan`` (only its missing trials) and write the report into ``out``; returns the
     leaderboard (one entry per arm, best test loss first). Each of the ``workers`` processes
     uses ``threads`` torch threads (default: per trial, as many as its model's size uses well,
     ``reglab.train.threads``, within its share of the CPU cores, ``cores // workers``); no more
-    processes start than trials are missing. ``stack``: the seeds of each arm train as one
-    stacked model where the recipe allows (``reglab.lab.stack``; the report says which did)."""
+    processes start than trials are missing. ``stack`` (on by default): a worker trains the
+    waiting seeds of an arm, up to its share of the waiting trials, as one stacked model where
+    the recipe allows (``reglab.lab.stack``; each trial records the seeds it was stacked with,
+    the report says which arms stacked); ``stack=False`` trains one trial at a time."""
     import torch
 
     from reglab._checks import check_bool, check_folder, check_int

@@ -5,26 +5,23 @@ finished trial, claim one, train it (``run_recipe`` into ``OUT/runs/ARM-seedS-HA
 checkpoint every ``CHECKPOINT_EVERY`` epochs so that a killed trial resumes where it stopped),
 and store its results. Once every single-technique arm is finished, the ``combination`` arm is
 derived from their results (once, stored with the study) and enqueued. The same loop serves
-one in-process worker, ``--workers N`` local processes, and workers started on other machines
-against one shared storage URL.
+one in-process worker, ``--workers N`` local processes (workers.py), and workers started on
+other machines against one shared storage URL. With stacking, a worker claims the other waiting
+seeds of its trial's arm (its share of the waiting trials) and trains them as one stacked model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import multiprocessing
-import os
-import queue
-import signal
-import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from optuna.trial import TrialState
 
 from reglab.errors import InputError, WriteError, note
 from reglab.lab.recipe import Recipe
@@ -42,13 +39,6 @@ POLL = 0.25  # seconds an idle worker waits before looking for work again (the c
 
 class StudyError(InputError, RuntimeError):
     """A trial or a worker failed on its input; the study can be resumed once the cause is fixed."""
-
-
-class WorkerCrashed(RuntimeError):
-    """A local worker ended with an internal error (its traceback is printed above)."""
-
-
-INTERNAL_EXIT = 3  # a worker's exit status after an internal error (1: bad input, 130: interrupted)
 
 
 def attach(plan: Plan, url: str) -> StudyStore:
@@ -143,9 +133,13 @@ def work(
 ) -> int:
     """Run trials until the study is complete; returns how many this worker ran. ``threads``
     ``"auto"``: each trial picks its threads from its model's size, within this worker's.
-    ``stack``: a claimed trial takes the other waiting seeds of its arm with it (up to
-    ``reglab.lab.stack.MAX_COPIES``), trained as one stacked model where its recipe allows."""
+    ``stack``: the seeds of an arm whose recipe stacks form stack groups, fixed by the plan
+    (``stack_group``: the arm's seeds in plan order, ``MAX_COPIES`` at a time); a worker claims
+    a group's first waiting trial only while no trial of the group runs, takes the group's other
+    waiting trials with it and trains them as one stacked model. Which trials stack together
+    thus depends on the plan and the stored states alone, never on the workers' timing."""
     ran = 0
+    stackable: dict[str, bool] = {}
     while True:
         trials = store.trials()  # one read per round, shared by the steps below
         if store.reap(trials):
@@ -154,13 +148,14 @@ def work(
         points = grid(plan, store, done)
         if store.enqueue_missing(points, trials):
             trials = store.trials()
-        trial = store.claim(trials, choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
+        candidates = group_leaders(plan, store, trials, stackable) if stack else trials
+        trial = store.claim(candidates, choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
         if trial is None:
             if all(p in done for p in points):  # grid() adds the combination once the rest is done
                 return ran
             time.sleep(POLL)  # other workers are running the remaining trials
             continue
-        group = [trial, *(_same_arm(plan, store, trials, trial, out) if stack else [])]
+        group = [trial, *(same_group(plan, store, trials, trial, out) if stack else [])]
         for t in group:
             if on_trial:
                 on_trial(*key_of(t), "start")
@@ -205,34 +200,73 @@ def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path, threads: str
         raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
 
 
-def _same_arm(plan: Plan, store: StudyStore, trials: list[Any], first: Any, out: Path) -> list[Any]:
-    """Claim the other waiting trials of ``first``'s arm, up to ``MAX_COPIES`` in all, when they
-    can train stacked: a recipe that stacks, no run folder to resume from (else none)."""
-    from optuna.trial import TrialState
+def stack_group(plan: Plan, arm: str, seed: int) -> tuple[str, int]:
+    """The stack group of a grid point: its arm and which ``MAX_COPIES`` of the plan's seeds."""
+    from reglab.lab.stack import MAX_COPIES
 
-    from reglab.lab.stack import MAX_COPIES, recipe_problem
+    return arm, list(plan.seeds).index(seed) // MAX_COPIES
+
+
+def group_leaders(plan: Plan, store: StudyStore, trials: list[Any], stackable: dict[str, bool]) -> list[Any]:
+    """The waiting trials a worker may claim: every trial of an arm that does not stack; of an
+    arm that stacks, the first waiting trial of each group none of whose trials is running
+    (``stackable``: arm -> whether its recipe stacks, filled in as arms are met)."""
+    from reglab.lab.stack import recipe_problem
+
+    running = {stack_group(plan, *key_of(t)) for t in trials if t.state == TrialState.RUNNING}
+    first: dict[tuple[str, int], Any] = {}
+    out = []
+    for t in trials:
+        if t.state != TrialState.WAITING:
+            continue
+        arm, seed = key_of(t)
+        if arm not in stackable:
+            try:
+                stackable[arm] = recipe_problem(recipe_for(plan, store, arm, seed)) is None
+            except InputError:
+                stackable[arm] = False  # run_trial reports it
+        if not stackable[arm]:
+            out.append(t)
+            continue
+        group = stack_group(plan, arm, seed)
+        if group in running:
+            continue
+        if group not in first or list(plan.seeds).index(seed) < list(plan.seeds).index(key_of(first[group])[1]):
+            first[group] = t
+    return out + sorted(first.values(), key=lambda t: t.number)
+
+
+def same_group(plan: Plan, store: StudyStore, trials: list[Any], first: Any, out: Path) -> list[Any]:
+    """Claim the other waiting trials of ``first``'s stack group, in seed order, when they can
+    train stacked: a recipe that stacks and no run folder to resume from (a trial that died
+    part-way resumes on its own); else none."""
+    from reglab.lab.stack import recipe_problem
 
     arm, seed = key_of(first)
     try:
         recipe = recipe_for(plan, store, arm, seed)
     except InputError:
         return []  # run_trial reports it
-    if recipe_problem(recipe) or _started(plan, store, out, arm, seed):
+    if recipe_problem(recipe) or started(plan, store, out, arm, seed):
         return []
-    waiting = [t for t in trials if t.state == TrialState.WAITING and key_of(t)[0] == arm and t.number != first.number]
+    group = stack_group(plan, arm, seed)
+    order = list(plan.seeds)
+    members = [
+        t
+        for t in trials
+        if t.state == TrialState.WAITING and t.number != first.number and stack_group(plan, *key_of(t)) == group
+    ]
     claimed = []
-    for t in waiting:
-        if len(claimed) + 1 >= MAX_COPIES:
-            break
-        if _started(plan, store, out, *key_of(t)):
+    for t in sorted(members, key=lambda t: order.index(key_of(t)[1])):
+        if started(plan, store, out, *key_of(t)):
             continue
-        got = store.claim([t], choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
+        got = store.claim([t], choices={"arm": plan.arm_names, "seed": order})
         if got is not None:
             claimed.append(got)
     return claimed
 
 
-def _started(plan: Plan, store: StudyStore, out: Path, arm: str, seed: int) -> bool:
+def started(plan: Plan, store: StudyStore, out: Path, arm: str, seed: int) -> bool:
     """Whether the point has a run folder with a checkpoint (a trial that died part-way): it
     resumes from there, one trial at a time."""
     return (run_dir(out, arm, seed, recipe_for(plan, store, arm, seed)) / "checkpoint.pt").exists()
@@ -241,8 +275,6 @@ def _started(plan: Plan, store: StudyStore, out: Path, arm: str, seed: int) -> b
 def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, threads: str | None = None) -> None:
     """The claimed trials of one arm (``_same_arm``: their recipe stacks, none has a run to
     resume), trained stacked (``reglab.lab.stack``) and stored one by one."""
-    import contextlib
-
     from reglab.lab.stack import run_stacked
 
     keys = [key_of(t) for t in group]
@@ -267,12 +299,14 @@ def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, thread
         note(e, f"in the stacked trials of {arm}")
         raise
     seeds = [seed for _, seed in keys]
-    for t, (_, seed), result in zip(group, keys, results):
+    for i, (t, (_, seed), result) in enumerate(zip(group, keys, results)):
         result.summary["stacked"] = seeds  # trained as one model with these seeds of its arm
         try:
             store.complete(t._trial_id, returned_valid_loss(result.summary, result.history), trial_attrs(result),
                            curve=[r["valid_loss"] for r in result.history])  # fmt: skip
-        except WriteError as e:
+        except WriteError as e:  # this and the group's later trials are left RUNNING, for the next reap
+            for later in group[i + 1 :]:
+                store.release(later._trial_id)
             raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
 
 
@@ -305,109 +339,3 @@ def trial_attrs(result: Any) -> dict[str, Any]:
     if matrix.dim() == 2 and matrix.shape[1] <= MAX_COLUMNS:  # a Linear layer: weight on each input
         histogram["columns"] = matrix.norm(dim=0).tolist()  # ‖W[:, j]‖₂ per input j: which inputs are used
     return finite({"summary": summary, "history": history, "weights": histogram})
-
-
-# -- local worker processes ----------------------------------------------------------------------
-def thread_share(workers: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // workers)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: a worker is killed with its parent, so a killed study leaves no orphan running
-    (and exits now if the parent died while the worker was starting)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - other platforms
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def _worker_main(
-    plan_dict: dict[str, Any], url: str, out: str, threads: int, auto: bool, stack: bool, events: Any, parent: int
-) -> None:
-    _die_with_parent(parent)
-    torch.set_num_threads(threads)
-    try:
-        plan = Plan.from_dict(plan_dict)
-        work(
-            plan,
-            StudyStore(url, plan.name),
-            Path(out),
-            on_trial=lambda arm, seed, event: events.put((arm, seed, event)),
-            threads="auto" if auto else None,
-            stack=stack,
-        )
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except InputError as e:  # reported on the worker's stderr in one line
-        print(f"reglab: worker {os.getpid()}: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except Exception:  # an internal error: its traceback, then a status the parent tells apart
-        traceback.print_exc()
-        sys.exit(INTERNAL_EXIT)
-
-
-def run_workers(
-    plan: Plan,
-    store: StudyStore,
-    out: Path,
-    workers: int,
-    threads: int,
-    on_trial: Callable[[str, int, str], None] | None = None,
-    auto: bool = False,
-    stack: bool = False,
-) -> None:
-    """Run ``workers`` local processes (each with ``threads`` torch threads, or with ``auto`` up
-    to ``threads`` per trial, by its model's size) until the study is complete;
-    ``on_trial(arm, seed, event)`` hears of each trial's start and end.
-
-    The workers are spawned, on every platform: fresh interpreters, which pay their imports
-    (BENCHMARKS.md) but inherit no state. A forked child inherits libgomp's state without the
-    parent's OpenMP thread team, and hangs at its first parallel op when it has several threads;
-    it cannot use CUDA once the parent has either. As with any spawned process, a script that
-    calls ``run_study`` with several workers does so under ``if __name__ == "__main__":``.
-    """
-    ctx = multiprocessing.get_context("spawn")
-    events = ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=_worker_main,
-            args=(plan.to_dict(), store.url, str(out), threads, auto, stack, events, os.getpid()),
-            daemon=True,
-        )
-        for _ in range(workers)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        while any(p.is_alive() for p in procs):
-            _raise_for_failed(procs, (None, 0))
-            try:
-                event = events.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if on_trial:
-                on_trial(*event)
-        _raise_for_failed(procs, (0,))
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join()
-
-
-def _raise_for_failed(procs: list[Any], fine: tuple[int | None, ...]) -> None:
-    """Raise for the first worker whose exit status is not in ``fine``: an internal error
-    (``WorkerCrashed``) or a failure on bad input (``StudyError``)."""
-    failed = [p for p in procs if p.exitcode not in fine]
-    if not failed:
-        return
-    code = failed[0].exitcode
-    if code == INTERNAL_EXIT:
-        raise WorkerCrashed("a worker stopped on an internal error (its traceback is printed above)")
-    raise StudyError(f"a worker exited with code {code} (its error is printed above); resume with the same command")

@@ -371,6 +371,11 @@ class StudyStore:
         finally:  # stored, or abandoned part-way (left RUNNING, for the next reap to run again)
             _HELD.discard((self.url, self.name, trial_id))
 
+    def release(self, trial_id: int) -> None:
+        """No longer hold a claimed trial (left RUNNING: the next ``reap`` fails it, and the
+        point runs again, from its run folder's checkpoint)."""
+        _HELD.discard((self.url, self.name, trial_id))
+
     @_writes
     def fail(self, trial_id: int, reason: str) -> None:
         from optuna.exceptions import UpdateFinishedTrialError

@@ -63,7 +63,7 @@ def run_tune(
 ) -> dict[str, Any]:
     """Search, write best.toml, confirm, report; returns what the report says (dict)."""
     from reglab.lab.study import make_plan, run_study
-    from reglab.lab.study.runner import thread_share
+    from reglab.lab.study.workers import thread_share
     from reglab.lab.tune.search import SEARCH_SEED
 
     check_budget(trials, timeout)

@@ -239,7 +239,7 @@ def finished(study: Any) -> int:
 def _worker(args: dict[str, Any], index: int, parent: int) -> None:
     import torch
 
-    from reglab.lab.study.runner import _die_with_parent
+    from reglab.lab.study.workers import _die_with_parent
 
     _die_with_parent(parent)
     torch.set_num_threads(args["threads"])

@@ -18,8 +18,8 @@ from study_helpers import planned, run_cli, tiny_base
 
 from reglab.lab.recipe import Recipe
 from reglab.lab.study import make_plan, print_leaderboard, rebuild_report, run_study
-from reglab.lab.study.runner import thread_share
 from reglab.lab.study.storage import StudyStore, key_of, sqlite_url
+from reglab.lab.study.workers import thread_share
 
 ARMS = ["baseline", "dropout", "l1-proximal", "shift", "combination"]
 
@@ -269,7 +269,8 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
     url = sqlite_url(tmp_path)
     deadline = time.time() + 120
     running = []
-    while time.time() < deadline and len(running) < 2:  # both workers are inside a trial, with a lease
+    workers = lambda: {t.user_attrs["lease"]["pid"] for t in running}  # noqa: E731
+    while time.time() < deadline and len(workers()) < 2:  # both workers are inside a trial (or a stacked group)
         time.sleep(0.1)
         if (tmp_path / "study.db").exists():
             try:
@@ -278,10 +279,10 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
                 ]
             except Exception:  # noqa: BLE001 - the study is being created
                 pass
-    assert len(running) == 2, "both workers started a trial"
+    assert len(workers()) == 2, "both workers started a trial"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    pids = [t.user_attrs["lease"]["pid"] for t in running]
+    pids = workers()
     deadline = time.time() + 10
     while time.time() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.05)
@@ -296,12 +297,12 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
         for t in store.trials([TrialState.FAIL])
         if t.user_attrs["failure"].startswith("worker died")
     }
-    assert died == set(pids)
+    assert died == pids
 
 
-def _progressed(url: str, done: int) -> bool:
-    """Whether the study at ``url`` has ``done`` complete trials or more and one running
-    (never the first to open the file: the study command creates it)."""
+def _progressed(url: str, done: int, running: int = 1) -> bool:
+    """Whether the study at ``url`` has ``done`` complete trials or more and ``running`` or
+    more running (never the first to open the file: the study command creates it)."""
     if not Path(url.removeprefix("sqlite:///")).exists():
         return False
     try:
@@ -309,7 +310,7 @@ def _progressed(url: str, done: int) -> bool:
     except Exception:  # noqa: BLE001 - the study is not created yet, or is being created
         return False
     states = Counter(t.state for t in trials)
-    return states[TrialState.COMPLETE] >= done and states[TrialState.RUNNING] > 0
+    return states[TrialState.COMPLETE] >= done and states[TrialState.RUNNING] >= running
 
 
 def _alive(pid: int) -> bool:
@@ -426,8 +427,8 @@ def test_the_combination_runs_the_merged_changes_of_the_arms_that_helped(signals
 def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(signals, tmp_path):
     arms = ["baseline", "dropout", "batch-norm", "early-stopping", "penalty"]
     plan = make_plan(tiny_base(signals), arms=arms, seeds=3, overrides={"penalty": {"regularization.l2": 1e-3}})
-    run_study(plan, tmp_path / "apart")
-    run_study(plan, tmp_path / "stacked", stack=True)
+    run_study(plan, tmp_path / "apart", stack=False)
+    run_study(plan, tmp_path / "stacked")
     apart, stacked = _results(tmp_path / "apart"), _results(tmp_path / "stacked")
     assert apart.keys() == stacked.keys()
     for key, (metrics, history, _) in apart.items():
@@ -454,9 +455,8 @@ def test_a_killed_stacked_study_resumes_and_completes_each_point_once(signals, t
     proc = subprocess.Popen([sys.executable, "-m", "reglab.lab.cli", *map(str, args)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not _progressed(url, 3):
-        time.sleep(0.02)  # the first arm's three seeds are stored, the second group runs
-    time.sleep(0.3)
+    while time.time() < deadline and proc.poll() is None and not _progressed(url, 3, running=3):
+        time.sleep(0.02)  # the first arm's three seeds are stored, the second group (all three claimed) runs
     assert proc.poll() is None, "the kill must land mid-study"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -468,3 +468,31 @@ def test_a_killed_stacked_study_resumes_and_completes_each_point_once(signals, t
     assert counts == Counter({(a, s): 1 for a in ("baseline", "dropout", "l2") for s in range(3)})
     died = [t for t in store.trials([TrialState.FAIL]) if t.user_attrs.get("failure", "").startswith("worker died")]
     assert len(died) == 3, "the killed group's three trials were detected and run again"
+
+
+def test_stack_groups_are_fixed_by_the_plan_not_by_the_workers_timing(signals, tmp_path):
+    """While a trial of a group runs, no other worker may claim the group's waiting trials (it
+    would take them apart from their group); of a group, only its first waiting seed is offered;
+    an arm that does not stack offers every trial."""
+    from reglab.lab.study.runner import attach, group_leaders, stack_group
+
+    plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "penalty"], seeds=3,
+                     overrides={"penalty": {"regularization.l2": 1e-3}})  # fmt: skip
+    store = attach(plan, sqlite_url(tmp_path))
+    store.enqueue_missing([(a, s) for a in ("baseline", "penalty") for s in range(3)])
+    keys = lambda ts: sorted(key_of(t) for t in ts)  # noqa: E731
+    penalty = [("penalty", s) for s in range(3)]
+    assert keys(group_leaders(plan, store, store.trials(), {})) == [("baseline", 0), *penalty]
+    first = store.claim([t for t in store.trials() if key_of(t) == ("baseline", 1)])  # another worker took seed 1
+    assert keys(group_leaders(plan, store, store.trials(), {})) == penalty
+    store.fail(first._trial_id, "test")
+    assert stack_group(plan, "baseline", 2) == ("baseline", 0)
+
+
+@pytest.mark.slow
+def test_two_workers_stack_each_arm_whole(signals, tmp_path):
+    plan = make_plan(tiny_base(signals, epochs=3), arms=["baseline", "dropout", "early-stopping"], seeds=3)
+    run_study(plan, tmp_path, workers=2)
+    store = StudyStore(sqlite_url(tmp_path), "regularization")
+    stacked_with = {key_of(t): t.user_attrs["summary"].get("stacked") for t in store.trials([TrialState.COMPLETE])}
+    assert stacked_with == {(a, s): [0, 1, 2] for a in ("baseline", "dropout", "early-stopping") for s in range(3)}
