@@ -8,6 +8,7 @@ with 1 and with 2 local workers, each in a fresh output folder, as a user runs i
     python benchmarks/study.py --studies   # every built-in study with 2 workers: wall time and claims
     python benchmarks/study.py --studies capacity penalties --keep   # some of them, folders kept
     python benchmarks/study.py --stacking  # 2 workers, the seeds of each arm stacked and not: the ratio
+    python benchmarks/study.py --stacking --workers 1  # the same with one worker
 
 Issue 5 asks for: 2 workers under 300 s on 2 CPU cores, and at least 1.7× faster than 1; issue 26
 for each built-in study under 300 s with --workers 2 on 2 cores.
@@ -126,15 +127,15 @@ def _list(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
-def stacking(epochs: int | None, rounds: int = 1) -> None:
-    """The default study with 2 workers, stacked (``--stack``) and not, in alternation."""
+def stacking(epochs: int | None, workers: int = 2, rounds: int = 1) -> None:
+    """The default study with ``workers`` workers, stacked (``--stack``) and not, in alternation."""
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(rounds):
         for stack in (False, True):
-            times[stack].append(run(2, epochs, stack=stack))
+            times[stack].append(run(workers, epochs, stack=stack))
             print(f"{'stacked' if stack else 'separate'}: {times[stack][-1]:.1f} s", flush=True)
     a, b = statistics.median(times[False]), statistics.median(times[True])
-    print(f"default study, 2 workers: stacked {b:.1f} s, separate {a:.1f} s: {b / a:.2f}x")
+    print(f"default study, {workers} worker(s): stacked {b:.1f} s, separate {a:.1f} s: {b / a:.2f}x")
 
 
 def main() -> None:
@@ -147,10 +148,11 @@ def main() -> None:
         "--ceiling", action="store_true", help="only time one trial with 2 threads, with 1, and two with 1 at once"
     )
     parser.add_argument("--studies", nargs="*", metavar="NAME", help="time the built-in studies (default: all)")
-    parser.add_argument("--stacking", action="store_true", help="2 workers with --stack and without, alternated")
+    parser.add_argument("--stacking", action="store_true",
+                        help="with --stack and without, alternated (2 workers, or the --workers given)")  # fmt: skip
     args = parser.parse_args()
     if args.stacking:
-        return stacking(20 if args.quick else None)
+        return stacking(20 if args.quick else None, args.workers[0] if len(args.workers) == 1 else 2)
     if args.studies is not None:
         return studies(args.studies, args.keep)
     if args.ceiling:

@@ -8,9 +8,12 @@
 3. Stacking (``reglab.train.stacked``): S copies as one model against S separate models, time
    per trial-step, S = 3 and 6.
 
+4. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
+   operator: matrix products, elementwise, loss, optimizer, autograd's own, the rest).
+
 Rounds alternate between the sides; the figures are medians over rounds.
 
-    python benchmarks/trial_speed.py [--rounds 7]
+    python benchmarks/trial_speed.py [--rounds 7] [--profile]
 """
 
 from __future__ import annotations
@@ -133,11 +136,58 @@ def stacking(copies: int, rounds: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
+KINDS = {  # operator name (without "aten::") -> kind; the rest is "other"
+    "matrix products": ("mm", "addmm", "bmm", "baddbmm", "linear", "matmul"),
+    "elementwise (ReLU, bias sums)": ("relu", "clamp_min", "threshold_backward", "sum", "add_", "add", "mul", "t"),
+    "loss (log-softmax, NLL)": ("_log_softmax", "_log_softmax_backward_data", "nll_loss_forward",
+                                "nll_loss_backward", "cross_entropy_loss", "log_softmax", "nll_loss_nd"),
+    "optimizer (fused Adam kernel)": ("_fused_adam_",),
+    "indexing the batch": ("index", "index_select", "randperm", "stack"),
+}  # fmt: skip
+
+
+def profile(steps: int = 200) -> None:
+    """Self CPU time per step of a baseline ``Trainer`` step, by kind of operator (the profiler's
+    own cost inflates the total; the shares are what to read)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    data = _data()
+    torch.manual_seed(0)
+    model = mlp(40, 10, 256, 2, init="auto")
+    trainer = Trainer(model, data, Adam(model.parameters(), 1e-3), epochs=1, batch_size=BATCH)
+    trainer.train_epoch()
+    epochs = max(1, steps // (N // BATCH))
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(epochs):
+            trainer.train_epoch()
+    kinds: dict[str, float] = {}
+    others: dict[str, float] = {}
+    for event in prof.key_averages():
+        name = event.key.removeprefix("aten::")
+        kind = next((k for k, names in KINDS.items() if name in names), None)
+        if kind is None:
+            kind = "autograd engine, optimizer wrapper, Python" if not event.key.startswith("aten::") else "other aten"
+        if kind == "other aten":
+            others[name] = event.self_cpu_time_total
+        kinds[kind] = kinds.get(kind, 0.0) + event.self_cpu_time_total
+    total = sum(kinds.values())
+    per_step = epochs * (N // BATCH)
+    print(f"baseline step under the profiler: {total / per_step:.0f} us")
+    for kind, us in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:42s} {us / per_step:7.0f} us  {us / total:5.1%}")
+    top = sorted(others.items(), key=lambda kv: -kv[1])[:6]
+    print("  other aten, largest: " + ", ".join(f"{name} {us / per_step:.0f} us" for name, us in top))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="only the breakdown of a baseline step")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.profile:
+        return profile()
     peak = matmul_rate(rounds=args.rounds)
     rate, step = trial_rate(args.rounds)
     print(f"matmul on the step's shapes: {peak:.1f} GFLOP/s; the baseline trial: {rate:.1f} GFLOP/s "
