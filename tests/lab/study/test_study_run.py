@@ -102,6 +102,7 @@ def test_two_local_workers_complete_each_point_once(signals, tmp_path):
     )
 
 
+@pytest.mark.slow  # ~11 s: two spawned workers
 def test_workers_with_several_threads_start_after_the_parent_ran_parallel_ops(signals, tmp_path):
     """Forked workers hung for good in libgomp's barrier (the parent's OpenMP thread team does
     not exist in a forked child) as soon as the parent had run a parallel op and each worker
