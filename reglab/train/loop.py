@@ -56,7 +56,8 @@ class Trainer:
 
     The steps run where the data lives (``data.to(device)``, the model moved alike): batches are
     drawn, transformed and mixed on that device, and each step's loss and logits stay there,
-    reduced once per epoch, so that nothing inside an epoch waits for the device.
+    reduced once per epoch, so that nothing inside an epoch waits for the device (but Mixup and
+    CutMix, which read two numbers a batch: whether and which to mix, and the seed of λ's draw).
     ``autocast=torch.bfloat16`` runs every forward pass under ``torch.autocast`` (the loss is
     computed from its outputs in float32); ``compile=True`` trains with ``torch.compile(model)``
     (forward and backward compiled by inductor at the first step; evaluation runs the model).

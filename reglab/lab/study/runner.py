@@ -6,8 +6,9 @@ checkpoint every ``CHECKPOINT_EVERY`` epochs so that a killed trial resumes wher
 and store its results. Once every single-technique arm is finished, the ``combination`` arm is
 derived from their results (once, stored with the study) and enqueued. The same loop serves
 one in-process worker, ``--workers N`` local processes (workers.py), and workers started on
-other machines against one shared storage URL. With stacking, a worker claims the other waiting
-seeds of its trial's arm (its share of the waiting trials) and trains them as one stacked model.
+other machines against one shared storage URL. With stacking (the default), a worker claims the
+first waiting trial of a stack group (an arm's seeds) with the group's other waiting trials and
+trains them as one stacked model.
 """
 
 from __future__ import annotations
@@ -273,8 +274,8 @@ def started(plan: Plan, store: StudyStore, out: Path, arm: str, seed: int) -> bo
 
 
 def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, threads: str | None = None) -> None:
-    """The claimed trials of one arm (``_same_arm``: their recipe stacks, none has a run to
-    resume), trained stacked (``reglab.lab.stack``) and stored one by one."""
+    """The claimed trials of one stack group (``same_group``: their recipe stacks, none has a run
+    to resume), trained stacked (``reglab.lab.stack``) and stored one by one."""
     from reglab.lab.stack import run_stacked
 
     keys = [key_of(t) for t in group]

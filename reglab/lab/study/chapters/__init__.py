@@ -45,7 +45,7 @@ STUDIES: dict[str, StudySpec] = {
             "regularization",
             "every technique against the baseline on MNIST-1D, and the best of them combined",
             full="the default is the full version (100 epochs, 3 seeds); --seeds 5 narrows the intervals",
-            measured="231-313 s",
+            measured="118-130 s",
         ),
         StudySpec(
             "capacity",
@@ -57,7 +57,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=capacity.CLAIMS,
             figures=capacity.figures,
             full="--epochs 100 --seeds 5",
-            measured="167 s",
+            measured="102 s",
         ),
         StudySpec(
             "penalties",
@@ -67,7 +67,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=penalties.CLAIMS,
             figures=penalties.figures,
             full="--seeds 5 (the default has the regularization study's 100 epochs)",
-            measured="136 s",
+            measured="102 s",
         ),
         StudySpec(
             "augmentation",
@@ -79,7 +79,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=augmentation.CLAIMS,
             figures=augmentation.figures,
             full="--epochs 100 --seeds 5 (or --dataset fashion-mnist for larger images)",
-            measured="133 s",
+            measured="120 s",
         ),
         StudySpec(
             "robust-loss",
@@ -97,7 +97,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=robust.CLAIMS,
             figures=robust.figures,
             full="--seeds 10",
-            measured="43 s",
+            measured="34 s",
         ),
         StudySpec(
             "optimizers",
@@ -109,7 +109,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=optimizers.CLAIMS,
             figures=optimizers.figures,
             full="--epochs 100 --seeds 5",
-            measured="118 s",
+            measured="115 s",
         ),
         StudySpec(
             "batch-size",
@@ -122,7 +122,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=batch_size.CLAIMS,
             figures=batch_size.figures,
             full="--seeds 5 --set data.train_size=3200 (the whole training split)",
-            measured="77 s",
+            measured="68 s",
         ),
         StudySpec(
             "gradients",
@@ -134,7 +134,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=gradients.CLAIMS,
             figures=gradients.figures,
             full="--epochs 50 --seeds 5",
-            measured="84 s",
+            measured="87 s",
         ),
         StudySpec(
             "normalization",
@@ -146,7 +146,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=normalization.CLAIMS,
             figures=normalization.figures,
             full="--epochs 40 --seeds 5 --set data.train_size=3200",
-            measured="72 s",
+            measured="59 s",
         ),
     )
 }
