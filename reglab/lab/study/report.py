@@ -30,7 +30,7 @@ from reglab.lab.study.storage import StudyStore
 
 CSV_FIELDS = [
     "arm", "seed", "trial", "test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
-    "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "threads", "recipe",
+    "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "threads", "stacked", "recipe",
 ]  # fmt: skip
 
 
@@ -50,6 +50,7 @@ def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, An
             **{k: s[k] for k in ("test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
                                  "zero_frac", "first_zero_frac", "train_seconds", "diagnosis", "recipe")},
             "threads": s.get("threads"),  # absent from trials stored by earlier versions
+            "stacked": s.get("stacked"),  # the seeds of its arm it trained with as one model; None: alone
             "history": t.user_attrs["history"], "weights": t.user_attrs["weights"], "summary": s,
         })  # fmt: skip
     return plan, rows, attrs.get("combination", {})
@@ -124,6 +125,7 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
                     **{k: r.get(k) for k in CSV_FIELDS},
                     "gap_at_end": d["gap_at_end"],
                     "verdict": d["verdict"],
+                    "stacked": " ".join(map(str, r["stacked"])) if r.get("stacked") else "",
                     "recipe": json.dumps(r["recipe"]),
                 }
             )

@@ -497,3 +497,6 @@ def test_two_workers_stack_each_arm_whole(signals, tmp_path):
     store = StudyStore(sqlite_url(tmp_path), "regularization")
     stacked_with = {key_of(t): t.user_attrs["summary"].get("stacked") for t in store.trials([TrialState.COMPLETE])}
     assert stacked_with == {(a, s): [0, 1, 2] for a in ("baseline", "dropout", "early-stopping") for s in range(3)}
+    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
+    assert {r["stacked"] for r in rows} == {"0 1 2"}  # results.csv says which seeds trained together
+    assert {tuple(r["stacked"]) for r in json.loads((tmp_path / "results.json").read_text())} == {(0, 1, 2)}
