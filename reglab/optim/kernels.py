@@ -69,7 +69,6 @@ class KernelGroup:
 
     def __init__(self, params: list[Tensor], state: dict[Tensor, dict[str, Any]], names: tuple[str, ...]) -> None:
         self.params = params
-        self.names = names
         self.steps = [torch.full((), float(state[p]["step"]), dtype=torch.float32, device=p.device) for p in params]
         for p, step in zip(params, self.steps):
             state[p]["step"] = step

@@ -156,7 +156,7 @@ def work(
                 return ran
             time.sleep(POLL)  # other workers are running the remaining trials
             continue
-        group = [trial, *(same_group(plan, store, trials, trial, out) if stack else [])]
+        group = [trial, *(same_group(plan, store, trials, trial, out, stackable) if stack else [])]
         for t in group:
             if on_trial:
                 on_trial(*key_of(t), "start")
@@ -212,43 +212,46 @@ def group_leaders(plan: Plan, store: StudyStore, trials: list[Any], stackable: d
     """The waiting trials a worker may claim: every trial of an arm that does not stack; of an
     arm that stacks, the first waiting trial of each group none of whose trials is running
     (``stackable``: arm -> whether its recipe stacks, filled in as arms are met)."""
-    from reglab.lab.stack import recipe_problem
-
     running = {stack_group(plan, *key_of(t)) for t in trials if t.state == TrialState.RUNNING}
+    order = list(plan.seeds)
     first: dict[tuple[str, int], Any] = {}
     out = []
     for t in trials:
         if t.state != TrialState.WAITING:
             continue
         arm, seed = key_of(t)
-        if arm not in stackable:
-            try:
-                stackable[arm] = recipe_problem(recipe_for(plan, store, arm, seed)) is None
-            except InputError:
-                stackable[arm] = False  # run_trial reports it
-        if not stackable[arm]:
+        if not arm_stacks(plan, store, arm, seed, stackable):
             out.append(t)
             continue
         group = stack_group(plan, arm, seed)
         if group in running:
             continue
-        if group not in first or list(plan.seeds).index(seed) < list(plan.seeds).index(key_of(first[group])[1]):
+        if group not in first or order.index(seed) < order.index(key_of(first[group])[1]):
             first[group] = t
     return out + sorted(first.values(), key=lambda t: t.number)
 
 
-def same_group(plan: Plan, store: StudyStore, trials: list[Any], first: Any, out: Path) -> list[Any]:
+def arm_stacks(plan: Plan, store: StudyStore, arm: str, seed: int, stackable: dict[str, bool]) -> bool:
+    """Whether the arm's recipe trains stacked (``recipe_problem``), found once per arm and kept
+    in ``stackable``; a recipe that cannot be built does not (run_trial reports it)."""
+    from reglab.lab.stack import recipe_problem
+
+    if arm not in stackable:
+        try:
+            stackable[arm] = recipe_problem(recipe_for(plan, store, arm, seed)) is None
+        except InputError:
+            stackable[arm] = False
+    return stackable[arm]
+
+
+def same_group(
+    plan: Plan, store: StudyStore, trials: list[Any], first: Any, out: Path, stackable: dict[str, bool]
+) -> list[Any]:
     """Claim the other waiting trials of ``first``'s stack group, in seed order, when they can
     train stacked: a recipe that stacks and no run folder to resume from (a trial that died
     part-way resumes on its own); else none."""
-    from reglab.lab.stack import recipe_problem
-
     arm, seed = key_of(first)
-    try:
-        recipe = recipe_for(plan, store, arm, seed)
-    except InputError:
-        return []  # run_trial reports it
-    if recipe_problem(recipe) or started(plan, store, out, arm, seed):
+    if not arm_stacks(plan, store, arm, seed, stackable) or started(plan, store, out, arm, seed):
         return []
     group = stack_group(plan, arm, seed)
     order = list(plan.seeds)
