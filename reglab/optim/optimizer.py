@@ -44,6 +44,17 @@ def chunks(params: list[Tensor], size: int) -> list[tuple[int, int]]:
     return out
 
 
+def _torch(name: str) -> Callable[..., Any]:
+    """torch.optim.Optimizer's method ``name`` as eager code calls it: without the
+    ``torch._disable_dynamo`` wrapper (add_param_group, state_dict, load_state_dict), whose first
+    call imports ``torch._dynamo``: 1.2-1.7 s of every process that builds or saves an
+    optimizer (BENCHMARKS.md). Under ``torch.compile`` the wrapped method runs, as in torch."""
+    method = getattr(torch.optim.Optimizer, name)
+    if torch.compiler.is_compiling():
+        return method
+    return getattr(method, "__wrapped__", method)
+
+
 class Optimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` whose update rule is a Transform.
 
@@ -102,7 +113,7 @@ class Optimizer(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "fused": fused, **defaults})
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
+        _torch("add_param_group")(self, param_group)
         group = self.param_groups[-1]
         try:
             self.check_group(group)
@@ -245,13 +256,17 @@ class Optimizer(torch.optim.Optimizer):
             )
         return [g.to_dense() if g.is_sparse else g for g in grads]
 
+    def state_dict(self) -> dict[str, Any]:
+        """As torch.optim's."""
+        return _torch("state_dict")(self)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As torch.optim's, and it also takes the ``state_dict`` of the torch.optim optimizer
         this one replaces: its state and options are renamed, and options torch.optim does not
         have keep this optimizer's values, so a run started with torch.optim continues here."""
         converted = self._from_torch(state_dict)
         self._check_loaded(state_dict, converted)
-        super().load_state_dict(converted)
+        _torch("load_state_dict")(self, converted)
         for flat in self._flat.values():
             flat.dirty = True
 
