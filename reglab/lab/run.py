@@ -130,14 +130,16 @@ def run_recipe(
 
 
 @contextlib.contextmanager
-def run_threads(trainer: Trainer, threads: int | str | None):
-    """Torch's intra-op threads for the block: ``threads``, or ``"auto"`` (``reglab.train.threads``,
-    at most the current number), or ``None`` (unchanged); restored after."""
+def run_threads(trainer: Trainer, threads: int | str | None, copies: int = 1):
+    """Torch's intra-op threads for the block: ``threads``, or ``"auto"`` (``reglab.train.threads``
+    for ``copies`` copies of the trainer's model trained stacked, at most the current number),
+    or ``None`` (unchanged); restored after."""
     before = torch.get_num_threads()
     if threads == "auto":
         from reglab.train.threads import threads_for
 
-        threads = threads_for(trainer.model, trainer.data.x_train[: trainer.batch_size], available=before)
+        batch = trainer.data.x_train[: trainer.batch_size]
+        threads = threads_for(trainer.model, batch, available=before, copies=copies)
     if threads is not None:
         torch.set_num_threads(check_int("threads", threads, low=1))
     try:

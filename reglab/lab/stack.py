@@ -67,15 +67,16 @@ def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | 
         raise ReglabError(f"these runs cannot be stacked: {problem}")
     o = recipes[0].optimizer
     stacked = StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
-    with run_threads(trainers[0], threads):
-        stacked.fit()
     results = []
     header = "recipe as run by reglab (stacked with the other seeds of its arm); " + ", ".join(
         f"{k} {v}" for k, v in versions().items()
     )
-    for recipe, trainer, out in zip(recipes, trainers, outs):
-        out.mkdir(parents=True, exist_ok=True)
-        recipe.save(out / "recipe.toml", header=header)
-        save({"recipe": recipe.to_dict(), "trainer": trainer.state_dict(), "finished": True}, out / "checkpoint.pt")
-        results.append(write_results(recipe, trainer, out, plots=False))
+    with run_threads(trainers[0], threads, copies=len(trainers)):  # the summaries record the threads used
+        stacked.fit()
+        for recipe, trainer, out in zip(recipes, trainers, outs):
+            out.mkdir(parents=True, exist_ok=True)
+            recipe.save(out / "recipe.toml", header=header)
+            save({"recipe": recipe.to_dict(), "trainer": trainer.state_dict(), "finished": True},
+                 out / "checkpoint.pt")  # fmt: skip
+            results.append(write_results(recipe, trainer, out, plots=False))
     return results

@@ -41,11 +41,12 @@ def step_flops(model: nn.Module, batch: torch.Tensor) -> float:
     return 3.0 * counter.get_total_flops()
 
 
-def threads_for(model: nn.Module, batch: torch.Tensor, available: int | None = None) -> int:
+def threads_for(model: nn.Module, batch: torch.Tensor, available: int | None = None, copies: int = 1) -> int:
     """Threads for training ``model`` on batches like ``batch``: one per ``FLOPS_PER_THREAD`` of a
-    step's work, at least 1 and at most ``available`` (default: the cores). A GPU run gets 1 (its
-    host thread only launches kernels)."""
+    step's work (``copies`` times one model's, for that many copies trained stacked), at least 1
+    and at most ``available`` (default: the cores). A GPU run gets 1 (its host thread only
+    launches kernels)."""
     available = cores() if available is None else available
-    if batch.device.type != "cpu":
-        return 1
-    return max(1, min(available, int(step_flops(model, batch) // FLOPS_PER_THREAD) or 1))
+    if batch.device.type != "cpu" or available <= 1:  # nothing to choose: no FLOPs counted (FlopCounterMode
+        return 1  # imports torch._dynamo, 1.4 s, at its first use in a process)
+    return max(1, min(available, int(copies * step_flops(model, batch) // FLOPS_PER_THREAD) or 1))

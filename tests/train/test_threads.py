@@ -38,3 +38,48 @@ def test_reglab_train_runs_with_the_picked_or_the_given_threads_and_restores_the
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="threads"):
         run_recipe(recipe, tmp_path / "bad", plots=False, threads=0)
+
+
+def test_stacked_copies_count_their_work_and_their_summaries_record_the_threads_used(tmp_path):
+    """Three stacked copies of the baseline MLP do three times its 47 MFLOP a step: two threads
+    where one copy alone gets one; each copy's summary says two (it was written after the
+    threads were restored, and said the worker's share)."""
+    from reglab.lab.stack import run_stacked
+
+    model, batch = mlp(40, 10, width=256), torch.randn(100, 40)
+    assert threads_for(model, batch, available=2) == 1
+    assert threads_for(model, batch, available=2, copies=3) == 2
+    recipes = [Recipe().updated({"training.epochs": 1, "training.seed": s}) for s in range(3)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        results = run_stacked(recipes, [tmp_path / str(s) for s in range(3)], "auto")
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert [r.summary["threads"] for r in results] == [2, 2, 2]
+
+
+def test_a_run_builds_saves_and_resumes_its_optimizer_without_importing_dynamo(tmp_path):
+    """torch.optim.Optimizer's add_param_group, state_dict and load_state_dict import
+    torch._dynamo at their first call (1.2-1.7 s a process), as does counting FLOPs; a run on one
+    thread, checkpointed every epoch, and a trainer loading its checkpoint now pay for neither."""
+    code = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from reglab.lab.build import build\n"
+        "from reglab.lab.recipe import Recipe\n"
+        "from reglab.lab.run import run_recipe\n"
+        "from reglab.train.checkpoint import load\n"
+        "torch.set_num_threads(1)\n"
+        "recipe = Recipe().updated({'training.epochs': 2, 'schedule.name': 'cosine'})\n"
+        "run_recipe(recipe, sys.argv[1], plots=False, checkpoint_every=1, threads='auto')\n"
+        "build(recipe).load_state_dict(load(Path(sys.argv[1]) / 'checkpoint.pt')['trainer'])\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
