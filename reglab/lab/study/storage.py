@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import socket
 import threading
 import time
 import warnings
@@ -42,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from reglab.errors import InputError, WriteError
+from reglab.lab.study.leases import lease_is_dead, process_identity
 
 METRIC = "validation loss"  # what a trial's value is (of the model the run returns)
 BEAT = 5.0  # seconds between lease renewals of a running trial
-GRACE = 60.0  # a lease this old (any host) means its worker is gone
 
 
 class StorageError(InputError, RuntimeError):
@@ -155,54 +153,7 @@ def redact_url(url: str) -> str:
     return url
 
 
-def process_identity(pid: int | None = None) -> dict[str, Any]:
-    """Who runs a trial: host, boot id, PID namespace, pid and the process's start time (to
-    tell a reused pid)."""
-    pid = os.getpid() if pid is None else pid
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(), "pid": pid,
-            "start": _start_time(pid)}  # fmt: skip
-
-
-def _pid_namespace() -> str:
-    """This process's PID namespace (Linux: ``pid:[4026531836]``); "" where unknown. Two
-    containers may share a host name and a boot id but not their pids."""
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux), None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rpartition(")")[2].split()[19])
-
-
 _HELD: set[tuple[str, str, int]] = set()  # (url, study, trial id) of the trials this process runs now
-
-
-def lease_is_dead(lease: dict[str, Any] | None, now: float, started: float | None, held: bool = False) -> bool:
-    """Whether a RUNNING trial's worker is gone: its process is not alive on this host (or it
-    is this process, which no longer ``held`` it: a call that failed part-way), or its lease
-    (or, without a lease, its start) is older than ``GRACE``."""
-    if not lease:
-        return started is not None and now - started > GRACE
-    me = process_identity()
-    same = [lease.get(k) == me[k] and me[k] for k in ("host", "boot", "pidns")]
-    if all(same):  # the pid means the same process here: ask the system
-        mine = lease["pid"] == me["pid"] and lease.get("start") == me["start"]
-        return not held if mine else _start_time(lease["pid"]) != lease.get("start")
-    return now - lease.get("beat", 0.0) > GRACE
 
 
 class StudyStore:
@@ -263,17 +214,33 @@ class StudyStore:
 
     @_writes
     def enqueue_missing(self, points: Iterable[tuple[str, int]], trials: list[Any] | None = None) -> int:
-        """Enqueue each point that has no waiting, running or complete trial; returns how many."""
+        """Enqueue each point that has no waiting, running or complete trial; returns how many.
+        What the snapshot ``trials`` lacks is looked up again first: another worker may have
+        enqueued it since (two workers deriving the combination at once would both enqueue it;
+        a copy left over is failed as a duplicate when claimed, ``drop_spares``)."""
         from optuna.trial import TrialState
 
         states = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+        points = list(points)
         live = {key_of(t) for t in (_having(trials, *states) if trials is not None else self.trials(states))}
+        if trials is not None and any(p not in live for p in points):
+            live = {key_of(t) for t in self.trials(states)}
         added = 0
         for arm, seed in points:
             if (arm, seed) not in live:
                 self.study.enqueue_trial({"arm": arm, "seed": seed}, user_attrs={"arm": arm, "seed": seed})
                 added += 1
         return added
+
+    def drop_spares(self, trials: list[Any], done: Iterable[tuple[str, int]]) -> None:
+        """Fail each waiting trial of a point in ``done`` (a spare copy: two workers enqueued the
+        point at once) as a duplicate, so that a finished study holds no waiting trial."""
+        from optuna.trial import TrialState
+
+        finished = set(done)
+        for t in _having(trials, TrialState.WAITING):
+            if key_of(t) in finished:
+                self.claim([t])  # claimed, found a duplicate of the complete trial, failed
 
     @_writes
     def claim(self, trials: list[Any] | None = None, choices: dict[str, list] | None = None) -> Any | None:

@@ -164,7 +164,7 @@ def reap(study: Any) -> int:
     params again (a worker elsewhere is found by Optuna's heartbeat instead); returns how many."""
     from optuna.trial import TrialState
 
-    from reglab.lab.study.storage import lease_is_dead, process_identity
+    from reglab.lab.study.leases import lease_is_dead, process_identity
 
     me = process_identity()
     reaped = 0
@@ -197,8 +197,8 @@ def objective(base: Recipe, space: Space, trials: int | None = None) -> Any:
     """The function Optuna minimizes: train the trial's recipe on the search seed, never
     touching the test set; the value is the returned model's validation loss."""
     from reglab.lab.build import build
+    from reglab.lab.study.leases import process_identity
     from reglab.lab.study.runner import returned_valid_loss
-    from reglab.lab.study.storage import process_identity
 
     def run(trial: Any) -> float:
         trial.set_user_attr("worker", process_identity())  # first: who runs it, should it be killed

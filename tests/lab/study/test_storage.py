@@ -9,13 +9,11 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from reglab.lab.study.leases import GRACE, lease_is_dead, process_identity
 from reglab.lab.study.storage import (
-    GRACE,
     StorageError,
     StudyStore,
     key_of,
-    lease_is_dead,
-    process_identity,
     sqlite_url,
 )
 
@@ -156,9 +154,9 @@ with store.leased(t._trial_id):
 def test_a_worker_in_another_pid_namespace_is_reaped_only_once_it_is_dead(tmp_path, monkeypatch):
     """Two containers may share a host name and a boot id but not their pids: the worker's pid
     means nothing here, so its lease decides (alive while it beats, dead GRACE after it stops)."""
-    from reglab.lab.study import storage
+    from reglab.lab.study import leases
 
-    monkeypatch.setattr(storage, "GRACE", 2.0)
+    monkeypatch.setattr(leases, "GRACE", 2.0)
     url = sqlite_url(tmp_path)
     store = StudyStore(url, "s")
     store.enqueue_missing([("a", 0)])
@@ -172,7 +170,7 @@ def test_a_worker_in_another_pid_namespace_is_reaped_only_once_it_is_dead(tmp_pa
         number = int(child.stdout.readline())
         lease = store.trials()[0].user_attrs["lease"]
         assert lease["pidns"] != process_identity()["pidns"] and lease["pid"] < 10, "the child's own pid namespace"
-        deadline = time.monotonic() + 4 * storage.GRACE
+        deadline = time.monotonic() + 4 * leases.GRACE
         while time.monotonic() < deadline:  # alive: never reaped, whatever its pid names here
             assert store.reap() == []
             time.sleep(0.2)
@@ -180,5 +178,5 @@ def test_a_worker_in_another_pid_namespace_is_reaped_only_once_it_is_dead(tmp_pa
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         child.stdout.close()
-    time.sleep(storage.GRACE + 0.5)
+    time.sleep(leases.GRACE + 0.5)
     assert [t.number for t in store.reap()] == [number]
