@@ -21,7 +21,7 @@ from reglab._files import atomic_write, make_folder
 from reglab.errors import InputError, MissingFileError, ReglabError, ReglabTypeError
 from reglab.lab.study.plan import ARMS, COMBINATION, DEFAULT_NAME, Plan, load_study_file, make_plan
 from reglab.lab.study.report import write_report
-from reglab.lab.study.runner import StudyError, attach, work
+from reglab.lab.study.runner import StudyError, attach, grid, work
 from reglab.lab.study.storage import StorageError, StudyStore, redact_url, sqlite_url
 from reglab.lab.study.terminal import print_leaderboard
 from reglab.lab.study.workers import run_workers, thread_share
@@ -86,7 +86,9 @@ def run_study(
     make_folder(out)
     store = attach(plan, url)
     _write_pointer(out, url, plan.name)
-    total, done = len(plan.arm_names) * len(plan.seeds), len(store.completed())
+    completed = store.completed()
+    store.enqueue_missing(grid(plan, store, completed))  # here, not by workers starting at once: each point once
+    total, done = len(plan.arm_names) * len(plan.seeds), len(completed)
     workers = max(
         1, min(workers, total - done)
     )  # a process per missing trial at most; `threads` stays the share asked for

@@ -153,21 +153,56 @@ def work(
         trial = store.claim(candidates, choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
         if trial is None:
             if all(p in done for p in points):  # grid() adds the combination once the rest is done
+                store.drop_spares(trials, done)
                 return ran
+            _ready_to_derive()
             time.sleep(POLL)  # other workers are running the remaining trials
             continue
         group = [trial, *(same_group(plan, store, trials, trial, out, stackable) if stack else [])]
         for t in group:
             if on_trial:
                 on_trial(*key_of(t), "start")
-        if len(group) > 1:
-            run_group(plan, store, group, out, threads)
-        else:
-            run_trial(plan, store, trial, out, threads)
+        with last_arm_threads(plan, store, *key_of(trial), threads, stack, stackable):
+            if len(group) > 1:
+                run_group(plan, store, group, out, threads)
+            else:
+                run_trial(plan, store, trial, out, threads)
         ran += len(group)
         for t in group:
             if on_trial:
                 on_trial(*key_of(t), "done")
+
+
+def _ready_to_derive() -> None:
+    """An idle worker imports what deriving the combination needs (scipy.stats: 0.7 s) while it
+    waits, so that it derives and enqueues the combination as soon as the last arm is stored."""
+    import scipy.stats  # noqa: F401
+
+
+@contextlib.contextmanager
+def last_arm_threads(
+    plan: Plan, store: StudyStore, arm: str, seed: int, threads: str | None, stack: bool, stackable: dict[str, bool]
+):
+    """The combination's trials run once every other trial is complete, so the cores that the
+    other workers of this machine trained on are idle then: with ``threads="auto"``, each of
+    the combination's units (its stack groups, or its trials) may use ``cores // units`` threads,
+    at least the worker's own share, as the ceiling of its choice (``reglab.train.threads``).
+    The number depends on the plan and the machine's cores, not on the workers' timing."""
+    if threads != "auto" or arm != COMBINATION:
+        yield
+        return
+    from reglab.lab.stack import MAX_COPIES
+    from reglab.train.threads import cores
+
+    units = len(plan.seeds)
+    if stack and arm_stacks(plan, store, arm, seed, stackable):
+        units = -(-units // MAX_COPIES)
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(before, cores() // units))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path, threads: str | None = None) -> None:

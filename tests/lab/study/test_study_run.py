@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from optuna.trial import TrialState
 from study_helpers import planned, run_cli, tiny_base
 
@@ -500,3 +501,83 @@ def test_two_workers_stack_each_arm_whole(signals, tmp_path):
     rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert {r["stacked"] for r in rows} == {"0 1 2"}  # results.csv says which seeds trained together
     assert {tuple(r["stacked"]) for r in json.loads((tmp_path / "results.json").read_text())} == {(0, 1, 2)}
+
+
+def test_the_parent_enqueues_the_grid_before_any_worker_starts(signals, tmp_path, monkeypatch):
+    """Two workers starting at once both found an empty study and both enqueued the grid: every
+    point twice, the second copies failed as duplicates in the dashboard. The parent enqueues it
+    now; the workers (here one, in-process) find it there."""
+    import reglab.lab.study as study
+    from reglab.lab.study.runner import work
+
+    seen = []
+
+    def in_process(plan, store, out, workers, threads, **kw):
+        seen.append(sorted(key_of(t) for t in store.trials([TrialState.WAITING])))
+        work(plan, store, out, stack=kw["stack"])
+
+    monkeypatch.setattr(study, "run_workers", in_process)
+    plan = make_plan(tiny_base(signals, epochs=1), arms=["baseline", "dropout"], seeds=2)
+    run_study(plan, tmp_path, workers=2)
+    assert seen == [sorted((a, s) for a in plan.arm_names for s in range(2))]
+    store = StudyStore(sqlite_url(tmp_path), "regularization")
+    assert len(store.trials()) == 4 and len(store.trials([TrialState.COMPLETE])) == 4
+
+
+def test_a_point_another_worker_enqueued_since_the_snapshot_is_not_enqueued_again(signals, tmp_path):
+    from reglab.lab.study.runner import attach
+
+    plan = make_plan(tiny_base(signals, epochs=1), arms=["baseline"], seeds=2)
+    store = attach(plan, sqlite_url(tmp_path))
+    stale = store.trials()  # this worker's snapshot: empty
+    points = [("baseline", 0), ("baseline", 1)]
+    assert store.enqueue_missing(points) == 2  # another worker, meanwhile
+    assert store.enqueue_missing(points, stale) == 0
+    assert len(store.trials()) == 2
+
+
+def test_a_finished_study_keeps_no_waiting_spare_copies(signals, tmp_path):
+    """Spare copies of finished points (two workers that enqueued one point at once) are failed
+    as duplicates once the study is done: a stacked group offers only its first waiting trial,
+    and its other spares stayed WAITING in a finished study."""
+    plan = make_plan(tiny_base(signals, epochs=1), arms=["baseline", "dropout"], seeds=3)
+    run_study(plan, tmp_path)
+    store = StudyStore(sqlite_url(tmp_path), "regularization")
+    before = {key_of(t): t.value for t in store.trials([TrialState.COMPLETE])}
+    for s in range(3):
+        store.study.enqueue_trial({"arm": "dropout", "seed": s}, user_attrs={"arm": "dropout", "seed": s})
+    run_study(plan, tmp_path)
+    assert not store.trials([TrialState.WAITING, TrialState.RUNNING])
+    spares = store.trials([TrialState.FAIL])
+    assert sorted(key_of(t) for t in spares) == [("dropout", s) for s in range(3)]
+    assert all(t.user_attrs["failure"].startswith("duplicate") for t in spares)
+    assert {key_of(t): t.value for t in store.trials([TrialState.COMPLETE])} == before
+
+
+def test_the_combination_trains_on_the_cores_the_finished_workers_left(signals, tmp_path, monkeypatch):
+    """The combination runs once every other trial is complete: a worker holding one core of
+    four (here: this process with one thread, and 4 cores) trains it with up to all four, by
+    the same rule as any trial (threads for the stacked step's FLOPs); the other arms keep the
+    worker's share."""
+    import reglab.lab.study.runner as runner
+    import reglab.train.threads as threads_module
+    from reglab.lab.build import build
+    from reglab.train.threads import threads_for
+
+    derived = {"arms": ["dropout"], "skipped": [], "changes": {"model.dropout": 0.3}}
+    monkeypatch.setattr(runner, "combination_changes", lambda plan, rows: derived)
+    monkeypatch.setattr(threads_module, "cores", lambda: 4)
+    base = tiny_base(signals, epochs=1).updated({"model.width": 512})
+    plan = make_plan(base, arms=["baseline", "dropout", "combination"], seeds=3)
+    store = runner.attach(plan, sqlite_url(tmp_path))
+    trainer = build(plan.recipe("dropout", 0))
+    expected = threads_for(trainer.model, trainer.data.x_train[: trainer.batch_size], available=4, copies=3)
+    assert expected > 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runner.work(plan, store, tmp_path, threads="auto", stack=True)
+    finally:
+        torch.set_num_threads(before)
+    used = {key_of(t): t.user_attrs["summary"]["threads"] for t in store.trials([TrialState.COMPLETE])}
+    assert used == {(a, s): expected if a == "combination" else 1 for a in plan.arm_names for s in range(3)}
