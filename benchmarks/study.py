@@ -34,7 +34,7 @@ def run(
     threads: int | None = None,
     keep: bool = False,
     study: str | None = None,
-    stack: bool = False,
+    stack: bool = True,
 ) -> float:
     out = tempfile.mkdtemp(prefix=f"reglab-study-bench-{study or 'default'}-{workers}w-")
     cmd = [sys.executable, "-m", "reglab.lab.cli", "study", *([study] if study else []), "--workers", str(workers),
@@ -43,8 +43,7 @@ def run(
         cmd += ["--threads", str(threads)]
     if epochs:
         cmd += ["--epochs", str(epochs)]
-    if stack:
-        cmd.append("--stack")
+    cmd.append("--stack" if stack else "--no-stack")  # said either way: the default is the CLI's
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start

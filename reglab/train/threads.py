@@ -8,7 +8,9 @@ one thread per ``FLOPS_PER_THREAD`` of work, as many as the cores allow: the bas
 one thread, a CNN on images on all of them. The choice depends on the model and the number of
 cores only (not on the machine's load), so that a recipe run twice on one machine runs alike.
 The estimate counts the forward pass's FLOPs on one batch (``torch.utils.flop_counter``) and
-triples them for the backward pass.
+triples them for the backward pass; S copies trained stacked do S times that work. (A study's
+combination arm, which runs once every other trial is complete, may take the cores that the
+finished workers left: ``reglab.lab.study.runner.last_arm_threads``.)
 """
 
 from __future__ import annotations
