@@ -155,7 +155,8 @@ def work(
             if all(p in done for p in points):  # grid() adds the combination once the rest is done
                 store.drop_spares(trials, done)
                 return ran
-            _ready_to_derive()
+            if plan.combination:
+                _ready_to_derive()
             time.sleep(POLL)  # other workers are running the remaining trials
             continue
         group = [trial, *(same_group(plan, store, trials, trial, out, stackable) if stack else [])]

@@ -45,7 +45,7 @@ STUDIES: dict[str, StudySpec] = {
             "regularization",
             "every technique against the baseline on MNIST-1D, and the best of them combined",
             full="the default is the full version (100 epochs, 3 seeds); --seeds 5 narrows the intervals",
-            measured="118-130 s",
+            measured="110-115 s",
         ),
         StudySpec(
             "capacity",
@@ -57,7 +57,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=capacity.CLAIMS,
             figures=capacity.figures,
             full="--epochs 100 --seeds 5",
-            measured="102 s",
+            measured="97 s",
         ),
         StudySpec(
             "penalties",
@@ -67,7 +67,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=penalties.CLAIMS,
             figures=penalties.figures,
             full="--seeds 5 (the default has the regularization study's 100 epochs)",
-            measured="102 s",
+            measured="94 s",
         ),
         StudySpec(
             "augmentation",
@@ -79,7 +79,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=augmentation.CLAIMS,
             figures=augmentation.figures,
             full="--epochs 100 --seeds 5 (or --dataset fashion-mnist for larger images)",
-            measured="120 s",
+            measured="109 s",
         ),
         StudySpec(
             "robust-loss",
@@ -97,7 +97,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=robust.CLAIMS,
             figures=robust.figures,
             full="--seeds 10",
-            measured="34 s",
+            measured="30 s",
         ),
         StudySpec(
             "optimizers",
@@ -109,7 +109,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=optimizers.CLAIMS,
             figures=optimizers.figures,
             full="--epochs 100 --seeds 5",
-            measured="115 s",
+            measured="112 s",
         ),
         StudySpec(
             "batch-size",
@@ -122,7 +122,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=batch_size.CLAIMS,
             figures=batch_size.figures,
             full="--seeds 5 --set data.train_size=3200 (the whole training split)",
-            measured="68 s",
+            measured="70 s",
         ),
         StudySpec(
             "gradients",
@@ -134,7 +134,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=gradients.CLAIMS,
             figures=gradients.figures,
             full="--epochs 50 --seeds 5",
-            measured="87 s",
+            measured="83 s",
         ),
         StudySpec(
             "normalization",
@@ -146,7 +146,7 @@ STUDIES: dict[str, StudySpec] = {
             claims=normalization.CLAIMS,
             figures=normalization.figures,
             full="--epochs 40 --seeds 5 --set data.train_size=3200",
-            measured="59 s",
+            measured="58 s",
         ),
     )
 }
