@@ -7,8 +7,10 @@
    ``Trainer.train_epoch`` against a bare PyTorch loop with ``torch.optim.Adam(fused=True)``.
 3. Stacking (``reglab.train.stacked``): S copies as one model against S separate models, time
    per trial-step, S = 3 and 6.
+4. SGD's kernel path: a baseline step with plain SGD, momentum and Nesterov, stepped by
+   ``torch._fused_sgd_`` against the same optimizer stepped through its readable chain.
 
-4. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
+5. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
    operator: matrix products, elementwise, loss, optimizer, autograd's own, the rest).
 
 Rounds alternate between the sides; the figures are medians over rounds.
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 
 from reglab.data import Data
 from reglab.models import mlp
-from reglab.optim import Adam
+from reglab.optim import SGD, Adam
 from reglab.train.loop import Trainer
 from reglab.train.stacked import StackedModel
 from reglab.train.threads import step_flops
@@ -136,6 +138,26 @@ def stacking(copies: int, rounds: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
+def sgd_paths(rounds: int) -> dict[str, tuple[float, float]]:
+    """Seconds per baseline step with SGD (plain, momentum 0.9, Nesterov) on the kernel path and
+    through the chain (``use_kernel = False``): name -> (kernel, chain)."""
+    data = _data()
+    trainers = {}
+    for name, momentum, nesterov in (("plain", 0.0, False), ("momentum", 0.9, False), ("nesterov", 0.9, True)):
+        for kernel in (True, False):
+            torch.manual_seed(0)
+            model = mlp(40, 10, 256, 2, init="auto")
+            opt = SGD(model.parameters(), 0.05, momentum=momentum, nesterov=nesterov)
+            opt.use_kernel = kernel
+            trainers[name, kernel] = Trainer(model, data, opt, epochs=1, batch_size=BATCH)
+    times: dict[tuple[str, bool], list[float]] = {k: [] for k in trainers}
+    for _ in range(rounds):
+        for key, trainer in trainers.items():
+            times[key].append(_epoch_seconds(trainer) / (N // BATCH))
+    return {name: (statistics.median(times[name, True]), statistics.median(times[name, False]))
+            for name in ("plain", "momentum", "nesterov")}  # fmt: skip
+
+
 KINDS = {  # operator name (without "aten::") -> kind; the rest is "other"
     "matrix products": ("mm", "addmm", "bmm", "baddbmm", "linear", "matmul"),
     "elementwise (ReLU, bias sums)": ("relu", "clamp_min", "threshold_backward", "sum", "add_", "add", "mul", "t"),
@@ -198,6 +220,9 @@ def main() -> None:
     for copies in (3, 6):
         a, b = stacking(copies, args.rounds)
         print(f"stacked S = {copies}: {b * 1e3:.3f} ms per trial-step, separate {a * 1e3:.3f} ms: {b / a:.2f}x")
+    for name, (kernel, chain) in sgd_paths(args.rounds).items():
+        print(f"SGD {name}: kernel path {kernel * 1e3:.3f} ms a step, chain {chain * 1e3:.3f} ms: "
+              f"{kernel / chain:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

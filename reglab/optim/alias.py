@@ -32,7 +32,7 @@ from reglab._checks import check_float
 from reglab.errors import ReglabError, ReglabTypeError
 from reglab.optim.adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_adam, scale_by_rms
 from reglab.optim.base import scale_by_schedule
-from reglab.optim.kernels import adam_kernel
+from reglab.optim.kernels import adam_kernel, sgd_kernel
 from reglab.optim.momentum import trace, trace_from_zero
 from reglab.optim.named import _Named, negate
 from reglab.registry import Registry
@@ -94,6 +94,9 @@ class SGD(_Named):
             raise ReglabError(
                 f"nesterov needs momentum > 0 and dampening = 0, got momentum={momentum}, dampening={dampening}"
             )
+
+    def kernel_for(self, group):
+        return sgd_kernel(group)
 
     def _scaling(self, group):
         if group["momentum"] == 0:

@@ -11,7 +11,9 @@ amsgrad, maximize),
     W ← W − η m̂ / (√v̂ + ε)                       (m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ))
 
 with coupled decay ``g ← g + λW``, is ``torch._fused_adam_``: one pass over memory for the
-whole group instead of ~12 ``_foreach`` passes, and no per-parameter Python. A step through
+whole group instead of ~12 ``_foreach`` passes, and no per-parameter Python. For SGD with
+PyTorch's options and no dampening (``a ← β a + g``, ``u = a`` or ``g + β a``, ``W ← W − η u``)
+it is ``torch._fused_sgd_``. A step through
 the chain of a small model costs about twice a ``torch.optim.Adam(fused=True)`` step; this path
 costs less than one (BENCHMARKS.md).
 
@@ -57,6 +59,34 @@ def adam_kernel(group: dict[str, Any]) -> Kernel | None:
         torch._fused_adam_(
             params, grads, lists["mu"], lists["nu"], lists.get("nu_max", []), steps,
             lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=eps, amsgrad=amsgrad, maximize=maximize,
+        )  # fmt: skip
+
+    return run
+
+
+def sgd_kernel(group: dict[str, Any]) -> Kernel | None:
+    """A step of ``torch._fused_sgd_`` for an SGD group with only PyTorch's options and no
+    dampening, ``run(params, grads, state_lists, steps, lr)``; else None. The chain's
+    ``a ← β a + g`` from a zero buffer is ``a = g`` at the first step, as the kernel's
+    ``a ← β a + g`` is without its first-step flag; with dampening d > 0 the first step is
+    ``a = g`` and the later ones ``(1 − d) g``, a per-parameter rule that stays with the chain."""
+    if (
+        (group["decoupled"] and group["weight_decay"])
+        or group["dampening"]
+        or group["clip_norm"] is not None
+        or group["clip_value"] is not None
+        or group["l1"]
+        or group["l1_proximal"]
+        or group["weight_decay_schedule"] is not None
+        or not hasattr(torch, "_fused_sgd_")
+    ):
+        return None
+    momentum, wd, nesterov, maximize = group["momentum"], group["weight_decay"], group["nesterov"], group["maximize"]
+
+    def run(params: list[Tensor], grads: list[Tensor], lists: dict[str, list[Tensor]], steps, lr: float) -> None:
+        torch._fused_sgd_(
+            params, grads, lists.get("momentum", []), weight_decay=wd, momentum=momentum, lr=lr, dampening=0.0,
+            nesterov=nesterov, maximize=maximize, is_first_step=False,
         )  # fmt: skip
 
     return run
