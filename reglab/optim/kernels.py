@@ -11,11 +11,13 @@ amsgrad, maximize),
     W ← W − η m̂ / (√v̂ + ε)                       (m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ))
 
 with coupled decay ``g ← g + λW``, is ``torch._fused_adam_``: one pass over memory for the
-whole group instead of ~12 ``_foreach`` passes, and no per-parameter Python. For SGD with
-PyTorch's options and no dampening (``a ← β a + g``, ``u = a`` or ``g + β a``, ``W ← W − η u``)
-it is ``torch._fused_sgd_``. A step through
-the chain of a small model costs about twice a ``torch.optim.Adam(fused=True)`` step; this path
-costs less than one (BENCHMARKS.md).
+whole group instead of ~12 ``_foreach`` passes, and no per-parameter Python. A step through the
+chain of a small model costs about twice a ``torch.optim.Adam(fused=True)`` step; this path
+costs less than one (BENCHMARKS.md). For SGD with PyTorch's options and no dampening,
+
+    a ← β a + g ;  u = a  (or g + β a, Nesterov) ;  W ← W − η u        (g ← g + λW coupled)
+
+it is ``torch._fused_sgd_``.
 
 What the kernel does not compute takes the chain: decoupled weight decay (AdamW's kernel
 multiplies W by (1 − ηλ) rounded to the parameters' precision: in float32 a 0.3% error in the
@@ -38,19 +40,23 @@ from torch import Tensor
 Kernel = Callable[..., None]
 
 
-def adam_kernel(group: dict[str, Any]) -> Kernel | None:
-    """A step of ``torch._fused_adam_`` for an Adam group with only PyTorch's options and no
-    decoupled decay, ``run(params, grads, state_lists, steps, lr)``; else None."""
-    if (
+def _chain_only(group: dict[str, Any]) -> bool:
+    """Options of every named optimizer that no fused kernel computes: decoupled decay,
+    clipping, L1 (subgradient or proximal), a weight-decay schedule."""
+    return bool(
         (group["decoupled"] and group["weight_decay"])
         or group["clip_norm"] is not None
         or group["clip_value"] is not None
         or group["l1"]
         or group["l1_proximal"]
         or group["weight_decay_schedule"] is not None
-        or group.get("eps_in_sqrt")
-        or not group.get("bias_correction", True)
-    ):
+    )
+
+
+def adam_kernel(group: dict[str, Any]) -> Kernel | None:
+    """A step of ``torch._fused_adam_`` for an Adam group with only PyTorch's options and no
+    decoupled decay, ``run(params, grads, state_lists, steps, lr)``; else None."""
+    if _chain_only(group) or group.get("eps_in_sqrt") or not group.get("bias_correction", True):
         return None
     (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
     amsgrad, maximize = group["amsgrad"], group["maximize"]
@@ -70,16 +76,7 @@ def sgd_kernel(group: dict[str, Any]) -> Kernel | None:
     ``a ← β a + g`` from a zero buffer is ``a = g`` at the first step, as the kernel's
     ``a ← β a + g`` is without its first-step flag; with dampening d > 0 the first step is
     ``a = g`` and the later ones ``(1 − d) g``, a per-parameter rule that stays with the chain."""
-    if (
-        (group["decoupled"] and group["weight_decay"])
-        or group["dampening"]
-        or group["clip_norm"] is not None
-        or group["clip_value"] is not None
-        or group["l1"]
-        or group["l1_proximal"]
-        or group["weight_decay_schedule"] is not None
-        or not hasattr(torch, "_fused_sgd_")
-    ):
+    if _chain_only(group) or group["dampening"] or not hasattr(torch, "_fused_sgd_"):
         return None
     momentum, wd, nesterov, maximize = group["momentum"], group["weight_decay"], group["nesterov"], group["maximize"]
 

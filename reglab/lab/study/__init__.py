@@ -64,7 +64,7 @@ def run_study(
     uses ``threads`` torch threads (default: per trial, as many as its model's size uses well,
     ``reglab.train.threads``, within its share of the CPU cores, ``cores // workers``); no more
     processes start than trials are missing. ``stack`` (on by default): a worker trains the
-    waiting seeds of an arm, up to its share of the waiting trials, as one stacked model where
+    waiting seeds of an arm (its stack group, fixed by the plan) as one stacked model where
     the recipe allows (``reglab.lab.stack``; each trial records the seeds it was stacked with,
     the report says which arms stacked); ``stack=False`` trains one trial at a time."""
     import torch

@@ -20,6 +20,7 @@ from reglab.errors import InputError
 from reglab.lab.study.plan import Plan
 from reglab.lab.study.runner import StudyError, work
 from reglab.lab.study.storage import StudyStore
+from reglab.train.threads import cores
 
 INTERNAL_EXIT = 3  # a worker's exit status after an internal error (1: bad input, 130: interrupted)
 
@@ -29,8 +30,8 @@ class WorkerCrashed(RuntimeError):
 
 
 def thread_share(workers: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // workers)
+    """Each of ``workers`` local processes' share of this process's CPU cores (at least 1)."""
+    return max(1, cores() // workers)
 
 
 def _die_with_parent(parent: int) -> None:
