@@ -90,7 +90,9 @@ def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path,
 
 @pytest.mark.slow
 def test_two_local_workers_complete_each_point_once(signals, tmp_path):
-    plan = make_plan(tiny_base(signals), arms=["baseline", "mixup", "input-noise", "combination"], seeds=3)
+    # 100 epochs: the arms' three stack groups take ~4 s in all, far longer than one worker may
+    # start after the other (at 6 epochs the first had run every group before the second started)
+    plan = make_plan(tiny_base(signals, epochs=100), arms=["baseline", "mixup", "input-noise", "combination"], seeds=3)
     run_study(plan, tmp_path, workers=2)
     counts, store = _counts(sqlite_url(tmp_path))
     assert counts == Counter({(a, s): 1 for a in planned(store, plan.arm_names) for s in range(3)})
