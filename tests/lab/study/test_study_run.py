@@ -256,7 +256,7 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
         "--width",
         16,
         "--epochs",
-        40,
+        100,  # each stack group ~2 s: long enough for both workers to be seen inside one at once
         "--seeds",
         3,
         "--arms",
@@ -272,17 +272,17 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
     )
     url = sqlite_url(tmp_path)
     deadline = time.time() + 120
-    running = []
+    running, store = [], None
     workers = lambda: {t.user_attrs["lease"]["pid"] for t in running}  # noqa: E731
     while time.time() < deadline and len(workers()) < 2:  # both workers are inside a trial (or a stacked group)
         time.sleep(0.1)
-        if (tmp_path / "study.db").exists():
+        if store is None and (tmp_path / "study.db").exists():
             try:
-                running = [
-                    t for t in StudyStore(url, "regularization").trials([TrialState.RUNNING]) if "lease" in t.user_attrs
-                ]
+                store = StudyStore(url, "regularization")  # opened once: an opening takes ~0.5 s
             except Exception:  # noqa: BLE001 - the study is being created
-                pass
+                continue
+        if store is not None:
+            running = [t for t in store.trials([TrialState.RUNNING]) if "lease" in t.user_attrs]
     assert len(workers()) == 2, "both workers started a trial"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
