@@ -273,8 +273,9 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
     url = sqlite_url(tmp_path)
     deadline = time.time() + 120
     running, store = [], None
-    workers = lambda: {t.user_attrs["lease"]["pid"] for t in running}  # noqa: E731
-    while time.time() < deadline and len(workers()) < 2:  # both workers are inside a trial (or a stacked group)
+    workers = lambda: {t.user_attrs["lease"]["pid"] for t in running if "lease" in t.user_attrs}  # noqa: E731
+    leased = lambda: all("lease" in t.user_attrs for t in running)  # noqa: E731 - no claim half-written
+    while time.time() < deadline and not (len(workers()) == 2 and leased()):  # both inside a stacked group
         time.sleep(0.1)
         if store is None and (tmp_path / "study.db").exists():
             try:
@@ -282,7 +283,7 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
             except Exception:  # noqa: BLE001 - the study is being created
                 continue
         if store is not None:
-            running = [t for t in store.trials([TrialState.RUNNING]) if "lease" in t.user_attrs]
+            running = store.trials([TrialState.RUNNING])
     assert len(workers()) == 2, "both workers started a trial"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
