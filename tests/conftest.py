@@ -1,5 +1,7 @@
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,3 +66,33 @@ def chromium_module(tmp_path_factory):
         yield port
     finally:
         stop_chromium(proc)
+
+
+FRESH_VENV_TEST = "test_readme.py::test_the_two_set_up_lines_work_in_a_fresh_venv"
+_fresh_venv: list = []  # the background install, once started
+
+
+def _start_fresh_venv():
+    if not _fresh_venv:
+        from test_readme import FreshVenv
+
+        _fresh_venv.append(FreshVenv(Path(tempfile.mkdtemp(prefix="reglab-fresh-venv-"))))
+    return _fresh_venv[0]
+
+
+def pytest_collection_finish(session):
+    """The README's install in a fresh venv starts in the background as the session begins, when
+    the test that checks it is selected (it waits for it: tests/test_readme.py)."""
+    if any(item.nodeid.endswith(FRESH_VENV_TEST) for item in session.items):
+        _start_fresh_venv()
+
+
+def pytest_sessionfinish(session):
+    for fresh in _fresh_venv:
+        fresh.stop()
+        shutil.rmtree(fresh.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fresh_venv():
+    return _start_fresh_venv()
