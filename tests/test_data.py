@@ -411,3 +411,20 @@ def test_outliers_move_a_fraction_of_the_training_targets_only():
         DataConfig(name="digits", outliers=0.1)
     with pytest.raises(ValueError, match="data.outliers must be"):
         DataConfig(name="diabetes", outliers=1.5)
+
+
+def test_digits_are_read_once_and_each_load_owns_its_tensors(monkeypatch):
+    import sklearn.datasets
+
+    from reglab.data import sets
+
+    sets._digits_set.cache_clear()
+    reads = []
+    real = sklearn.datasets.load_digits
+    monkeypatch.setattr(sklearn.datasets, "load_digits", lambda: reads.append(1) or real())
+    first = load_data("digits", seed=0)
+    first.x_train.mul_(0)  # a caller that scales its inputs in place
+    again = load_data("digits", seed=0)
+    assert len(reads) == 1
+    assert again.x_train.abs().sum() > 0 and float(again.x_train.max()) == 1.0
+    sets._digits_set.cache_clear()
