@@ -7,8 +7,9 @@
    ``Trainer.train_epoch`` against a bare PyTorch loop with ``torch.optim.Adam(fused=True)``.
 3. Stacking (``reglab.train.stacked``): S copies as one model against S separate models, time
    per trial-step, S = 3 and 6.
-4. SGD's kernel path: a baseline step with plain SGD, momentum and Nesterov, stepped by
-   ``torch._fused_sgd_`` against the same optimizer stepped through its readable chain.
+4. The kernel paths: a baseline step with plain SGD, momentum and Nesterov (``torch._fused_sgd_``)
+   and with Adam and proximal L1 (``torch._fused_adam_``, then the proximal step) against the
+   same optimizer stepped through its readable chain.
 
 5. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
    operator: matrix products, elementwise, loss, optimizer, autograd's own, the rest).
@@ -138,24 +139,31 @@ def stacking(copies: int, rounds: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
-def sgd_paths(rounds: int) -> dict[str, tuple[float, float]]:
-    """Seconds per baseline step with SGD (plain, momentum 0.9, Nesterov) on the kernel path and
-    through the chain (``use_kernel = False``): name -> (kernel, chain)."""
+OPTIMIZERS = {  # name -> a baseline step's optimizer that has a kernel path
+    "SGD plain": lambda ps: SGD(ps, 0.05),
+    "SGD momentum": lambda ps: SGD(ps, 0.05, momentum=0.9),
+    "SGD Nesterov": lambda ps: SGD(ps, 0.05, momentum=0.9, nesterov=True),
+    "Adam + proximal L1": lambda ps: Adam(ps, 1e-3, l1_proximal=0.1),
+}
+
+
+def kernel_paths(rounds: int) -> dict[str, tuple[float, float]]:
+    """Seconds per baseline step for each of ``OPTIMIZERS`` on the kernel path and through the
+    chain (``use_kernel = False``): name -> (kernel, chain)."""
     data = _data()
     trainers = {}
-    for name, momentum, nesterov in (("plain", 0.0, False), ("momentum", 0.9, False), ("nesterov", 0.9, True)):
+    for name, make in OPTIMIZERS.items():
         for kernel in (True, False):
             torch.manual_seed(0)
             model = mlp(40, 10, 256, 2, init="auto")
-            opt = SGD(model.parameters(), 0.05, momentum=momentum, nesterov=nesterov)
+            opt = make(model.parameters())
             opt.use_kernel = kernel
             trainers[name, kernel] = Trainer(model, data, opt, epochs=1, batch_size=BATCH)
     times: dict[tuple[str, bool], list[float]] = {k: [] for k in trainers}
     for _ in range(rounds):
         for key, trainer in trainers.items():
             times[key].append(_epoch_seconds(trainer) / (N // BATCH))
-    return {name: (statistics.median(times[name, True]), statistics.median(times[name, False]))
-            for name in ("plain", "momentum", "nesterov")}  # fmt: skip
+    return {name: (statistics.median(times[name, True]), statistics.median(times[name, False])) for name in OPTIMIZERS}
 
 
 KINDS = {  # operator name (without "aten::") -> kind; the rest is "other"
@@ -220,8 +228,8 @@ def main() -> None:
     for copies in (3, 6):
         a, b = stacking(copies, args.rounds)
         print(f"stacked S = {copies}: {b * 1e3:.3f} ms per trial-step, separate {a * 1e3:.3f} ms: {b / a:.2f}x")
-    for name, (kernel, chain) in sgd_paths(args.rounds).items():
-        print(f"SGD {name}: kernel path {kernel * 1e3:.3f} ms a step, chain {chain * 1e3:.3f} ms: "
+    for name, (kernel, chain) in kernel_paths(args.rounds).items():
+        print(f"{name}: kernel path {kernel * 1e3:.3f} ms a step, chain {chain * 1e3:.3f} ms: "
               f"{kernel / chain:.2f}x")  # fmt: skip
 
 

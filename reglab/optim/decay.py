@@ -68,11 +68,16 @@ def prox_l1(alpha: float) -> Transform:
     check_float("alpha", alpha, low=0)
 
     def after_step(state: State, ctx: Context) -> None:
-        threshold = ctx.group["lr"] * alpha
-        for w in ctx.params:
-            w.sub_(w.clamp(-threshold, threshold))
+        soft_threshold_(ctx.params, ctx.group["lr"] * alpha)
 
     return Transform(lambda params: {}, keep, after_step, takes_deferred=True, elementwise=True)
+
+
+def soft_threshold_(params: Sequence[torch.Tensor], threshold: float) -> None:
+    """``W ← sign(W) · max(|W| − threshold, 0)`` in place, as ``W − clip(W, −threshold, threshold)``
+    (``prox_l1``'s step; the kernel path takes it after its fused update, kernels.py)."""
+    for w in params:
+        w.sub_(w.clamp(-threshold, threshold))
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float, exclude: str | Sequence[str] = ()) -> list[dict]:

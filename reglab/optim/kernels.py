@@ -17,16 +17,18 @@ costs less than one (BENCHMARKS.md). For SGD with PyTorch's options and no dampe
 
     a ← β a + g ;  u = a  (or g + β a, Nesterov) ;  W ← W − η u        (g ← g + λW coupled)
 
-it is ``torch._fused_sgd_``.
+it is ``torch._fused_sgd_``. Either kernel is followed, for ``l1_proximal = α``, by the chain's
+own proximal step on the updated weights, ``W ← sign(W) max(|W| − ηα, 0)``.
 
 What the kernel does not compute takes the chain: decoupled weight decay (AdamW's kernel
 multiplies W by (1 − ηλ) rounded to the parameters' precision: in float32 a 0.3% error in the
 decay at ηλ = 1e-5, where the chain's ``W − η(u + λW)`` is exact to rounding of the step),
-the course's forms (``eps_in_sqrt``, ``bias_correction=False``), clipping, L1, a weight-decay
-schedule, complex or sparse parameters, a group in which some parameter has no gradient, parameters of several dtypes or
-devices. Per-parameter state lives where the chain keeps it (``mu``, ``nu``, ``nu_max``) and
-``state[p]["step"]`` holds a one-element float tensor (as in torch.optim), so ``state_dict`` /
-``load_state_dict`` and a switch between the paths work unchanged.
+the course's forms (``eps_in_sqrt``, ``bias_correction=False``), clipping, the L1
+subgradient, a weight-decay schedule, complex or sparse parameters, a group in which some
+parameter has no gradient, parameters of several dtypes or devices. Per-parameter state
+lives where the chain keeps it (``mu``, ``nu``, ``nu_max``) and ``state[p]["step"]`` holds a
+one-element float tensor (as in torch.optim), so ``state_dict`` / ``load_state_dict`` and a
+switch between the paths work unchanged.
 """
 
 from __future__ import annotations
@@ -37,20 +39,35 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from reglab.optim.decay import soft_threshold_
+
 Kernel = Callable[..., None]
 
 
 def _chain_only(group: dict[str, Any]) -> bool:
     """Options of every named optimizer that no fused kernel computes: decoupled decay,
-    clipping, L1 (subgradient or proximal), a weight-decay schedule."""
+    clipping, the L1 subgradient, a weight-decay schedule. (The proximal L1 step comes after
+    the update, ``_then_prox``.)"""
     return bool(
         (group["decoupled"] and group["weight_decay"])
         or group["clip_norm"] is not None
         or group["clip_value"] is not None
         or group["l1"]
-        or group["l1_proximal"]
         or group["weight_decay_schedule"] is not None
     )
+
+
+def _then_prox(run: Kernel, alpha: float) -> Kernel:
+    """``run``, then the chain's last piece for ``l1_proximal = α``: ``W ← sign(W) max(|W| − ηα, 0)``
+    on the updated weights (``prox_l1``, the same two passes per tensor)."""
+    if not alpha:
+        return run
+
+    def with_prox(params: list[Tensor], grads: list[Tensor], lists: dict[str, list[Tensor]], steps, lr: float) -> None:
+        run(params, grads, lists, steps, lr)
+        soft_threshold_(params, lr * alpha)
+
+    return with_prox
 
 
 def adam_kernel(group: dict[str, Any]) -> Kernel | None:
@@ -67,7 +84,7 @@ def adam_kernel(group: dict[str, Any]) -> Kernel | None:
             lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=eps, amsgrad=amsgrad, maximize=maximize,
         )  # fmt: skip
 
-    return run
+    return _then_prox(run, group["l1_proximal"])
 
 
 def sgd_kernel(group: dict[str, Any]) -> Kernel | None:
@@ -86,7 +103,7 @@ def sgd_kernel(group: dict[str, Any]) -> Kernel | None:
             nesterov=nesterov, maximize=maximize, is_first_step=False,
         )  # fmt: skip
 
-    return run
+    return _then_prox(run, group["l1_proximal"])
 
 
 class KernelGroup:

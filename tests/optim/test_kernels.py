@@ -19,6 +19,10 @@ KERNEL_OPTIONS = [
     ("SGD", {"lr": 0.02, "momentum": 0.9}),
     ("SGD", {"lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 0.05}),
     ("SGD", {"lr": 0.02, "momentum": 0.5, "maximize": True}),
+    # the proximal L1 step after the kernel's update (its threshold ηα zeroes some weights)
+    ("Adam", {"lr": 0.05, "l1_proximal": 0.5}),
+    ("Adam", {"lr": 0.05, "l1_proximal": 0.5, "weight_decay": 0.1, "amsgrad": True}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "l1_proximal": 1.0}),
 ]
 CHAIN_ONLY = [
     ("AdamW", {}),  # decoupled decay: the kernel's (1 − ηλ) is rounded to float32
@@ -28,12 +32,11 @@ CHAIN_ONLY = [
     ("Adam", {"clip_norm": 1.0}),
     ("Adam", {"clip_value": 0.1}),
     ("Adam", {"l1": 1e-3}),
-    ("Adam", {"l1_proximal": 1e-3}),
     ("AdamW", {"weight_decay_schedule": lambda t: 0.5}),
     ("SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.1}),  # a ← g at step 1, then (1 − d) g: the chain
     ("SGD", {"lr": 0.1, "weight_decay": 0.1, "decoupled": True}),
     ("SGD", {"lr": 0.1, "momentum": 0.9, "clip_norm": 1.0}),
-    ("SGD", {"lr": 0.1, "l1_proximal": 1e-3}),
+    ("AdamW", {"weight_decay": 0.1, "l1_proximal": 1e-3}),  # decoupled decay, with the proximal step
     ("RMSprop", {"lr": 0.01}),
 ]
 
@@ -71,6 +74,8 @@ def test_kernel_path_equals_the_chain(name, options, dtype):
 
     for a, b in zip(fast, slow):
         close(a, b)
+    if options.get("l1_proximal"):  # the proximal step did its work: weights exactly zero on both paths
+        assert sum(int((a == 0).sum()) for a in fast) >= 5 and sum(int((b == 0).sum()) for b in slow) >= 5
     for a, b in zip(fast, slow):
         for key in ref.state[b]:
             close(torch.as_tensor(opt.state[a][key], dtype=dtype), torch.as_tensor(ref.state[b][key], dtype=dtype))
