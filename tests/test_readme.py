@@ -123,7 +123,10 @@ class FreshVenv:
     waits for it. Started, it holds the tracked files' copy, the venv and the install's output."""
 
     def __init__(self, root: Path) -> None:
-        files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True).stdout
+        try:
+            files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True).stdout
+        except OSError:  # no git here: the test says so and skips
+            files = b""
         self.root, self.repo, self.env_dir = root, root / "reglab", root / "venv"
         self.tracked = bool(files)
         self.proc: subprocess.Popen | None = None
