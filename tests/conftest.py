@@ -73,10 +73,17 @@ _fresh_venv: list = []  # the background install, once started
 
 
 def _start_fresh_venv():
+    """The background install (started once), or the error that kept it from starting: raised
+    by the test that waits for it, not at collection, where it would stop the whole session."""
     if not _fresh_venv:
         from test_readme import FreshVenv
 
-        _fresh_venv.append(FreshVenv(Path(tempfile.mkdtemp(prefix="reglab-fresh-venv-"))))
+        root = Path(tempfile.mkdtemp(prefix="reglab-fresh-venv-"))
+        try:
+            _fresh_venv.append(FreshVenv(root))
+        except Exception as e:
+            shutil.rmtree(root, ignore_errors=True)
+            _fresh_venv.append(e)
     return _fresh_venv[0]
 
 
@@ -89,10 +96,14 @@ def pytest_collection_finish(session):
 
 def pytest_sessionfinish(session):
     for fresh in _fresh_venv:
-        fresh.stop()
-        shutil.rmtree(fresh.root, ignore_errors=True)
+        if not isinstance(fresh, Exception):
+            fresh.stop()
+            shutil.rmtree(fresh.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def fresh_venv():
-    return _start_fresh_venv()
+    fresh = _start_fresh_venv()
+    if isinstance(fresh, Exception):
+        raise fresh
+    return fresh

@@ -155,9 +155,12 @@ class FreshVenv:
         return code, self.log.read()[-4000:]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.log.close()
 
 
 @pytest.mark.slow
