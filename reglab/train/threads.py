@@ -15,6 +15,7 @@ finished workers left: ``reglab.lab.study.runner.last_arm_threads``.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -36,11 +37,33 @@ def step_flops(model: nn.Module, batch: torch.Tensor) -> float:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), _eager_dispatch(), FlopCounterMode(display=False) as counter:
             model(batch)
     finally:
         model.train(was_training)
     return 3.0 * counter.get_total_flops()
+
+
+@contextlib.contextmanager
+def _eager_dispatch():
+    """``FlopCounterMode`` without importing ``torch._dynamo`` (1.1 s, at its first use in a
+    process: every ``reglab train`` on more than one core counted FLOPs). Its mode's
+    ``__torch_dispatch__`` is wrapped by ``torch._disable_dynamo``, which imports dynamo to build,
+    once, the disabled function it keeps as ``fn.__dynamo_disable``; outside ``torch.compile``
+    the function itself is that, so it is lent for the block (and taken back). Where torch's
+    internals differ, nothing is lent and the count imports dynamo as before."""
+    from torch.utils import flop_counter
+
+    raw = getattr(getattr(getattr(flop_counter, "_FlopCounterMode", None), "__torch_dispatch__", None),
+                  "__wrapped__", None)  # fmt: skip
+    lend = callable(raw) and not hasattr(raw, "__dynamo_disable") and not torch.compiler.is_compiling()
+    if lend:
+        setattr(raw, "__dynamo_disable", raw)  # noqa: B010 - the wrapper reads this name with getattr
+    try:
+        yield
+    finally:
+        if lend:
+            delattr(raw, "__dynamo_disable")
 
 
 def threads_for(model: nn.Module, batch: torch.Tensor, available: int | None = None, copies: int = 1) -> int:

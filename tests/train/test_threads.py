@@ -83,3 +83,39 @@ def test_a_run_builds_saves_and_resumes_its_optimizer_without_importing_dynamo(t
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_counting_flops_imports_no_dynamo_and_counts_the_products():
+    """A step's FLOPs on more than one core (every ``reglab train`` there): FlopCounterMode's
+    dispatch wrapper imports torch._dynamo (1.1 s) unless its function is lent for the count;
+    the count is 3 × the forward products' 2·B·in·out, and nothing stays lent after it."""
+    code = (
+        "import sys, torch\n"
+        "from torch.utils import flop_counter\n"
+        "from reglab.models import mlp\n"
+        "from reglab.train.threads import step_flops, threads_for\n"
+        "model, batch = mlp(40, 10, 256, 2), torch.randn(100, 40)\n"
+        "print(step_flops(model, batch), threads_for(model, batch, available=2, copies=3))\n"
+        "raw = flop_counter._FlopCounterMode.__torch_dispatch__.__wrapped__\n"
+        "print('torch._dynamo' in sys.modules, hasattr(raw, '__dynamo_disable'))\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    counted, imported = done.stdout.split("\n")[:2]
+    assert counted.split() == [str(3.0 * 2 * 100 * (40 * 256 + 256 * 256 + 256 * 10)), "2"]
+    assert imported == "False False"
+
+
+def test_a_count_after_torch_disabled_the_dispatch_itself_leaves_torchs_function_in_place():
+    from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
+
+    with FlopCounterMode(display=False):  # torch's own first use: it imports dynamo and keeps its function
+        torch.ones(2, 2) @ torch.ones(2, 2)
+    raw = _FlopCounterMode.__torch_dispatch__.__wrapped__
+    kept = raw.__dict__["__dynamo_disable"]
+    model, batch = mlp(40, 10, 64, 1), torch.randn(32, 40)
+    assert step_flops(model, batch) == 3.0 * 2 * 32 * (40 * 64 + 64 * 10)
+    assert raw.__dict__["__dynamo_disable"] is kept
