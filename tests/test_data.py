@@ -424,7 +424,9 @@ def test_digits_are_read_once_and_each_load_owns_its_tensors(monkeypatch):
     monkeypatch.setattr(sklearn.datasets, "load_digits", lambda: reads.append(1) or real())
     first = load_data("digits", seed=0)
     first.x_train.mul_(0)  # a caller that scales its inputs in place
+    first.y_train.zero_()  # and relabels
     again = load_data("digits", seed=0)
     assert len(reads) == 1
     assert again.x_train.abs().sum() > 0 and float(again.x_train.max()) == 1.0
+    assert set(again.y_train.tolist()) == set(range(10))
     sets._digits_set.cache_clear()
