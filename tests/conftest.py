@@ -90,6 +90,8 @@ def _start_fresh_venv():
 def pytest_collection_finish(session):
     """The README's install in a fresh venv starts in the background as the session begins, when
     the test that checks it is selected (it waits for it: tests/test_readme.py)."""
+    if session.config.option.collectonly:
+        return
     if any(item.nodeid.endswith(FRESH_VENV_TEST) for item in session.items):
         _start_fresh_venv()
 
