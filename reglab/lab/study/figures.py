@@ -91,7 +91,7 @@ def learning_curves(
     cols = min(4, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, max(2.7 * rows, 3.3)), sharey=True, squeeze=False)
-    _margins(fig, left=0.8, right=0.15, bottom=0.55, top=0.3, wspace=0.15, hspace=0.5)  # shared y, one-line titles
+    _margins(fig, left=0.8, right=0.15, bottom=0.65, top=0.3, wspace=0.15, hspace=0.5)  # shared y, one-line titles
     top = _common_top([mean_curve(curves[a], "valid_loss") for a in order])
     for ax, arm in zip(axes.flat, order):
         train, valid = mean_curve(curves[arm], "train_loss"), mean_curve(curves[arm], "valid_loss")
@@ -121,7 +121,7 @@ def learning_curves(
     for row in axes:
         row[0].set_ylabel(loss)
     axes.flat[0].legend(fontsize=8)
-    fig.supxlabel("epoch", y=0.02, va="bottom")
+    fig.supxlabel("epoch", y=0.05 / fig.get_figheight(), va="bottom")  # below the tick labels, in inches
     return _png(fig)
 
 
