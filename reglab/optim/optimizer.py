@@ -67,8 +67,9 @@ class Optimizer(torch.optim.Optimizer):
     ``fused=True`` selects the fast mode (reglab/optim/flat.py): one flat buffer per group and
     one compiled update, equal to the readable implementation; ``compile=False`` keeps the
     flat buffers but runs the update uncompiled. Otherwise a group whose chain one of
-    PyTorch's fused kernels computes exactly (plain Adam; SGD without dampening) is stepped by that kernel
-    (kernels.py); ``use_kernel = False`` on an optimizer steps every group through the chain.
+    PyTorch's fused kernels computes exactly (plain Adam; SGD without dampening; either with
+    proximal L1) is stepped by that kernel (kernels.py); ``use_kernel = False`` on an optimizer
+    steps every group through the chain.
     """
 
     sparse_grads = False  # takes sparse gradients (torch.optim's SGD and Adagrad do)
