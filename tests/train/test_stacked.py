@@ -4,7 +4,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from reglab import cnn
 from reglab.lab.build import build
@@ -59,11 +58,15 @@ def test_an_early_stopped_copy_is_frozen_and_restored_to_its_best_epoch(tmp_path
         best = b.summary["restored_epoch"]
         assert best == a.summary["restored_epoch"] < b.summary["stopped_epoch"]
         fresh = build(recipe)  # the restored weights are the best epoch's: they give its validation loss again
+        init = {k: v.clone() for k, v in fresh.model.state_dict().items()}
         fresh.model.load_state_dict(b.model.state_dict())
         assert fresh.evaluate(fresh.data.x_valid, fresh.data.y_valid)[0] == b.history[best - 1]["valid_loss"]
         for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
-            # ~100 steps: Adam turns the batched products' rounding into weight differences up to ~1e-5
-            torch.testing.assert_close(y, x, rtol=1e-5, atol=3e-5, msg=name)
+            # the separate run's restored weights, to float rounding carried over ~100 Adam steps: within
+            # 2% of how far training moved them. Most weights agree to ~1e-6 of that; where rounding
+            # puts one sample on the other side of a ReLU's kink, that unit's path differs from then
+            # on (seed 0 on an AMD EPYC Zen 4: one first-layer unit, 0.7% of the tensors' paths)
+            assert (y - x).norm() <= 0.02 * (x - init[name]).norm(), name
         assert (tmp_path / f"seed{a.summary['recipe']['training']['seed']}" / "summary.json").exists()
 
 
