@@ -212,6 +212,23 @@ RULE = (
 
 
 # -- HTML ----------------------------------------------------------------------------------------
+def stack_names(rows: list[dict[str, Any]]):
+    """An arm's name for the report's list of stacked arms, with its groups where its seeds did
+    not all train as one model (the combination, split over the workers: "combination (seeds 0
+    1 together, 2 alone)")."""
+
+    def name(arm: str) -> str:
+        seen = {tuple(r["summary"].get("stacked") or (r["seed"],)) for r in rows if r["arm"] == arm}
+        if len(seen) == 1:
+            return arm
+        parts = [
+            " ".join(map(str, g)) + (" together" if len(g) > 1 else " alone") for g in sorted(seen, key=lambda g: g[0])
+        ]
+        return f"{arm} (seeds {', '.join(parts)})"
+
+    return name
+
+
 def render_html(
     plan: Plan,
     rows: list[dict[str, Any]],
@@ -240,9 +257,9 @@ def render_html(
     )
     stacked = sorted({r["arm"] for r in rows if r["summary"].get("stacked")})
     if stacked:
-        apart = sorted({r["arm"] for r in rows} - set(stacked))
+        apart, named = sorted({r["arm"] for r in rows} - set(stacked)), stack_names(rows)
         body.append(
-            f"<p class=meta>Trained stacked (each arm's seeds as one model): {esc(', '.join(stacked))}"
+            f"<p class=meta>Trained stacked (each arm's seeds as one model): {esc(', '.join(map(named, stacked)))}"
             + (f"; one trial at a time: {esc(', '.join(apart))}" if apart else "")
             + ".</p>"
         )

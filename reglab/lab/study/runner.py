@@ -26,14 +26,13 @@ from optuna.trial import TrialState
 
 from reglab.errors import InputError, WriteError, note
 from reglab.lab.recipe import Recipe
-from reglab.lab.run import differences, finite, run_recipe
+from reglab.lab.run import differences, run_recipe
 from reglab.lab.study.plan import COMBINATION, Plan
 from reglab.lab.study.stats import combination_changes
 from reglab.lab.study.storage import StorageError, StudyStore, key_of
-from reglab.regularize.weights import weights
+from reglab.lab.study.trials import returned_valid_loss, trial_attrs
 
 CHECKPOINT_EVERY = 10  # epochs between a trial's checkpoints
-MAX_COLUMNS = 4096  # a first layer with more inputs keeps no per-input column norms (Fashion-MNIST has 784)
 POLL = 0.25  # seconds an idle worker waits before looking for work again (the combination's trials
 # appear when another worker has derived it: a long wait leaves a core idle at that moment)
 
@@ -131,14 +130,16 @@ def work(
     on_trial: Callable[[str, int, str], None] | None = None,
     threads: str | None = None,
     stack: bool = False,
+    workers: int = 1,
 ) -> int:
     """Run trials until the study is complete; returns how many this worker ran. ``threads``
     ``"auto"``: each trial picks its threads from its model's size, within this worker's.
     ``stack``: the seeds of an arm whose recipe stacks form stack groups, fixed by the plan
-    (``stack_group``: the arm's seeds in plan order, ``MAX_COPIES`` at a time); a worker claims
-    a group's first waiting trial only while no trial of the group runs, takes the group's other
-    waiting trials with it and trains them as one stacked model. Which trials stack together
-    thus depends on the plan and the stored states alone, never on the workers' timing."""
+    (``stack_group``: the arm's seeds in plan order, ``MAX_COPIES`` at a time; the combination's
+    split over the ``workers`` this machine runs for the study, ``combination_stack``); a worker
+    claims a group's first waiting trial only while no trial of the group runs, takes the group's
+    other waiting trials with it and trains them as one stacked model. Which trials stack
+    together thus depends on the plan and the stored states alone, never on the workers' timing."""
     ran = 0
     stackable: dict[str, bool] = {}
     while True:
@@ -149,7 +150,7 @@ def work(
         points = grid(plan, store, done)
         if store.enqueue_missing(points, trials):
             trials = store.trials()
-        candidates = group_leaders(plan, store, trials, stackable) if stack else trials
+        candidates = group_leaders(plan, store, trials, stackable, workers) if stack else trials
         trial = store.claim(candidates, choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
         if trial is None:
             if all(p in done for p in points):  # grid() adds the combination once the rest is done
@@ -159,11 +160,11 @@ def work(
                 _ready_to_derive()
             time.sleep(POLL)  # other workers are running the remaining trials
             continue
-        group = [trial, *(same_group(plan, store, trials, trial, out, stackable) if stack else [])]
+        group = [trial, *(same_group(plan, store, trials, trial, out, stackable, workers) if stack else [])]
         for t in group:
             if on_trial:
                 on_trial(*key_of(t), "start")
-        with last_arm_threads(plan, store, *key_of(trial), threads, stack, stackable):
+        with last_arm_threads(plan, store, *key_of(trial), threads, stack, stackable, workers):
             if len(group) > 1:
                 run_group(plan, store, group, out, threads)
             else:
@@ -182,7 +183,14 @@ def _ready_to_derive() -> None:
 
 @contextlib.contextmanager
 def last_arm_threads(
-    plan: Plan, store: StudyStore, arm: str, seed: int, threads: str | None, stack: bool, stackable: dict[str, bool]
+    plan: Plan,
+    store: StudyStore,
+    arm: str,
+    seed: int,
+    threads: str | None,
+    stack: bool,
+    stackable: dict[str, bool],
+    workers: int = 1,
 ):
     """The combination's trials run once every other trial is complete, so the cores that the
     other workers of this machine trained on are idle then: with ``threads="auto"``, each of
@@ -192,12 +200,11 @@ def last_arm_threads(
     if threads != "auto" or arm != COMBINATION:
         yield
         return
-    from reglab.lab.stack import MAX_COPIES
     from reglab.train.threads import cores
 
     units = len(plan.seeds)
     if stack and arm_stacks(plan, store, arm, seed, stackable):
-        units = -(-units // MAX_COPIES)
+        units = -(-units // combination_stack(plan, store, workers))
     before = torch.get_num_threads()
     torch.set_num_threads(max(before, cores() // units))
     try:
@@ -237,18 +244,51 @@ def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path, threads: str
         raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
 
 
-def stack_group(plan: Plan, arm: str, seed: int) -> tuple[str, int]:
-    """The stack group of a grid point: its arm and which ``MAX_COPIES`` of the plan's seeds."""
+def stack_group(plan: Plan, arm: str, seed: int, size: int | None = None) -> tuple[str, int]:
+    """The stack group of a grid point: its arm and which ``size`` (default ``MAX_COPIES``) of
+    the plan's seeds."""
     from reglab.lab.stack import MAX_COPIES
 
-    return arm, list(plan.seeds).index(seed) // MAX_COPIES
+    return arm, list(plan.seeds).index(seed) // (size or MAX_COPIES)
 
 
-def group_leaders(plan: Plan, store: StudyStore, trials: list[Any], stackable: dict[str, bool]) -> list[Any]:
+def combination_stack(plan: Plan, store: StudyStore, workers: int = 1) -> int:
+    """How many of the combination's seeds train as one stacked model. The combination runs once
+    every other trial is complete, when a single group would leave the other workers' cores idle:
+    its seeds are split into as many groups as this machine runs workers for the study (at most
+    one per seed; ``MAX_COPIES`` seeds a group at most): with 2 workers, seeds 0-1 stacked and
+    seed 2 alone. The size is fixed by the first worker that groups them and stored with the
+    study, so every worker, here or on another machine, groups them alike."""
+    from reglab.lab.stack import MAX_COPIES
+
+    attrs = store.attrs()
+    if "combination_stack" not in attrs:
+        seeds = len(plan.seeds)
+        store.set_attr("combination_stack", min(MAX_COPIES, -(-seeds // max(1, min(workers, seeds)))))
+        attrs = store.attrs()
+    return attrs["combination_stack"]
+
+
+def _group_of(plan: Plan, store: StudyStore, workers: int, sizes: dict[str, int]):
+    """``stack_group`` for each arm's group size (the combination's from ``combination_stack``,
+    read once into ``sizes``)."""
+
+    def group(arm: str, seed: int) -> tuple[str, int]:
+        if arm == COMBINATION and arm not in sizes:
+            sizes[arm] = combination_stack(plan, store, workers)
+        return stack_group(plan, arm, seed, sizes.get(arm))
+
+    return group
+
+
+def group_leaders(
+    plan: Plan, store: StudyStore, trials: list[Any], stackable: dict[str, bool], workers: int = 1
+) -> list[Any]:
     """The waiting trials a worker may claim: every trial of an arm that does not stack; of an
     arm that stacks, the first waiting trial of each group none of whose trials is running
     (``stackable``: arm -> whether its recipe stacks, filled in as arms are met)."""
-    running = {stack_group(plan, *key_of(t)) for t in trials if t.state == TrialState.RUNNING}
+    stack_group = _group_of(plan, store, workers, {})
+    running = {stack_group(*key_of(t)) for t in trials if t.state == TrialState.RUNNING}
     order = list(plan.seeds)
     first: dict[tuple[str, int], Any] = {}
     out = []
@@ -259,7 +299,7 @@ def group_leaders(plan: Plan, store: StudyStore, trials: list[Any], stackable: d
         if not arm_stacks(plan, store, arm, seed, stackable):
             out.append(t)
             continue
-        group = stack_group(plan, arm, seed)
+        group = stack_group(arm, seed)
         if group in running:
             continue
         if group not in first or order.index(seed) < order.index(key_of(first[group])[1]):
@@ -281,7 +321,13 @@ def arm_stacks(plan: Plan, store: StudyStore, arm: str, seed: int, stackable: di
 
 
 def same_group(
-    plan: Plan, store: StudyStore, trials: list[Any], first: Any, out: Path, stackable: dict[str, bool]
+    plan: Plan,
+    store: StudyStore,
+    trials: list[Any],
+    first: Any,
+    out: Path,
+    stackable: dict[str, bool],
+    workers: int = 1,
 ) -> list[Any]:
     """Claim the other waiting trials of ``first``'s stack group, in seed order, when they can
     train stacked: a recipe that stacks and no run folder to resume from (a trial that died
@@ -289,12 +335,13 @@ def same_group(
     arm, seed = key_of(first)
     if not arm_stacks(plan, store, arm, seed, stackable) or started(plan, store, out, arm, seed):
         return []
-    group = stack_group(plan, arm, seed)
+    stack_group = _group_of(plan, store, workers, {})
+    group = stack_group(arm, seed)
     order = list(plan.seeds)
     members = [
         t
         for t in trials
-        if t.state == TrialState.WAITING and t.number != first.number and stack_group(plan, *key_of(t)) == group
+        if t.state == TrialState.WAITING and t.number != first.number and stack_group(*key_of(t)) == group
     ]
     claimed = []
     for t in sorted(members, key=lambda t: order.index(key_of(t)[1])):
@@ -348,34 +395,3 @@ def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, thread
             for later in group[i + 1 :]:
                 store.release(later._trial_id)
             raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
-
-
-def returned_valid_loss(summary: dict[str, Any], history: list[dict[str, Any]]) -> float:
-    """Validation loss of the model the run returns (the restored best epoch's, or the last)."""
-    epoch = summary.get("restored_epoch") or len(history)
-    value = history[epoch - 1]["valid_loss"]
-    return value if value == value else float("inf")
-
-
-def trial_attrs(result: Any) -> dict[str, Any]:
-    """What is kept with a trial: summary (with the returned model's validation loss and
-    fractions of exactly-zero weights), per-epoch history, and the first layer's weights: a
-    histogram, their root mean square and, for a Linear layer of at most ``MAX_COLUMNS`` inputs,
-    the norm of each input's column (which inputs the model uses: feature selection)."""
-    summary = dict(result.summary)
-    history = list(result.history)
-    summary["valid_loss"] = returned_valid_loss(summary, history)
-    matrix = weights(result.model)[0].detach().double().cpu()
-    first = matrix.flatten()  # zero fractions: in the summary
-    first = first[first.isfinite()]  # a diverged run's weights may be NaN: histogram what is finite
-    m = float(first.abs().max()) if len(first) else 0.0
-    m = m or 1.0
-    histogram = {
-        "edges": torch.linspace(-m, m, 61).tolist(),
-        "counts": torch.histc(first, bins=60, min=-m, max=m).tolist(),
-        "zeros": int((first == 0).sum()),
-        "rms": float(first.pow(2).mean().sqrt()) if len(first) else 0.0,  # sqrt(mean w²): does a penalty shrink?
-    }
-    if matrix.dim() == 2 and matrix.shape[1] <= MAX_COLUMNS:  # a Linear layer: weight on each input
-        histogram["columns"] = matrix.norm(dim=0).tolist()  # ‖W[:, j]‖₂ per input j: which inputs are used
-    return finite({"summary": summary, "history": history, "weights": histogram})

@@ -56,6 +56,7 @@ def _worker_main(
     stack: bool,
     events: Any,
     parent: int,
+    workers: int = 1,
 ) -> None:
     _die_with_parent(parent)
     torch.set_num_threads(threads)
@@ -68,6 +69,7 @@ def _worker_main(
             on_trial=lambda arm, seed, event: events.put((arm, seed, event)),
             threads="auto" if auto else None,
             stack=stack,
+            workers=workers,
         )
     except KeyboardInterrupt:
         sys.exit(130)
@@ -104,7 +106,7 @@ def run_workers(
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(plan.to_dict(), store.url, str(out), threads, auto, stack, events, os.getpid()),
+            args=(plan.to_dict(), store.url, str(out), threads, auto, stack, events, os.getpid(), workers),
             daemon=True,
         )
         for _ in range(workers)

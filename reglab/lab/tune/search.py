@@ -198,7 +198,7 @@ def objective(base: Recipe, space: Space, trials: int | None = None) -> Any:
     touching the test set; the value is the returned model's validation loss."""
     from reglab.lab.build import build
     from reglab.lab.study.leases import process_identity
-    from reglab.lab.study.runner import returned_valid_loss
+    from reglab.lab.study.trials import returned_valid_loss
 
     def run(trial: Any) -> float:
         trial.set_user_attr("worker", process_identity())  # first: who runs it, should it be killed

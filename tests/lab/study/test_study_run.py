@@ -494,6 +494,64 @@ def test_stack_groups_are_fixed_by_the_plan_not_by_the_workers_timing(signals, t
     assert stack_group(plan, "baseline", 2) == ("baseline", 0)
 
 
+def test_the_combinations_seeds_are_split_over_the_workers_and_the_split_is_stored(signals, tmp_path):
+    """The combination runs alone at the study's end: with 2 workers its 3 seeds form 2 groups
+    (0-1 stacked, 2 alone), each offered to a worker; the size is stored with the study, so a
+    worker that counts otherwise (1 worker, another machine) groups them alike; without a
+    stored size, one worker stacks all three."""
+    from reglab.lab.study.runner import attach, combination_stack, group_leaders, last_arm_threads
+
+    plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "combination"], seeds=3)
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    store = attach(plan, sqlite_url(tmp_path / "two"))
+    store.set_attr("combination", {"arms": ["dropout"], "skipped": [], "changes": {"model.dropout": 0.3}})
+    store.enqueue_missing([("combination", s) for s in range(3)])
+    keys = lambda ts: sorted(key_of(t) for t in ts)  # noqa: E731
+    assert keys(group_leaders(plan, store, store.trials(), {}, workers=2)) == [("combination", 0), ("combination", 2)]
+    assert store.attrs()["combination_stack"] == 2 == combination_stack(plan, store, workers=1)
+    assert keys(group_leaders(plan, store, store.trials(), {}, workers=1)) == [("combination", 0), ("combination", 2)]
+    first = store.claim([t for t in store.trials() if key_of(t) == ("combination", 0)])
+    assert keys(group_leaders(plan, store, store.trials(), {}, workers=2)) == [("combination", 2)]  # 1 is 0's
+    store.fail(first._trial_id, "test")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # each of the 2 groups may take half the cores, not all of them as one group would
+        from reglab.train.threads import cores
+
+        with last_arm_threads(plan, store, "combination", 0, "auto", True, {}, workers=2):
+            assert torch.get_num_threads() == max(1, cores() // 2)
+    finally:
+        torch.set_num_threads(before)
+
+    alone = attach(plan, sqlite_url(tmp_path / "one"))
+    alone.set_attr("combination", {"arms": ["dropout"], "skipped": [], "changes": {"model.dropout": 0.3}})
+    alone.enqueue_missing([("combination", s) for s in range(3)])
+    assert keys(group_leaders(plan, alone, alone.trials(), {}, workers=1)) == [("combination", 0)]
+    assert alone.attrs()["combination_stack"] == 3
+
+
+@pytest.mark.slow
+def test_two_workers_split_the_combination_and_the_report_says_how(signals, tmp_path):
+    plan = make_plan(tiny_base(signals, epochs=3), arms=["baseline", "dropout", "combination"], seeds=3)
+    store = StudyStore(sqlite_url(tmp_path), "regularization")
+    from reglab.lab.study.runner import attach
+
+    attach(plan, store.url).set_attr(  # the derivation fixed (whether dropout helps depends on the data)
+        "combination", {"arms": ["dropout"], "skipped": [], "changes": {"model.dropout": 0.3}}
+    )
+    run_study(plan, tmp_path, workers=2)
+    stacked_with = {key_of(t): t.user_attrs["summary"].get("stacked") for t in store.trials([TrialState.COMPLETE])}
+    assert stacked_with == {
+        **{(a, s): [0, 1, 2] for a in ("baseline", "dropout") for s in range(3)},
+        ("combination", 0): [0, 1], ("combination", 1): [0, 1], ("combination", 2): None,
+    }  # fmt: skip
+    assert (
+        "Trained stacked (each arm's seeds as one model): baseline, combination (seeds 0 1 together, 2 alone), "
+        "dropout." in (tmp_path / "report.html").read_text()
+    )
+
+
 @pytest.mark.slow
 def test_two_workers_stack_each_arm_whole(signals, tmp_path):
     plan = make_plan(tiny_base(signals, epochs=3), arms=["baseline", "dropout", "early-stopping"], seeds=3)
