@@ -287,8 +287,8 @@ def group_leaders(
     """The waiting trials a worker may claim: every trial of an arm that does not stack; of an
     arm that stacks, the first waiting trial of each group none of whose trials is running
     (``stackable``: arm -> whether its recipe stacks, filled in as arms are met)."""
-    stack_group = _group_of(plan, store, workers, {})
-    running = {stack_group(*key_of(t)) for t in trials if t.state == TrialState.RUNNING}
+    group_of = _group_of(plan, store, workers, {})
+    running = {group_of(*key_of(t)) for t in trials if t.state == TrialState.RUNNING}
     order = list(plan.seeds)
     first: dict[tuple[str, int], Any] = {}
     out = []
@@ -299,7 +299,7 @@ def group_leaders(
         if not arm_stacks(plan, store, arm, seed, stackable):
             out.append(t)
             continue
-        group = stack_group(arm, seed)
+        group = group_of(arm, seed)
         if group in running:
             continue
         if group not in first or order.index(seed) < order.index(key_of(first[group])[1]):
@@ -335,13 +335,13 @@ def same_group(
     arm, seed = key_of(first)
     if not arm_stacks(plan, store, arm, seed, stackable) or started(plan, store, out, arm, seed):
         return []
-    stack_group = _group_of(plan, store, workers, {})
-    group = stack_group(arm, seed)
+    group_of = _group_of(plan, store, workers, {})
+    group = group_of(arm, seed)
     order = list(plan.seeds)
     members = [
         t
         for t in trials
-        if t.state == TrialState.WAITING and t.number != first.number and stack_group(*key_of(t)) == group
+        if t.state == TrialState.WAITING and t.number != first.number and group_of(*key_of(t)) == group
     ]
     claimed = []
     for t in sorted(members, key=lambda t: order.index(key_of(t)[1])):
