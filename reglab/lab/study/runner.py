@@ -269,9 +269,10 @@ def combination_stack(plan: Plan, store: StudyStore, workers: int = 1) -> int:
     return attrs["combination_stack"]
 
 
-def _group_of(plan: Plan, store: StudyStore, workers: int, sizes: dict[str, int]):
-    """``stack_group`` for each arm's group size (the combination's from ``combination_stack``,
-    read once into ``sizes``)."""
+def _group_of(plan: Plan, store: StudyStore, workers: int):
+    """``stack_group`` with each arm's group size (the combination's from ``combination_stack``,
+    read from the storage at most once)."""
+    sizes: dict[str, int] = {}
 
     def group(arm: str, seed: int) -> tuple[str, int]:
         if arm == COMBINATION and arm not in sizes:
@@ -287,7 +288,7 @@ def group_leaders(
     """The waiting trials a worker may claim: every trial of an arm that does not stack; of an
     arm that stacks, the first waiting trial of each group none of whose trials is running
     (``stackable``: arm -> whether its recipe stacks, filled in as arms are met)."""
-    group_of = _group_of(plan, store, workers, {})
+    group_of = _group_of(plan, store, workers)
     running = {group_of(*key_of(t)) for t in trials if t.state == TrialState.RUNNING}
     order = list(plan.seeds)
     first: dict[tuple[str, int], Any] = {}
@@ -335,7 +336,7 @@ def same_group(
     arm, seed = key_of(first)
     if not arm_stacks(plan, store, arm, seed, stackable) or started(plan, store, out, arm, seed):
         return []
-    group_of = _group_of(plan, store, workers, {})
+    group_of = _group_of(plan, store, workers)
     group = group_of(arm, seed)
     order = list(plan.seeds)
     members = [

@@ -500,6 +500,7 @@ def test_the_combinations_seeds_are_split_over_the_workers_and_the_split_is_stor
     worker that counts otherwise (1 worker, another machine) groups them alike; without a
     stored size, one worker stacks all three."""
     from reglab.lab.study.runner import attach, combination_stack, group_leaders, last_arm_threads
+    from reglab.train.threads import cores
 
     plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "combination"], seeds=3)
     (tmp_path / "two").mkdir()
@@ -517,8 +518,6 @@ def test_the_combinations_seeds_are_split_over_the_workers_and_the_split_is_stor
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # each of the 2 groups may take half the cores, not all of them as one group would
-        from reglab.train.threads import cores
-
         with last_arm_threads(plan, store, "combination", 0, "auto", True, {}, workers=2):
             assert torch.get_num_threads() == max(1, cores() // 2)
     finally:
@@ -533,13 +532,11 @@ def test_the_combinations_seeds_are_split_over_the_workers_and_the_split_is_stor
 
 @pytest.mark.slow
 def test_two_workers_split_the_combination_and_the_report_says_how(signals, tmp_path):
-    plan = make_plan(tiny_base(signals, epochs=3), arms=["baseline", "dropout", "combination"], seeds=3)
-    store = StudyStore(sqlite_url(tmp_path), "regularization")
     from reglab.lab.study.runner import attach
 
-    attach(plan, store.url).set_attr(  # the derivation fixed (whether dropout helps depends on the data)
-        "combination", {"arms": ["dropout"], "skipped": [], "changes": {"model.dropout": 0.3}}
-    )
+    plan = make_plan(tiny_base(signals, epochs=3), arms=["baseline", "dropout", "combination"], seeds=3)
+    store = attach(plan, sqlite_url(tmp_path))  # the derivation fixed (whether dropout helps depends on the data)
+    store.set_attr("combination", {"arms": ["dropout"], "skipped": [], "changes": {"model.dropout": 0.3}})
     run_study(plan, tmp_path, workers=2)
     stacked_with = {key_of(t): t.user_attrs["summary"].get("stacked") for t in store.trials([TrialState.COMPLETE])}
     assert stacked_with == {
