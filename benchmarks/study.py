@@ -9,6 +9,7 @@ with 1 and with 2 local workers, each in a fresh output folder, as a user runs i
     python benchmarks/study.py --studies capacity penalties --keep   # some of them, folders kept
     python benchmarks/study.py --stacking  # 2 workers, the seeds of each arm stacked and not: the ratio
     python benchmarks/study.py --stacking --workers 1  # the same with one worker
+    python benchmarks/study.py --kernels   # 2 workers, stacked, training.matmul = aten then onednn
 
 Issue 5 asks for: 2 workers under 300 s on 2 CPU cores, and at least 1.7× faster than 1; issue 26
 for each built-in study under 300 s with --workers 2 on 2 cores.
@@ -35,6 +36,7 @@ def run(
     keep: bool = False,
     study: str | None = None,
     stack: bool = True,
+    matmul: str | None = None,
 ) -> float:
     out = tempfile.mkdtemp(prefix=f"reglab-study-bench-{study or 'default'}-{workers}w-")
     cmd = [sys.executable, "-m", "reglab.lab.cli", "study", *([study] if study else []), "--workers", str(workers),
@@ -44,6 +46,8 @@ def run(
     if epochs:
         cmd += ["--epochs", str(epochs)]
     cmd.append("--stack" if stack else "--no-stack")  # said either way: the default is the CLI's
+    if matmul:
+        cmd += ["--set", f"training.matmul={matmul}"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
@@ -137,6 +141,17 @@ def stacking(epochs: int | None, workers: int = 2, rounds: int = 1) -> None:
     print(f"default study, {workers} worker(s): stacked {b:.1f} s, separate {a:.1f} s: {b / a:.2f}x")
 
 
+def kernels(epochs: int | None, workers: int = 2) -> None:
+    """The default study (stacked, ``workers`` workers) with the Linear layers multiplied by ATen
+    and by oneDNN (``training.matmul``), one after the other."""
+    times = {}
+    for matmul in ("aten", "onednn"):
+        times[matmul] = run(workers, epochs, matmul=matmul)
+        print(f"{matmul}: {times[matmul]:.1f} s", flush=True)
+    print(f"default study, {workers} worker(s), stacked: oneDNN {times['onednn']:.1f} s, ATen {times['aten']:.1f} s: "
+          f"{times['onednn'] / times['aten']:.2f}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="*", default=[2, 1])
@@ -149,7 +164,11 @@ def main() -> None:
     parser.add_argument("--studies", nargs="*", metavar="NAME", help="time the built-in studies (default: all)")
     parser.add_argument("--stacking", action="store_true",
                         help="with --stack and without, alternated (2 workers, or the --workers given)")  # fmt: skip
+    parser.add_argument("--kernels", action="store_true",
+                        help="training.matmul = aten, then onednn (2 workers, or the --workers given)")  # fmt: skip
     args = parser.parse_args()
+    if args.kernels:
+        return kernels(20 if args.quick else None, args.workers[0] if len(args.workers) == 1 else 2)
     if args.stacking:
         return stacking(20 if args.quick else None, args.workers[0] if len(args.workers) == 1 else 2)
     if args.studies is not None:

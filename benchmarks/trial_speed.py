@@ -12,7 +12,11 @@
    and with Adam and proximal L1 (``torch._fused_adam_``, then the proximal step) against the
    same optimizer stepped through its readable chain.
 
-5. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
+5. The Linear layers' kernel (``reglab.matmul``): a baseline step with oneDNN's products against
+   ATen's (MKL), separate and 3 copies stacked; the ratio is the median of the rounds'.
+   (Where this PyTorch has no oneDNN, skipped.)
+
+6. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
    operator: matrix products, elementwise, loss, optimizer, autograd's own, the rest).
 
 Rounds alternate between the sides; the figures are medians over rounds.
@@ -178,6 +182,45 @@ def kernel_paths(rounds: int) -> dict[str, tuple[float, float]]:
     return {name: (statistics.median(times[name, True]), statistics.median(times[name, False])) for name in OPTIMIZERS}
 
 
+def kernels(rounds: int, copies: int = 3) -> dict[str, float]:
+    """The median over interleaved rounds of (oneDNN / ATen) time: a baseline epoch in
+    ``Trainer.train_epoch``, and ``copies`` copies stacked (50 steps)."""
+    from reglab import matmul
+
+    data = _data()
+    trainers = {}
+    for kernel in ("aten", "onednn"):
+        torch.manual_seed(0)
+        model = mlp(40, 10, 256, 2, init="auto")
+        trainers[kernel] = Trainer(model, data, Adam(model.parameters(), 1e-3), epochs=1, batch_size=BATCH,
+                                   matmul=kernel)  # fmt: skip
+    x = torch.randn(copies, BATCH, 40)
+    y = torch.randint(0, 10, (copies, BATCH))
+    stacks = {}
+    for kernel in ("aten", "onednn"):
+        torch.manual_seed(0)
+        model = StackedModel([mlp(40, 10, 256, 2) for _ in range(copies)], [torch.Generator() for _ in range(copies)])
+        matmul.set_kernel(model, kernel)
+        stacks[kernel] = (model, Adam(model.parameters(), 1e-3))
+
+    def stacked_steps(kernel: str) -> float:
+        model, opt = stacks[kernel]
+        start = time.perf_counter()
+        for _ in range(50):
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="sum")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - start
+
+    separate, stacked = [], []
+    for _ in range(rounds):
+        times = {k: (_epoch_seconds(t), stacked_steps(k)) for k, t in trainers.items()}
+        separate.append(times["onednn"][0] / times["aten"][0])
+        stacked.append(times["onednn"][1] / times["aten"][1])
+    return {"separate": statistics.median(separate), f"{copies} stacked": statistics.median(stacked)}
+
+
 KINDS = {  # operator name (without "aten::") -> kind; the rest is "other"
     "matrix products": ("mm", "addmm", "bmm", "baddbmm", "linear", "matmul"),
     "elementwise (ReLU, bias sums)": ("relu", "clamp_min", "threshold_backward", "sum", "add_", "add", "mul", "t"),
@@ -242,6 +285,12 @@ def main() -> None:
     for name, (kernel, chain) in kernel_paths(args.rounds).items():
         print(f"{name}: kernel path {kernel * 1e3:.3f} ms a step, chain {chain * 1e3:.3f} ms: "
               f"{kernel / chain:.2f}x")  # fmt: skip
+    from reglab.matmul import auto_kernel, onednn_available
+
+    if onednn_available():
+        ratios = kernels(args.rounds)
+        print(f"oneDNN's products against ATen's (auto is {auto_kernel()} here): "
+              + ", ".join(f"{name} {r:.2f}x" for name, r in ratios.items()))  # fmt: skip
 
 
 if __name__ == "__main__":

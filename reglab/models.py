@@ -1,7 +1,8 @@
 """Model builders: ``mlp`` and ``cnn`` from ``torch.nn`` layers and ``torch.nn.init``.
 
 A hidden block is ``layer -> norm -> activation -> dropout`` (plus 2x max-pooling for cnn).
-The layers are PyTorch's own; tests/test_models.py checks them against TECHNIQUES.md 8-10:
+The layers are PyTorch's own (``reglab.matmul.Linear`` is ``nn.Linear`` whose product a trainer
+may give to oneDNN); tests/test_models.py checks them against TECHNIQUES.md 8-10:
 
 - Dropout (p): in ``train()`` mode each unit is zeroed with probability p and survivors are
   scaled by 1/(1-p); in ``eval()`` mode nothing is dropped.
@@ -29,6 +30,7 @@ from torch import nn
 
 from reglab._checks import check_choice, check_float, check_int
 from reglab.errors import ReglabError, ReglabTypeError
+from reglab.matmul import Linear
 from reglab.recurrent import Recurrent
 from reglab.registry import Registry
 from reglab.regularize.weights import NORM_LAYERS, named_weights, weight_grad_norms
@@ -170,12 +172,12 @@ def mlp(
         raise ReglabError("instance norm needs spatial dimensions; use a cnn, or layer norm for an mlp")
     layers: list[nn.Module] = [nn.Flatten()]
     for i in range(depth):
-        layers.append(nn.Linear(n_in if i == 0 else width, width))
+        layers.append(Linear(n_in if i == 0 else width, width))
         layers += _norm(norm, width, groups, dims=1, spatial=False)
         layers.append(_activation(activation, slope))
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(n_in if depth == 0 else width, n_out))
+    layers.append(Linear(n_in if depth == 0 else width, n_out))
     return _initialized(nn.Sequential(*layers), init, activation)
 
 
@@ -219,7 +221,7 @@ def cnn(
             layers.append(nn.Dropout(dropout))
         channels = width
     pool_all = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
-    layers += [pool_all, nn.Flatten(), nn.Linear(channels, n_out)]
+    layers += [pool_all, nn.Flatten(), Linear(channels, n_out)]
     return _initialized(nn.Sequential(*layers), init, activation)
 
 

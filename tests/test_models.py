@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from reglab.lab.recipe import ModelConfig
+from reglab.matmul import Linear
 from reglab.models import build_model, cnn, initialize, layer_grad_norms, mlp
 
 
@@ -30,7 +31,7 @@ def test_cnn_shapes(shape, norm):
 
 def test_depth_zero_is_logistic_regression():
     m = mlp(64, 10, depth=0)
-    assert [type(x) for x in m] == [nn.Flatten, nn.Linear]
+    assert [type(x) for x in m] == [nn.Flatten, Linear] and isinstance(m[1], nn.Linear)
 
 
 def test_build_model_resolves_width_and_auto_init():

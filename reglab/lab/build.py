@@ -144,4 +144,5 @@ def build(recipe: Recipe, callbacks: Sequence[Callback] = (), data: Data | None 
         seed=seed,
         autocast=torch.bfloat16 if recipe.training.autocast == "bf16" else None,
         compile=recipe.training.compile,
+        matmul=recipe.training.matmul,
     )

@@ -220,6 +220,7 @@ def _finish(recipe: Recipe, trainer: Trainer) -> Result:
         "diagnosis": diagnosis.to_dict(),
         "train_seconds": sum(r["time"] for r in trainer.history),
         "threads": torch.get_num_threads(),  # intra-op threads change summation order: part of reproducing a run
+        "matmul": trainer.matmul,  # who multiplied the Linear layers (auto resolved): rounds differently, as threads do
         "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "train_samples": len(data.x_train),
         **({"classes": list(data.classes)} if data.classes else {}),  # label i is classes[i]

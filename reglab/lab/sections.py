@@ -16,6 +16,7 @@ from reglab.augment import AUGMENTATIONS
 from reglab.data import DATASETS, FILE_FORMATS, LABEL_COLUMN, TEST_FRACTION, VALID_FRACTION
 from reglab.errors import ReglabError, ReglabTypeError
 from reglab.lab.fields import Key, Section, setting
+from reglab.matmul import KERNELS
 from reglab.models import ACTIVATIONS, INIT_CHOICES, MODEL_KINDS, NORMS
 from reglab.optim import OPTIMIZERS, check_options
 from reglab.optim.schedules import SCHEDULES
@@ -259,6 +260,9 @@ class TrainingConfig(Section):
                             flag="--autocast")  # fmt: skip
     compile: bool = setting(False, "compile the training forward and backward with torch.compile (inductor): faster "
                                    "steps after seconds of compiling", flag="--compile")  # fmt: skip
+    matmul: str = setting("auto", "who multiplies the Linear layers on CPU: aten (MKL), onednn, or auto (oneDNN on "
+                                  "AMD Zen 5, where MKL runs AVX2 kernels: faster; aten elsewhere)",
+                          choices=KERNELS, flag="--matmul")  # fmt: skip
     loss: str = setting("cross_entropy", "cross_entropy for classes; mse (outlier-sensitive), mae (robust) or huber",
                         choices=LOSSES, flag="--loss", study=True)  # fmt: skip
     grad_norms: bool = setting(False, "record each layer's mean gradient norm per epoch (vanishing/exploding)",

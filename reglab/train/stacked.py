@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reglab import matmul
 from reglab.errors import ReglabError
 from reglab.train.callbacks import LRScheduler, call
 from reglab.train.loop import Trainer, _full
@@ -57,6 +58,7 @@ class _Linear(nn.Module):
     15% of a stacked step, BENCHMARKS.md)."""
 
     transposed = ("weight",)  # stored as the copies' own tensors transposed
+    kernel = "aten"  # or "onednn" (reglab.matmul): each copy's product by oneDNN, as its own Linear makes it
 
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
@@ -64,6 +66,8 @@ class _Linear(nn.Module):
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(1))  # (S, 1, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "onednn" and matmul.onednn_fits(x[0], self.weight[0].t(), None):
+            return matmul.stacked_product(x, self.weight, self.bias)
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -226,12 +230,14 @@ class StackedTrainer:
         first = self.trainers[0]
         if any(_shape(t) != _shape(first) for t in self.trainers):
             raise ReglabError(
-                "stacked copies need the same epochs, batch size, training-set size, device, autocast and compile"
+                "stacked copies need the same epochs, batch size, training-set size, device, autocast, compile "
+                "and matmul"
             )
         self.generators = [torch.Generator(device=first.device).manual_seed(0) for _ in self.trainers]
         for g, state in zip(self.generators, rng_states):
             g.set_state(state)
         self.model = StackedModel([t.model for t in self.trainers], self.generators).to(first.device)
+        matmul.set_kernel(self.model, first.matmul)
         self.optimizer = make_optimizer(self.model)
         self.forward = torch.compile(self.model) if first.compile else self.model  # compiled: forward and backward
         self._sets: tuple[torch.Tensor, torch.Tensor] | None = None  # the copies' training sets, stacked
@@ -349,7 +355,7 @@ _LOSSES = tuple(LOSSES.values())  # PyTorch's losses: they take reduction="none"
 
 def _shape(t: Trainer) -> tuple:
     """What the copies of a stacked model must share."""
-    return t.epochs, t.batch_size, len(t.data.x_train), t.device, t.autocast, t.compile
+    return t.epochs, t.batch_size, len(t.data.x_train), t.device, t.autocast, t.compile, t.matmul
 
 
 def stack_problem(trainers: Sequence[Trainer]) -> str | None:

@@ -34,6 +34,9 @@ def step_flops(model: nn.Module, batch: torch.Tensor) -> float:
     (the backward pass costs about twice the forward); the model's mode and weights untouched."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from reglab.matmul import register_flops
+
+    register_flops()
     was_training = model.training
     model.eval()
     try:

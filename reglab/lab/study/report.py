@@ -30,7 +30,8 @@ from reglab.lab.study.storage import StudyStore
 
 CSV_FIELDS = [
     "arm", "seed", "trial", "test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
-    "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "threads", "stacked", "recipe",
+    "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "threads", "matmul", "stacked",
+    "recipe",
 ]  # fmt: skip
 
 
@@ -50,6 +51,7 @@ def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, An
             **{k: s[k] for k in ("test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
                                  "zero_frac", "first_zero_frac", "train_seconds", "diagnosis", "recipe")},
             "threads": s.get("threads"),  # absent from trials stored by earlier versions
+            "matmul": s.get("matmul"),  # the Linear layers' kernel (reglab.matmul), absent as threads
             "stacked": s.get("stacked"),  # the seeds of its arm it trained with as one model; None: alone
             "history": t.user_attrs["history"], "weights": t.user_attrs["weights"], "summary": s,
         })  # fmt: skip
