@@ -9,7 +9,7 @@ with 1 and with 2 local workers, each in a fresh output folder, as a user runs i
     python benchmarks/study.py --studies capacity penalties --keep   # some of them, folders kept
     python benchmarks/study.py --stacking  # 2 workers, the seeds of each arm stacked and not: the ratio
     python benchmarks/study.py --stacking --workers 1  # the same with one worker
-    python benchmarks/study.py --kernels   # 2 workers, stacked, training.matmul = aten then onednn
+    python benchmarks/study.py --kernels --rounds 3  # 2 workers, stacked, training.matmul = aten / onednn
 
 Issue 5 asks for: 2 workers under 300 s on 2 CPU cores, and at least 1.7× faster than 1; issue 26
 for each built-in study under 300 s with --workers 2 on 2 cores.
@@ -141,15 +141,17 @@ def stacking(epochs: int | None, workers: int = 2, rounds: int = 1) -> None:
     print(f"default study, {workers} worker(s): stacked {b:.1f} s, separate {a:.1f} s: {b / a:.2f}x")
 
 
-def kernels(epochs: int | None, workers: int = 2) -> None:
+def kernels(epochs: int | None, workers: int = 2, rounds: int = 1) -> None:
     """The default study (stacked, ``workers`` workers) with the Linear layers multiplied by ATen
-    and by oneDNN (``training.matmul``), one after the other."""
-    times = {}
-    for matmul in ("aten", "onednn"):
-        times[matmul] = run(workers, epochs, matmul=matmul)
-        print(f"{matmul}: {times[matmul]:.1f} s", flush=True)
-    print(f"default study, {workers} worker(s), stacked: oneDNN {times['onednn']:.1f} s, ATen {times['aten']:.1f} s: "
-          f"{times['onednn'] / times['aten']:.2f}x")  # fmt: skip
+    and by oneDNN (``training.matmul``), alternated (ABBA: each side first in every other round)."""
+    times: dict[str, list[float]] = {"aten": [], "onednn": []}
+    for i in range(rounds):
+        for matmul in ("aten", "onednn") if i % 2 == 0 else ("onednn", "aten"):
+            times[matmul].append(run(workers, epochs, matmul=matmul))
+            print(f"{matmul}: {times[matmul][-1]:.1f} s", flush=True)
+    a, b = statistics.median(times["aten"]), statistics.median(times["onednn"])
+    print(f"default study, {workers} worker(s), stacked: oneDNN {b:.1f} s, ATen {a:.1f} s (medians of {rounds}): "
+          f"{b / a:.2f}x")  # fmt: skip
 
 
 def main() -> None:
@@ -164,13 +166,17 @@ def main() -> None:
     parser.add_argument("--studies", nargs="*", metavar="NAME", help="time the built-in studies (default: all)")
     parser.add_argument("--stacking", action="store_true",
                         help="with --stack and without, alternated (2 workers, or the --workers given)")  # fmt: skip
-    parser.add_argument("--kernels", action="store_true",
-                        help="training.matmul = aten, then onednn (2 workers, or the --workers given)")  # fmt: skip
+    parser.add_argument(
+        "--kernels",
+        action="store_true",
+        help="training.matmul = aten and onednn, alternated (2 workers, or the --workers given)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of --kernels or --stacking")  # fmt: skip
     args = parser.parse_args()
     if args.kernels:
-        return kernels(20 if args.quick else None, args.workers[0] if len(args.workers) == 1 else 2)
+        return kernels(20 if args.quick else None, args.workers[0] if len(args.workers) == 1 else 2, args.rounds)
     if args.stacking:
-        return stacking(20 if args.quick else None, args.workers[0] if len(args.workers) == 1 else 2)
+        return stacking(20 if args.quick else None, args.workers[0] if len(args.workers) == 1 else 2, args.rounds)
     if args.studies is not None:
         return studies(args.studies, args.keep)
     if args.ceiling:

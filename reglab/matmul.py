@@ -72,12 +72,16 @@ def _this_machine() -> str:
     return auto_kernel(text)
 
 
-def resolve(kernel: str) -> str:
-    """``kernel`` checked and ``"auto"`` resolved: ``"aten"`` or ``"onednn"``."""
+def resolve(kernel: str, device: torch.device | str = "cpu") -> str:
+    """``kernel`` checked and ``"auto"`` resolved for ``device``: ``"aten"`` or ``"onednn"`` (a
+    CPU kernel: ``"auto"`` is ``"aten"`` on another device, where ATen calls the device's own)."""
     if kernel not in KERNELS:
         raise ReglabError(f"matmul must be one of {', '.join(KERNELS)}; got {kernel!r}")
+    on_cpu = torch.device(device).type == "cpu"
     if kernel == "auto":
-        return auto_kernel()
+        return auto_kernel() if on_cpu else "aten"
+    if kernel == "onednn" and not on_cpu:
+        raise ReglabError(f"matmul = 'onednn' multiplies on CPU; this run's device is {str(device)!r} (auto, aten)")
     if kernel == "onednn" and not onednn_available():
         raise ReglabError("matmul = 'onednn' needs a PyTorch build with oneDNN (torch.backends.mkldnn)")
     return kernel
@@ -191,10 +195,10 @@ class Linear(nn.Linear):
         return linear(x, self.weight, self.bias, self.kernel)
 
 
-def set_kernel(model: nn.Module, kernel: str) -> str:
-    """Sets ``kernel`` (checked, ``"auto"`` resolved) on every layer of ``model`` that has one
-    (``Linear``, a stacked model's layers) and returns it resolved."""
-    kernel = resolve(kernel)
+def set_kernel(model: nn.Module, kernel: str, device: torch.device | str = "cpu") -> str:
+    """Sets ``kernel`` (checked, ``"auto"`` resolved for ``device``) on every layer of ``model``
+    that has one (``Linear``, a stacked model's layers) and returns it resolved."""
+    kernel = resolve(kernel, device)
     for m in model.modules():
         if hasattr(type(m), "kernel"):
             m.kernel = kernel

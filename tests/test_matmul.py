@@ -148,6 +148,9 @@ def test_a_kernel_that_does_not_exist_is_refused_before_training():
     with pytest.raises(ReglabError, match="matmul.*'fast'"):
         Trainer(model, data, torch.optim.SGD(model.parameters(), 0.1), epochs=1, batch_size=10, matmul="fast")
     assert matmul.resolve("auto") in ("aten", "onednn") and matmul.resolve("aten") == "aten"
+    assert matmul.resolve("auto", "cuda") == "aten" and matmul.resolve("auto", "meta") == "aten"
+    with pytest.raises(ReglabError, match="on CPU.*'cuda:1'"):
+        matmul.resolve("onednn", "cuda:1")
 
 
 @onednn

@@ -95,7 +95,7 @@ class Trainer:
         self.device = data.x_train.device
         self.autocast = checks.autocast_dtype(autocast)
         self.compile = check_bool("compile", compile)
-        self.matmul = set_kernel(model, matmul)
+        self.matmul = set_kernel(model, matmul, self.device)
         self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the compiled model, once made
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # shuffling, augmentation
         self.classify = not data.regression  # accuracy is recorded for class labels only

@@ -237,7 +237,7 @@ class StackedTrainer:
         for g, state in zip(self.generators, rng_states):
             g.set_state(state)
         self.model = StackedModel([t.model for t in self.trainers], self.generators).to(first.device)
-        matmul.set_kernel(self.model, first.matmul)
+        matmul.set_kernel(self.model, first.matmul, first.device)
         self.optimizer = make_optimizer(self.model)
         self.forward = torch.compile(self.model) if first.compile else self.model  # compiled: forward and backward
         self._sets: tuple[torch.Tensor, torch.Tensor] | None = None  # the copies' training sets, stacked
