@@ -3,7 +3,9 @@
 1. The baseline trial (MLP 40→256→256→10, batch 100, Adam) through ``Trainer.train_epoch``:
    its GFLOP/s (3 × the forward pass's FLOPs a step) against the rate at which the same CPU
    multiplies the step's own matrix shapes (the 3 forward and 5 backward products, timed bare),
-   an epoch and the products' rounds interleaved; the ratio is the median of the rounds'.
+   an epoch and the products' rounds interleaved; the ratio is the median of the rounds'. Both
+   multiply with ATen (``training.matmul = "aten"``), so that the trial is held to its own
+   products; 5. measures oneDNN's.
 2. Pure overhead: the per-step time of a width-8 model (almost no arithmetic) in
    ``Trainer.train_epoch`` against a bare PyTorch loop with ``torch.optim.Adam(fused=True)``.
 3. Stacking (``reglab.train.stacked``): S copies as one model against S separate models, time
@@ -93,7 +95,7 @@ def trial_rate(rounds: int) -> tuple[float, float, float, float]:
     data = _data()
     torch.manual_seed(0)
     model = mlp(40, 10, 256, 2, init="auto")
-    trainer = Trainer(model, data, Adam(model.parameters(), 1e-3), epochs=1, batch_size=BATCH)
+    trainer = Trainer(model, data, Adam(model.parameters(), 1e-3), epochs=1, batch_size=BATCH, matmul="aten")
     pairs, product_flops = _products()
     flops = step_flops(model, data.x_train[:BATCH]) * (N // BATCH)
     trainer.train_epoch()  # warm-up: the first epoch allocates

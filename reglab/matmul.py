@@ -13,7 +13,7 @@ baseline step of the default study (MLP 40→256→256→10) in about 0.85× (BE
 least ``MIN_WORK``, ``F.linear`` for the rest: another dtype, a device, autocast, tracing by
 ``torch.compile``), or ``"auto"``: oneDNN on an AMD CPU of family 26 or later (Zen 5) with
 AVX-512, ATen elsewhere (Intel's cores get AVX-512 kernels from MKL; Zen 4 executes AVX-512
-256 bits at a time, and no gain was measured there). The two kernels round differently (both
+256 bits at a time, and was not measured). The two kernels round differently (both
 float32 products, to ~1e-7 of their scale): the kernel is part of reproducing a run, as its
 thread count is, and runs record it. The products are differentiable twice (a graph of their
 backward is made of ATen's products), for Hessian-vector products.
@@ -186,20 +186,20 @@ def _onednn_flops(x_shape, w_shape, *args, **kwargs) -> int:
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` whose product is made by ``kernel`` (``"aten"``, its default: exactly
+    """``nn.Linear`` whose product is made by ``matmul_kernel`` (``"aten"``, its default: exactly
     ``nn.Linear``; ``"onednn"``; see the module). ``set_kernel`` sets it for a model's layers."""
 
-    kernel = "aten"
+    matmul_kernel = "aten"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias, self.kernel)
+        return linear(x, self.weight, self.bias, self.matmul_kernel)
 
 
 def set_kernel(model: nn.Module, kernel: str, device: torch.device | str = "cpu") -> str:
-    """Sets ``kernel`` (checked, ``"auto"`` resolved for ``device``) on every layer of ``model``
-    that has one (``Linear``, a stacked model's layers) and returns it resolved."""
+    """Sets ``kernel`` (checked, ``"auto"`` resolved for ``device``) as the ``matmul_kernel`` of
+    every layer of ``model`` that has one (``Linear``, a stacked model's) and returns it resolved."""
     kernel = resolve(kernel, device)
     for m in model.modules():
-        if hasattr(type(m), "kernel"):
-            m.kernel = kernel
+        if isinstance(getattr(type(m), "matmul_kernel", None), str):
+            m.matmul_kernel = kernel
     return kernel

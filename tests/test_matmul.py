@@ -111,7 +111,7 @@ def test_the_builders_linear_layer_is_nn_linear_with_aten_by_default():
     torch.manual_seed(0)
     model = mlp(40, 10, 256, 2)
     layers = [m for m in model if isinstance(m, nn.Linear)]
-    assert len(layers) == 3 and all(type(m) is matmul.Linear and m.kernel == "aten" for m in layers)
+    assert len(layers) == 3 and all(type(m) is matmul.Linear and m.matmul_kernel == "aten" for m in layers)
     reference = nn.Sequential(*[nn.Linear(m.in_features, m.out_features) if isinstance(m, nn.Linear) else m
                                 for m in model])  # fmt: skip
     reference.load_state_dict(model.state_dict())

@@ -58,7 +58,7 @@ class _Linear(nn.Module):
     15% of a stacked step, BENCHMARKS.md)."""
 
     transposed = ("weight",)  # stored as the copies' own tensors transposed
-    kernel = "aten"  # or "onednn" (reglab.matmul): each copy's product by oneDNN, as its own Linear makes it
+    matmul_kernel = "aten"  # or "onednn" (reglab.matmul): each copy's product by oneDNN, as its own Linear's
 
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
@@ -66,7 +66,7 @@ class _Linear(nn.Module):
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(1))  # (S, 1, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel == "onednn" and matmul.onednn_fits(x[0], self.weight[0].t(), None):
+        if self.matmul_kernel == "onednn" and matmul.onednn_fits(x[0], self.weight[0].t(), None):
             return matmul.stacked_product(x, self.weight, self.bias)
         return torch.baddbmm(self.bias, x, self.weight)
 
