@@ -5,9 +5,10 @@
 PyTorch multiplies float32 matrices on x86 CPUs with MKL, which runs its AVX2 kernels on AMD
 processors. oneDNN, which PyTorch ships too, picks its kernels by the instruction set, not the
 vendor: on a Zen 5 core, which executes AVX-512 at full width, it multiplies a batch of 100
-through a 256 → 256 layer (forward and both backward products) in 0.6× MKL's time, and one
-baseline step of the default study (MLP 40→256→256→10) in about 0.85× (BENCHMARKS.md). It costs
-~20 µs more a call, so it pays only for products of at least ``MIN_WORK`` = B·in·out.
+through a 256 → 256 layer (forward and both backward products) in 0.6× MKL's time; a baseline
+step of the default study (MLP 40→256→256→10) takes 0.91-0.99× as long, three copies stacked
+0.84-0.90×, the default study 0.87× (BENCHMARKS.md). It costs ~20 µs more a call, so it takes
+only products of at least ``MIN_WORK`` = B·in·out.
 
 ``kernel`` is ``"aten"`` (``F.linear``), ``"onednn"`` (oneDNN for float32 CPU products of at
 least ``MIN_WORK``, ``F.linear`` for the rest: another dtype, a device, autocast, tracing by

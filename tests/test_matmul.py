@@ -173,6 +173,8 @@ def test_a_run_with_onednn_trains_as_with_aten_to_rounding_and_records_its_kerne
     onednn_run = train_recipe(base.updated({"training.matmul": "onednn"}))
     aten_run = train_recipe(base.updated({"training.matmul": "aten"}))
     assert onednn_run.summary["matmul"] == "onednn" and aten_run.summary["matmul"] == "aten"
+    layers = [m for m in onednn_run.model.modules() if isinstance(m, nn.Linear)]
+    assert layers and all(m.matmul_kernel == "onednn" for m in layers)
     for a, b in zip(*_histories([onednn_run, aten_run])):
         for k in a:
             assert abs(a[k] - b[k]) <= 1e-5 * abs(b[k]), k

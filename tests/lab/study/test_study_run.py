@@ -21,6 +21,7 @@ from reglab.lab.recipe import Recipe
 from reglab.lab.study import make_plan, print_leaderboard, rebuild_report, run_study
 from reglab.lab.study.storage import StudyStore, key_of, sqlite_url
 from reglab.lab.study.workers import thread_share
+from reglab.matmul import auto_kernel
 
 ARMS = ["baseline", "dropout", "l1-proximal", "shift", "combination"]
 
@@ -103,6 +104,7 @@ def test_two_local_workers_complete_each_point_once(signals, tmp_path):
     assert {r["threads"] for r in rows} == {str(thread_share(2))}, (
         "each worker uses its share of the cores, recorded per trial"
     )
+    assert {r["matmul"] for r in rows} == {auto_kernel()}, "the Linear layers' kernel, recorded per trial"
 
 
 @pytest.mark.slow  # ~11 s: two spawned workers
