@@ -48,6 +48,10 @@ def test_onednn_products_and_gradients_match_float64(shape):
     ref_y, ref_x, ref_w, ref_b = _float64_reference(x, w, b, grad_out)
     assert _close(y, ref_y) and _close(xs.grad, ref_x) and _close(ws.grad, ref_w) and _close(bs.grad, ref_b)
     assert ws.grad.is_contiguous()  # the weight's gradient in the weight's own layout
+    assert "OneDNN" in type(y.grad_fn).__name__  # made by oneDNN, not by F.linear
+    xs.grad = None
+    matmul.linear(xs, ws, bs, "onednn").sum().backward()  # a sum's gradient arrives expanded (stride 0)
+    assert _close(xs.grad, _float64_reference(x, w, b, torch.ones_like(grad_out))[1])
 
 
 @onednn
@@ -57,6 +61,7 @@ def test_stacked_copies_products_and_gradients_match_float64_copy_by_copy():
     b, grad_out = torch.randn(3, 1, 128, generator=g), torch.randn(3, 100, 128, generator=g)
     xs, ws, bs = (t.clone().requires_grad_() for t in (x, w, b))
     y = matmul.stacked_product(xs, ws, bs)
+    assert "OneDNN" in type(y.grad_fn).__name__
     (y * grad_out).sum().backward()
     xd, wd, bd = (t.double().requires_grad_() for t in (x, w, b))
     yd = torch.baddbmm(bd, xd, wd)
