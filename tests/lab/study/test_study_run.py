@@ -249,46 +249,63 @@ def test_two_processes_on_one_sqlite_study_complete_each_point_once(signals, tmp
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
 
 
+_HELD = """\
+import sys
+import time
+
+import reglab.lab.stack
+
+
+def _held(recipes, outs, threads=None):
+    \"\"\"A stack group that never ends: its worker is held with its trials leased until it is
+    killed with its parent (a bound, so that a failed test never leaves it running).\"\"\"
+    time.sleep(300)
+    raise RuntimeError("held for 300 s and never killed")
+
+
+reglab.lab.stack.run_stacked = _held  # at the top level: each spawned worker runs it as __mp_main__
+
+if __name__ == "__main__":
+    from reglab.lab.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(signals, tmp_path):
-    args = [
-        "study",
-        "--dataset",
-        signals,
-        "--width",
-        16,
-        "--epochs",
-        100,  # each stack group ~2 s: long enough for both workers to be seen inside one at once
-        "--seeds",
-        3,
-        "--arms",
-        "baseline,dropout",
-        "--workers",
-        2,
-        "--quiet",
-        "--out",
-        tmp_path,
-    ]
+    """The parent is killed while both workers are inside a stack group, every trial leased: the
+    workers are held there (a launcher replaces the stacked training with a wait, in the parent
+    and, as the spawned workers' main module, in them), so the kill cannot miss them, as a real
+    group of a few seconds could under load. The rerun, a plain CLI, trains everything."""
+    args = ["study", "--dataset", signals, "--width", 16, "--epochs", 5, "--seeds", 3,
+            "--arms", "baseline,dropout", "--workers", 2, "--quiet", "--out", tmp_path]  # fmt: skip
+    launcher = tmp_path / "held.py"
+    launcher.write_text(_HELD)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reglab.lab.cli", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, str(launcher), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     url = sqlite_url(tmp_path)
     deadline = time.time() + 120
     running, store = [], None
     workers = lambda: {t.user_attrs["lease"]["pid"] for t in running if "lease" in t.user_attrs}  # noqa: E731
-    leased = lambda: all("lease" in t.user_attrs for t in running)  # noqa: E731 - no claim half-written
-    while time.time() < deadline and not (len(workers()) == 2 and leased()):  # both inside a stacked group
-        time.sleep(0.1)
-        if store is None and (tmp_path / "study.db").exists():
-            try:
-                store = StudyStore(url, "regularization")  # opened once: an opening takes ~0.5 s
-            except Exception:  # noqa: BLE001 - the study is being created
-                continue
-        if store is not None:
-            running = store.trials([TrialState.RUNNING])
-    assert len(workers()) == 2, "both workers started a trial"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    leased = lambda: len(running) == 6 and all("lease" in t.user_attrs for t in running)  # noqa: E731
+    try:
+        while time.time() < deadline and proc.poll() is None and not (len(workers()) == 2 and leased()):
+            time.sleep(0.1)
+            if store is None and (tmp_path / "study.db").exists():
+                try:
+                    store = StudyStore(url, "regularization")  # opened once: an opening takes ~0.5 s
+                except Exception:  # noqa: BLE001 - the study is being created
+                    continue
+            if store is not None:
+                running = store.trials([TrialState.RUNNING])
+        assert proc.poll() is None, proc.stderr.read()
+        assert len(workers()) == 2 and leased(), "both workers hold a stack group of 3 leased trials"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
     pids = workers()
     deadline = time.time() + 10
     while time.time() < deadline and any(_alive(p) for p in pids):
