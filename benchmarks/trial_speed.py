@@ -18,12 +18,16 @@
    ATen's (MKL), separate and 3 copies stacked; the ratio is the median of the rounds'.
    (Where this PyTorch has no oneDNN, skipped.)
 
-6. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
+6. ``--layers``: one Linear layer's three products (forward, the input's and the weight's
+   gradients), MKL's against oneDNN's, µs on one thread, medians of interleaved rounds, for the
+   shapes of BENCHMARKS.md's table.
+
+7. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
    operator: matrix products, elementwise, loss, optimizer, autograd's own, the rest).
 
 Rounds alternate between the sides; the figures are medians over rounds.
 
-    python benchmarks/trial_speed.py [--rounds 7] [--profile]
+    python benchmarks/trial_speed.py [--rounds 7] [--layers | --profile]
 """
 
 from __future__ import annotations
@@ -223,6 +227,37 @@ def kernels(rounds: int, copies: int = 3) -> dict[str, float]:
     return {"separate": statistics.median(separate), f"{copies} stacked": statistics.median(stacked)}
 
 
+LAYERS = [(100, 40, 256), (100, 256, 256), (100, 256, 10), (100, 128, 128), (100, 128, 256), (100, 512, 512),
+          (32, 256, 256), (32, 128, 256), (32, 64, 64)]  # (batch, in, out)  # fmt: skip
+
+
+def layers(rounds: int, repeats: int = 200) -> list[tuple[tuple[int, int, int], float, float]]:
+    """A Linear layer's forward and backward products (y = x Wᵀ: y, x's gradient gy W, W's
+    gradient gyᵀ x) by ATen (``torch.mm``, MKL) and by oneDNN (``reglab.matmul``'s product),
+    µs for the three, the two alternated ``rounds`` times: [(shape, ATen, oneDNN)]."""
+    from reglab.matmul import _lp
+
+    def aten(x, w, gy):
+        torch.mm(x, w.t()), torch.mm(gy, w), torch.mm(gy.t(), x)
+
+    def onednn(x, w, gy):
+        _lp(x, w), _lp(gy, w.t()), _lp(gy.t(), x.t())
+
+    out = []
+    for batch, fan_in, fan_out in LAYERS:
+        x, w, gy = torch.randn(batch, fan_in), torch.randn(fan_out, fan_in), torch.randn(batch, fan_out)
+        times: dict[str, list[float]] = {"aten": [], "onednn": []}
+        for _ in range(rounds + 1):  # the first round warms up (oneDNN builds its kernels)
+            for name, fn in (("aten", aten), ("onednn", onednn)):
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    fn(x, w, gy)
+                times[name].append((time.perf_counter() - start) / repeats * 1e6)
+        aten_us, onednn_us = (statistics.median(times[k][1:]) for k in ("aten", "onednn"))
+        out.append(((batch, fan_in, fan_out), aten_us, onednn_us))
+    return out
+
+
 KINDS = {  # operator name (without "aten::") -> kind; the rest is "other"
     "matrix products": ("mm", "addmm", "bmm", "baddbmm", "linear", "matmul"),
     "elementwise (ReLU, bias sums)": ("relu", "clamp_min", "threshold_backward", "sum", "add_", "add", "mul", "t"),
@@ -270,9 +305,15 @@ def profile(steps: int = 200) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--layers", action="store_true", help="only a Linear layer's products, MKL and oneDNN")
     parser.add_argument("--profile", action="store_true", help="only the breakdown of a baseline step")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.layers:
+        print("| batch, in → out | MKL | oneDNN | ratio |\n|---|---|---|---|")
+        for (batch, fan_in, fan_out), aten, onednn in layers(args.rounds):
+            print(f"| {batch}, {fan_in} → {fan_out} | {aten:.0f} | {onednn:.0f} | {onednn / aten:.2f} |")
+        return None
     if args.profile:
         return profile()
     peak, rate, step, ratio = trial_rate(args.rounds)

@@ -13,10 +13,10 @@ only products of at least ``MIN_WORK`` = B·in·out.
 ``kernel`` is ``"aten"`` (``F.linear``), ``"onednn"`` (oneDNN for float32 CPU products of at
 least ``MIN_WORK``, ``F.linear`` for the rest: another dtype, a device, autocast, tracing by
 ``torch.compile``), or ``"auto"``: oneDNN on an AMD CPU of family 26 or later (Zen 5) with
-AVX-512, ATen elsewhere (Intel's cores get AVX-512 kernels from MKL; Zen 4 executes AVX-512
-256 bits at a time, and was not measured). The two kernels round differently (both
-float32 products, to ~1e-7 of their scale): the kernel is part of reproducing a run, as its
-thread count is, and runs record it. The products are differentiable twice (a graph of their
+AVX-512, ATen elsewhere (Intel's cores get AVX-512 kernels from MKL; on a Zen 4, which executes
+AVX-512 256 bits at a time, oneDNN made a baseline step 1.28× slower). The two kernels round
+differently (both float32 products, to ~1e-7 of their scale): the kernel is part of reproducing
+a run, as its thread count is, and runs record it. The products are differentiable twice (a graph of their
 backward is made of ATen's products), for Hessian-vector products.
 """
 
@@ -164,7 +164,7 @@ def onednn_fits(x: Tensor, w: Tensor, b: Tensor | None) -> bool:
     )
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, kernel: str = "aten") -> Tensor:
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, kernel: str = "aten") -> Tensor:
     """``F.linear(x, weight, bias)`` (weight (out, in)) by ``kernel`` (``"aten"`` or ``"onednn"``, resolved)."""
     if kernel == "onednn" and onednn_fits(x, weight, bias):
         return onednn_linear(x, weight, bias)
@@ -192,7 +192,7 @@ class Linear(nn.Linear):
 
     matmul_kernel = "aten"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias, self.matmul_kernel)
 
 
