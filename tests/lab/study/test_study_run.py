@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 import random
 import signal
 import statistics
@@ -91,16 +92,21 @@ def test_a_regression_study_ranks_by_test_loss_and_reports_no_accuracy(tmp_path,
 
 @pytest.mark.slow
 def test_two_local_workers_complete_each_point_once(signals, tmp_path):
-    # 100 epochs: the arms' three stack groups take ~4 s in all, far longer than one worker may
-    # start after the other (at 6 epochs the first had run every group before the second started)
-    plan = make_plan(tiny_base(signals, epochs=100), arms=["baseline", "mixup", "input-noise", "combination"], seeds=3)
-    run_study(plan, tmp_path, workers=2)
-    counts, store = _counts(sqlite_url(tmp_path))
-    assert counts == Counter({(a, s): 1 for a in planned(store, plan.arm_names) for s in range(3)})
+    """Each worker's first stack group waits until both have entered one (``held_cli.py``): left
+    to timing, the first worker may run every group before the second has started."""
+    arms = ["baseline", "mixup", "input-noise", "combination"]
+    (tmp_path / "met").mkdir()
+    args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 6,
+            "--seeds", 3, "--arms", ",".join(arms), "--workers", 2, "--quiet", "--out", tmp_path / "out"]  # fmt: skip
+    proc = held_cli(args, f"meet:{tmp_path / 'met'}:2")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    counts, store = _counts(sqlite_url(tmp_path / "out"))
+    assert counts == Counter({(a, s): 1 for a in planned(store, arms) for s in range(3)})
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
     pids = {t.user_attrs["lease"]["pid"] for t in store.trials([TrialState.COMPLETE])}
     assert len(pids) == 2, "both workers ran trials"
-    rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").read_text().splitlines()))
     assert {r["threads"] for r in rows} == {str(thread_share(2))}, (
         "each worker uses its share of the cores, recorded per trial"
     )
@@ -249,42 +255,14 @@ def test_two_processes_on_one_sqlite_study_complete_each_point_once(signals, tmp
     assert not store.trials([TrialState.RUNNING, TrialState.WAITING])
 
 
-_HELD = """\
-import sys
-import time
-
-import reglab.lab.stack
-
-
-def _held(recipes, outs, threads=None):
-    \"\"\"A stack group that never ends: its worker is held with its trials leased until it is
-    killed with its parent (a bound, so that a failed test never leaves it running).\"\"\"
-    time.sleep(300)
-    raise RuntimeError("held for 300 s and never killed")
-
-
-reglab.lab.stack.run_stacked = _held  # at the top level: each spawned worker runs it as __mp_main__
-
-if __name__ == "__main__":
-    from reglab.lab.cli import main
-
-    sys.exit(main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.slow
 def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(signals, tmp_path):
     """The parent is killed while both workers are inside a stack group, every trial leased: the
-    workers are held there (a launcher replaces the stacked training with a wait, in the parent
-    and, as the spawned workers' main module, in them), so the kill cannot miss them, as a real
-    group of a few seconds could under load. The rerun, a plain CLI, trains everything."""
+    workers are held there (``held_cli.py``), so that the kill cannot miss them, as a real group
+    of a few seconds could under load. The rerun, the plain CLI, trains everything."""
     args = ["study", "--dataset", signals, "--width", 16, "--epochs", 5, "--seeds", 3,
             "--arms", "baseline,dropout", "--workers", 2, "--quiet", "--out", tmp_path]  # fmt: skip
-    launcher = tmp_path / "held.py"
-    launcher.write_text(_HELD)
-    proc = subprocess.Popen(
-        [sys.executable, str(launcher), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    proc = held_cli(args, "forever")
     url = sqlite_url(tmp_path)
     deadline = time.time() + 120
     running, store = [], None
@@ -322,6 +300,15 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
         if t.user_attrs["failure"].startswith("worker died")
     }
     assert died == pids
+
+
+def held_cli(args: list, how: str) -> subprocess.Popen:
+    """``reglab ARGS`` started through ``held_cli.py`` with ``REGLAB_HOLD=how`` (one torch thread
+    per process, as ``run_cli``); stderr piped."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "REGLAB_HOLD": how}
+    launcher = Path(__file__).with_name("held_cli.py")
+    return subprocess.Popen([sys.executable, str(launcher), *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
 
 
 def _progressed(url: str, done: int, running: int = 1) -> bool:

@@ -1,0 +1,45 @@
+"""``python held_cli.py ARGS``: the reglab CLI with its stack groups held, for the tests that must
+see a study's workers at a given moment (timing them cannot: a group of a few seconds may come
+and go between two polls of a loaded machine). A spawned worker runs its parent's main script
+as ``__mp_main__``, so the replacement below applies in the parent and in every worker.
+
+``REGLAB_HOLD`` says how:
+
+- ``forever``: a stack group never trains; its worker waits with the group's trials leased
+  until it is killed with its parent (at most ``HOLD_SECONDS``, then an error).
+- ``meet:DIR:N``: a worker's stack group trains once N workers have each entered one (a worker
+  marks ``DIR/<pid>`` as it enters), so that each of N workers is known to have run a group.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import reglab.lab.stack
+
+HOLD_SECONDS = 300
+_train = reglab.lab.stack.run_stacked
+
+
+def _held(recipes, outs, threads=None):
+    how = os.environ["REGLAB_HOLD"]
+    if how == "forever":
+        time.sleep(HOLD_SECONDS)
+        raise RuntimeError(f"held for {HOLD_SECONDS} s and never killed")
+    _, folder, count = how.split(":")
+    (Path(folder) / str(os.getpid())).touch()
+    deadline = time.time() + HOLD_SECONDS
+    while len(list(Path(folder).iterdir())) < int(count):
+        if time.time() > deadline:
+            raise RuntimeError(f"{count} workers did not meet in {HOLD_SECONDS} s")
+        time.sleep(0.05)
+    return _train(recipes, outs, threads)
+
+
+reglab.lab.stack.run_stacked = _held
+
+if __name__ == "__main__":
+    from reglab.lab.cli import main
+
+    sys.exit(main(sys.argv[1:]))
