@@ -7,6 +7,7 @@ as ``__mp_main__``, so the replacement below applies in the parent and in every 
 
 - ``forever``: a stack group never trains; its worker waits with the group's trials leased
   until it is killed with its parent (at most ``HOLD_SECONDS``, then an error).
+- ``after:K``: a process's first K stack groups train, its next one is held as ``forever``.
 - ``meet:DIR:N``: a worker's stack group trains once N workers have each entered one (a worker
   marks ``DIR/<pid>`` as it enters), so that each of N workers is known to have run a group.
 """
@@ -20,13 +21,18 @@ import reglab.lab.stack
 
 HOLD_SECONDS = 300
 _train = reglab.lab.stack.run_stacked
+_trained = 0  # stack groups this process has trained
 
 
 def _held(recipes, outs, threads=None):
+    global _trained
     how = os.environ["REGLAB_HOLD"]
-    if how == "forever":
+    if how == "forever" or (how.startswith("after:") and _trained >= int(how.removeprefix("after:"))):
         time.sleep(HOLD_SECONDS)
         raise RuntimeError(f"held for {HOLD_SECONDS} s and never killed")
+    _trained += 1
+    if how.startswith("after:"):
+        return _train(recipes, outs, threads)
     _, folder, count = how.split(":")
     (Path(folder) / str(os.getpid())).touch()
     deadline = time.time() + HOLD_SECONDS

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from reglab.lab.recipe import Recipe
 
@@ -30,6 +31,15 @@ def run_cli(*args, timeout=300, **kwargs):
         env=env,
         **kwargs,
     )
+
+
+def held_cli(args: list, how: str) -> subprocess.Popen:
+    """``reglab ARGS`` started through ``held_cli.py`` with ``REGLAB_HOLD=how`` (one torch thread
+    per process, as ``run_cli``); stderr piped."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "REGLAB_HOLD": how}
+    launcher = Path(__file__).with_name("held_cli.py")
+    return subprocess.Popen([sys.executable, str(launcher), *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
 
 
 def planned(store, arms):

@@ -3,7 +3,6 @@
 import csv
 import json
 import math
-import os
 import random
 import signal
 import statistics
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from optuna.trial import TrialState
-from study_helpers import planned, run_cli, tiny_base
+from study_helpers import held_cli, planned, run_cli, tiny_base
 
 from reglab.lab.recipe import Recipe
 from reglab.lab.study import make_plan, print_leaderboard, rebuild_report, run_study
@@ -302,15 +301,6 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
     assert died == pids
 
 
-def held_cli(args: list, how: str) -> subprocess.Popen:
-    """``reglab ARGS`` started through ``held_cli.py`` with ``REGLAB_HOLD=how`` (one torch thread
-    per process, as ``run_cli``); stderr piped."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "REGLAB_HOLD": how}
-    launcher = Path(__file__).with_name("held_cli.py")
-    return subprocess.Popen([sys.executable, str(launcher), *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-
-
 def _progressed(url: str, done: int, running: int = 1) -> bool:
     """Whether the study at ``url`` has ``done`` complete trials or more and ``running`` or
     more running (never the first to open the file: the study command creates it)."""
@@ -460,17 +450,21 @@ def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(sig
 
 @pytest.mark.slow
 def test_a_killed_stacked_study_resumes_and_completes_each_point_once(signals, tmp_path):
-    args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 40,
+    """Killed while its second stack group (all three seeds claimed) is held (``held_cli.py``),
+    the first arm's three seeds stored."""
+    args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 6,
             "--seeds", 3, "--arms", "baseline,dropout,l2", "--stack", "--quiet", "--out", tmp_path]  # fmt: skip
     url = sqlite_url(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "reglab.lab.cli", *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = held_cli(args, "after:1")
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not _progressed(url, 3, running=3):
-        time.sleep(0.02)  # the first arm's three seeds are stored, the second group (all three claimed) runs
-    assert proc.poll() is None, "the kill must land mid-study"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+        time.sleep(0.1)
+    try:
+        assert proc.poll() is None, proc.stderr.read()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
     counts, _ = _counts(url)
     assert 3 <= sum(counts.values()) < 9
     resumed = run_cli(*args)

@@ -1,13 +1,11 @@
 """Sweeps: arms generated from a recipe key's values, in study files and built-in studies."""
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from optuna.trial import TrialState
-from study_helpers import run_cli
+from study_helpers import held_cli, run_cli
 
 from reglab.lab.study import load_study_file, make_plan
 from reglab.lab.study.arms import sweep_arms
@@ -82,18 +80,22 @@ def _done(url, name):
 
 @pytest.mark.slow
 def test_a_killed_sweep_study_resumes_running_only_what_is_missing(signals, tmp_path):
+    """Killed while its third stack group is held (``held_cli.py``), two groups' trials stored."""
     (tmp_path / "sweep.toml").write_text('name = "widths"\nseeds = 2\n[sweep]\n"model.width" = [4, 8, 16]\n')
-    args = ["study", "--config", tmp_path / "sweep.toml", "--dataset", signals, "--epochs", 30,
+    args = ["study", "--config", tmp_path / "sweep.toml", "--dataset", signals, "--epochs", 10,
             "--set", "data.batch_size=32", "--quiet"]  # fmt: skip
     out = tmp_path / "out"
     url = sqlite_url(out)
-    proc = subprocess.Popen([sys.executable, "-m", "reglab.lab.cli", *map(str, args), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = held_cli([*args, "--out", out], "after:2")
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and _done(url, "widths") < 3:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    while time.time() < deadline and proc.poll() is None and _done(url, "widths") < 4:
+        time.sleep(0.1)
+    try:
+        assert proc.poll() is None, proc.stderr.read()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
     store = StudyStore(url, "widths")
     first = {key_of(t): t.number for t in store.trials([TrialState.COMPLETE])}
     assert 3 <= len(first) < 8, "killed part-way"
