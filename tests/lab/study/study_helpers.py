@@ -1,8 +1,10 @@
 """Helpers shared by the study tests."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from reglab.lab.recipe import Recipe
@@ -40,6 +42,21 @@ def held_cli(args: list, how: str) -> subprocess.Popen:
     launcher = Path(__file__).with_name("held_cli.py")
     return subprocess.Popen([sys.executable, str(launcher), *map(str, args)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+
+
+def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 120) -> None:
+    """Kills ``proc`` (SIGKILL) once ``ready()`` holds, asserting that it still ran then and that
+    ``ready()`` came within ``timeout`` s (``what`` says what it waited for); killed either way."""
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read()
+        assert ready(), what
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
 
 
 def planned(store, arms):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from optuna.trial import TrialState
-from study_helpers import held_cli, planned, run_cli, tiny_base
+from study_helpers import held_cli, kill_when, planned, run_cli, tiny_base
 
 from reglab.lab.recipe import Recipe
 from reglab.lab.study import make_plan, print_leaderboard, rebuild_report, run_study
@@ -263,26 +263,20 @@ def test_killing_the_parent_of_local_workers_kills_them_and_the_rerun_completes(
             "--arms", "baseline,dropout", "--workers", 2, "--quiet", "--out", tmp_path]  # fmt: skip
     proc = held_cli(args, "forever")
     url = sqlite_url(tmp_path)
-    deadline = time.time() + 120
     running, store = [], None
     workers = lambda: {t.user_attrs["lease"]["pid"] for t in running if "lease" in t.user_attrs}  # noqa: E731
-    leased = lambda: len(running) == 6 and all("lease" in t.user_attrs for t in running)  # noqa: E731
-    try:
-        while time.time() < deadline and proc.poll() is None and not (len(workers()) == 2 and leased()):
-            time.sleep(0.1)
-            if store is None and (tmp_path / "study.db").exists():
-                try:
-                    store = StudyStore(url, "regularization")  # opened once: an opening takes ~0.5 s
-                except Exception:  # noqa: BLE001 - the study is being created
-                    continue
-            if store is not None:
-                running = store.trials([TrialState.RUNNING])
-        assert proc.poll() is None, proc.stderr.read()
-        assert len(workers()) == 2 and leased(), "both workers hold a stack group of 3 leased trials"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
+
+    def held() -> bool:  # both workers hold a stack group of 3 leased trials
+        nonlocal running, store
+        if store is None and (tmp_path / "study.db").exists():
+            try:
+                store = StudyStore(url, "regularization")  # opened once: an opening takes ~0.5 s
+            except Exception:  # noqa: BLE001 - the study is being created
+                return False
+        running = store.trials([TrialState.RUNNING]) if store is not None else []
+        return len(workers()) == 2 and len(running) == 6 and all("lease" in t.user_attrs for t in running)
+
+    kill_when(proc, held, "both workers hold a stack group of 3 leased trials")
     pids = workers()
     deadline = time.time() + 10
     while time.time() < deadline and any(_alive(p) for p in pids):
@@ -456,15 +450,7 @@ def test_a_killed_stacked_study_resumes_and_completes_each_point_once(signals, t
             "--seeds", 3, "--arms", "baseline,dropout,l2", "--stack", "--quiet", "--out", tmp_path]  # fmt: skip
     url = sqlite_url(tmp_path)
     proc = held_cli(args, "after:1")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not _progressed(url, 3, running=3):
-        time.sleep(0.1)
-    try:
-        assert proc.poll() is None, proc.stderr.read()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
+    kill_when(proc, lambda: _progressed(url, 3, running=3), "the first group stored, the second running")
     counts, _ = _counts(url)
     assert 3 <= sum(counts.values()) < 9
     resumed = run_cli(*args)

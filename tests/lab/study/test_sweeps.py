@@ -1,11 +1,8 @@
 """Sweeps: arms generated from a recipe key's values, in study files and built-in studies."""
 
-import signal
-import time
-
 import pytest
 from optuna.trial import TrialState
-from study_helpers import held_cli, run_cli
+from study_helpers import held_cli, kill_when, run_cli
 
 from reglab.lab.study import load_study_file, make_plan
 from reglab.lab.study.arms import sweep_arms
@@ -87,15 +84,7 @@ def test_a_killed_sweep_study_resumes_running_only_what_is_missing(signals, tmp_
     out = tmp_path / "out"
     url = sqlite_url(out)
     proc = held_cli([*args, "--out", out], "after:2")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and _done(url, "widths") < 4:
-        time.sleep(0.1)
-    try:
-        assert proc.poll() is None, proc.stderr.read()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
+    kill_when(proc, lambda: _done(url, "widths") >= 4, "two groups stored")
     store = StudyStore(url, "widths")
     first = {key_of(t): t.number for t in store.trials([TrialState.COMPLETE])}
     assert 3 <= len(first) < 8, "killed part-way"
