@@ -33,6 +33,8 @@ def _held(recipes, outs, threads=None):
     _trained += 1
     if how.startswith("after:"):
         return _train(recipes, outs, threads)
+    if not how.startswith("meet:"):
+        raise ValueError(f"REGLAB_HOLD must be forever, after:K or meet:DIR:N; got {how!r}")
     _, folder, count = how.split(":")
     (Path(folder) / str(os.getpid())).touch()
     deadline = time.time() + HOLD_SECONDS
