@@ -24,24 +24,30 @@ _train = reglab.lab.stack.run_stacked
 _trained = 0  # stack groups this process has trained
 
 
+def _wait_to_be_killed():
+    time.sleep(HOLD_SECONDS)
+    raise RuntimeError(f"held for {HOLD_SECONDS} s and never killed")
+
+
 def _held(recipes, outs, threads=None):
     global _trained
     how = os.environ["REGLAB_HOLD"]
-    if how == "forever" or (how.startswith("after:") and _trained >= int(how.removeprefix("after:"))):
-        time.sleep(HOLD_SECONDS)
-        raise RuntimeError(f"held for {HOLD_SECONDS} s and never killed")
-    _trained += 1
-    if how.startswith("after:"):
-        return _train(recipes, outs, threads)
-    if not how.startswith("meet:"):
+    if how == "forever":
+        _wait_to_be_killed()
+    elif how.startswith("after:"):
+        if _trained >= int(how.removeprefix("after:")):
+            _wait_to_be_killed()
+        _trained += 1
+    elif how.startswith("meet:"):
+        _, folder, count = how.split(":")
+        (Path(folder) / str(os.getpid())).touch()
+        deadline = time.time() + HOLD_SECONDS
+        while len(list(Path(folder).iterdir())) < int(count):
+            if time.time() > deadline:
+                raise RuntimeError(f"{count} workers did not meet in {HOLD_SECONDS} s")
+            time.sleep(0.05)
+    else:
         raise ValueError(f"REGLAB_HOLD must be forever, after:K or meet:DIR:N; got {how!r}")
-    _, folder, count = how.split(":")
-    (Path(folder) / str(os.getpid())).touch()
-    deadline = time.time() + HOLD_SECONDS
-    while len(list(Path(folder).iterdir())) < int(count):
-        if time.time() > deadline:
-            raise RuntimeError(f"{count} workers did not meet in {HOLD_SECONDS} s")
-        time.sleep(0.05)
     return _train(recipes, outs, threads)
 
 
