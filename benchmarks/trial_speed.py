@@ -22,12 +22,16 @@
    gradients), MKL's against oneDNN's, µs on one thread, medians of interleaved rounds, for the
    shapes of BENCHMARKS.md's table.
 
-7. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
+7. ``--joined``: arms of the default study that differ only in their batches (``stack_key``),
+   two of them (6 copies) stacked as one model against each arm's 3 seeds stacked apart: an
+   epoch on MNIST-1D through ``StackedTrainer.train_epoch``, rounds interleaved.
+
+8. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
    operator: matrix products, elementwise, loss, optimizer, autograd's own, the rest).
 
 Rounds alternate between the sides; the figures are medians over rounds.
 
-    python benchmarks/trial_speed.py [--rounds 7] [--layers | --profile]
+    python benchmarks/trial_speed.py [--rounds 7] [--layers | --joined | --profile]
 """
 
 from __future__ import annotations
@@ -159,6 +163,44 @@ def stacking(copies: int, rounds: int) -> tuple[float, float]:
                 fn()
             into.append((time.perf_counter() - start) / 50 / copies)
     return statistics.median(a), statistics.median(b)
+
+
+JOINED = (("baseline", "shift"), ("baseline", "input-noise"), ("label-smoothing", "mixup"), ("mixup", "cutmix"))
+
+
+def joined(rounds: int, pairs=JOINED, seeds: int = 3) -> dict[tuple[str, ...], tuple[float, float]]:
+    """Seconds of one epoch of the default study's recipe (MNIST-1D, 4,000 samples, batch 100):
+    the arms' ``seeds`` seeds each stacked apart (one model an arm) and all of them as one."""
+    from reglab.lab.build import build
+    from reglab.lab.recipe import Recipe
+    from reglab.lab.stack import rng_state
+    from reglab.lab.study.arms import ARMS
+    from reglab.optim import build_optimizer
+    from reglab.train.stacked import StackedTrainer
+
+    def stacked(arms):
+        trainers, states = [], []
+        for arm in arms:
+            for seed in range(seeds):
+                trainers.append(build(Recipe().updated({**ARMS[arm][1], "training.seed": seed})))
+                states.append(rng_state(trainers[-1].device))
+        o = Recipe().optimizer
+        return StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
+
+    out = {}
+    for arms in pairs:
+        apart, together = [stacked([arm]) for arm in arms], stacked(arms)
+        a, b = [], []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for group in apart:
+                group.train_epoch()
+            a.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            together.train_epoch()
+            b.append(time.perf_counter() - start)
+        out[arms] = statistics.median(a), statistics.median(b)
+    return out
 
 
 OPTIMIZERS = {  # name -> a baseline step's optimizer that has a kernel path
@@ -306,6 +348,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--layers", action="store_true", help="only a Linear layer's products, MKL and oneDNN")
+    parser.add_argument("--joined", action="store_true", help="only arms that differ in their batches, stacked as one")
     parser.add_argument("--profile", action="store_true", help="only the breakdown of a baseline step")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -313,6 +356,11 @@ def main() -> None:
         print("| batch, in → out | MKL | oneDNN | ratio |\n|---|---|---|---|")
         for (batch, fan_in, fan_out), aten, onednn in layers(args.rounds):
             print(f"| {batch}, {fan_in} → {fan_out} | {aten:.0f} | {onednn:.0f} | {onednn / aten:.2f} |")
+        return None
+    if args.joined:
+        print("| arms | each arm's seeds stacked apart | all as one model | ratio |\n|---|---|---|---|")
+        for arms, (apart, together) in joined(args.rounds).items():
+            print(f"| {' + '.join(arms)} | {apart * 1e3:.0f} ms | {together * 1e3:.0f} ms | {together / apart:.2f}x |")
         return None
     if args.profile:
         return profile()

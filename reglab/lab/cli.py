@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, 3 for most)")
     study.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     study.add_argument("--stack", action=argparse.BooleanOptionalAction, default=True,
-                       help="train the waiting seeds of an arm as one stacked model (mlp recipes; equal to separate "
-                       "runs to float rounding; on by default; --no-stack trains one trial at a time)")  # fmt: skip
+                       help="train the waiting seeds of an arm, with those of the arms that differ from it only in "
+                       "their batches as far as the device has room, as one stacked model (mlp recipes; equal to "
+                       "separate runs to float rounding; on by default; --no-stack: one trial at a time)")  # fmt: skip
     study.add_argument("--threads", type=int, help="torch threads per worker (default: per trial, one per 50 MFLOP "
                        "of a training step, at most CPU cores // workers)")  # fmt: skip
     study.add_argument("--storage", help="Optuna storage URL shared by workers (default: OUT/study.db)")

@@ -1,8 +1,10 @@
-"""Running the seeds of one arm stacked (``reglab.train.stacked``): built, trained and written
-exactly as separate runs would be (``run_recipe``'s files in each run's folder)."""
+"""Running recipes stacked (``reglab.train.stacked``): the seeds of one arm, and arms that differ
+only in what their batches go through, built, trained and written exactly as separate runs would
+be (``run_recipe``'s files in each run's folder)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,11 +19,32 @@ from reglab.train.checkpoint import save
 from reglab.train.stacked import StackedTrainer, stack_problem
 
 MAX_COPIES = 6  # more copies than this leave the L2 cache on CPU and run slower per copy (BENCHMARKS.md)
+DEVICE_COPIES = 64  # a GPU's room: far below its memory for the mlp builder's models; bounds a step's memory
+# What each copy of a stacked model has of its own: its seed (initialization, data order, masks)
+# and its batch transforms, each copy's from its own generator (StackedTrainer.train_epoch).
+PER_COPY = ("training.seed", "augment", "regularization.input_noise", "mixing")
 
 
-def same_but_seed(recipes: Sequence[Recipe]) -> bool:
-    first = recipes[0].updated({"training.seed": 0})
-    return all(r.updated({"training.seed": 0}) == first for r in recipes)
+def stack_key(recipe: Recipe) -> str:
+    """What recipes must share to train as one stacked model: the recipe but its ``PER_COPY``
+    fields (seed, augmentation, input noise, label smoothing, mixing), as canonical JSON. The
+    model, optimizer, schedule, epochs, batch size, data and callbacks (early stopping) are
+    shared."""
+    d, default = recipe.to_dict(), Recipe().to_dict()
+    for key in PER_COPY:
+        section, _, name = key.partition(".")
+        if name:
+            d[section][name] = default[section][name]
+        else:
+            d[section] = default[section]
+    return json.dumps(d, sort_keys=True)
+
+
+def room(device: torch.device) -> int:
+    """How many copies one stacked model holds on ``device``: ``MAX_COPIES`` on CPU (L2 cache),
+    ``DEVICE_COPIES`` on a GPU (a small model's step is launch-bound there: more copies cost
+    almost nothing)."""
+    return MAX_COPIES if device.type == "cpu" else DEVICE_COPIES
 
 
 def recipe_problem(recipe: Recipe) -> str | None:
@@ -53,11 +76,15 @@ def rng_state(device: torch.device) -> torch.Tensor:
 
 
 def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | str | None = None) -> list[Result]:
-    """Train ``recipes`` (the same recipe on different seeds) as one stacked model and write each
-    into its folder of ``outs`` as ``run_recipe`` does (a finished checkpoint, history, summary;
-    no curves). The caller holds the folders (a study's trial leases)."""
-    if not same_but_seed(recipes):
-        raise ReglabError("stacked runs must share their recipe except training.seed")
+    """Train ``recipes`` (one ``stack_key``: the same recipe on different seeds, or with other
+    batch transforms) as one stacked model and write each into its folder of ``outs`` as
+    ``run_recipe`` does (a finished checkpoint, history, summary; no curves). The caller holds
+    the folders (a study's trial leases)."""
+    if len({stack_key(r) for r in recipes}) > 1:
+        raise ReglabError(
+            "stacked runs must share their recipe except the seed and what their batches go through "
+            f"({', '.join(PER_COPY)})"
+        )
     trainers, states = [], []
     for recipe in recipes:
         trainers.append(build(recipe))
@@ -68,7 +95,7 @@ def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | 
     o = recipes[0].optimizer
     stacked = StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
     results = []
-    header = "recipe as run by reglab (stacked with the other seeds of its arm); " + ", ".join(
+    header = f"recipe as run by reglab (stacked with {len(recipes) - 1} other run(s) of its model); " + ", ".join(
         f"{k} {v}" for k, v in versions().items()
     )
     with run_threads(trainers[0], threads, copies=len(trainers)):  # the summaries record the threads used

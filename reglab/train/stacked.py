@@ -1,5 +1,6 @@
-"""Stacked training: S trials of one architecture and optimizer (the seeds of a study's arm)
-trained as one model whose weights carry a leading copy axis.
+"""Stacked training: S trials of one architecture and optimizer (the seeds of a study's arm,
+and of the arms that differ from it only in what their batches go through) trained as one
+model whose weights carry a leading copy axis.
 
 Each copy is a separate ``Trainer`` (built as for a run of its own: its initialization, data
 split, shuffling and transform generator, callbacks and History); ``StackedTrainer`` replaces
@@ -29,7 +30,16 @@ gradient of 0, which batch norm's subtraction of the mean leaves as rounding noi
 Adam divides it by its own running scale into steps of the full size η whose signs follow the
 noise. The normalized outputs, hence the training loss, do not see those biases; the running
 means that evaluation uses do. Computing each copy's product on its own (``addmm``) makes stacked
-training bitwise equal to separate runs but slower than them on CPU (BENCHMARKS.md).
+training bitwise equal to separate runs but slower than them on CPU (BENCHMARKS.md). A copy's
+rounding may also depend on how many copies it is stacked with (within 1e-6 over 3 epochs):
+Adam's fused kernel rounds a tensor's vectorized body and its last elements apart, and which of
+a copy's elements come last depends on the stacked tensor's size. The same copies stacked alike
+give the same bits.
+
+Copies may differ in their batch transforms (augmentation, noise, label smoothing, mixing):
+each copy's batch goes through its own, drawn from its own generator, and where some copies'
+targets are class labels and others' soft targets, the loss is taken over each kind's copies
+apart (``_kinds_losses``).
 """
 
 from __future__ import annotations
@@ -321,13 +331,16 @@ class StackedTrainer:
                         xb, yb = transform(xb, yb, t.generator)
                     xs.append(xb)
                     ys.append(yb)
-                xb, yb = torch.stack(xs), torch.stack(ys)
+                xb = torch.stack(xs)
+                yb = torch.stack(ys) if len({(y.shape, y.dtype) for y in ys}) == 1 else ys  # labels and soft targets
             else:
                 xb, yb = self._sets[0][rows, idx], self._sets[1][rows, idx]
             with first.cast():
                 out = self.forward(xb)
             out = _full(out)
-            if batched_loss:  # the mean over each copy's samples of the per-sample losses
+            if isinstance(yb, list):  # some copies' targets are class labels, others' soft targets
+                each = self._kinds_losses(out, yb)
+            elif batched_loss:  # the mean over each copy's samples of the per-sample losses
                 each = first.loss_fn(out.flatten(0, 1), yb.flatten(0, 1), reduction="none").view(copies, -1).mean(1)
             else:
                 each = torch.stack([t.loss_fn(o, y) for t, o, y in zip(trainers, out.unbind(), yb.unbind())])
@@ -339,7 +352,10 @@ class StackedTrainer:
             losses.append(each.detach())
             if first.classify:
                 logits.append(out.detach())
-                labels.append(yb.argmax(-1) if yb.ndim == 3 else yb)
+                if isinstance(yb, list):
+                    labels.append(torch.stack([y.argmax(-1) if y.ndim == 2 else y for y in yb]))
+                else:
+                    labels.append(yb.argmax(-1) if yb.ndim == 3 else yb)
         stacked = torch.stack(losses, 1)  # (S, steps)
         sizes = torch.full_like(stacked[0], bs)
         sizes[-1] = n - bs * (stacked.shape[1] - 1)
@@ -348,6 +364,27 @@ class StackedTrainer:
             return [(loss, None) for loss in mean_losses]
         correct = (torch.cat(logits, 1).argmax(-1) == torch.cat(labels, 1)).sum(1).tolist()
         return [(loss, c / n) for loss, c in zip(mean_losses, correct)]
+
+    def _kinds_losses(self, out: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
+        """Each copy's mean loss where the copies' targets differ in kind (class labels beside
+        the soft targets of label smoothing or mixing): one loss over the samples of the copies
+        of each kind, each copy's per-sample losses as in a stack of its kind alone."""
+        trainers = self.trainers
+        kinds: dict[tuple, list[int]] = {}
+        for s, (t, y) in enumerate(zip(trainers, targets)):
+            kinds.setdefault((id(t.loss_fn), y.shape, y.dtype), []).append(s)
+        each: list[torch.Tensor | None] = [None] * len(trainers)
+        for members in kinds.values():
+            loss_fn = trainers[members[0]].loss_fn
+            if any(loss_fn is f for f in _LOSSES):
+                o = out.index_select(0, torch.tensor(members, device=out.device))
+                y = torch.stack([targets[s] for s in members])
+                values = loss_fn(o.flatten(0, 1), y.flatten(0, 1), reduction="none").view(len(members), -1).mean(1)
+            else:
+                values = torch.stack([loss_fn(out[s], targets[s]) for s in members])
+            for s, v in zip(members, values.unbind()):
+                each[s] = v
+        return torch.stack(each)
 
 
 _LOSSES = tuple(LOSSES.values())  # PyTorch's losses: they take reduction="none"

@@ -9,7 +9,7 @@ from reglab import cnn
 from reglab.lab.build import build
 from reglab.lab.recipe import Recipe
 from reglab.lab.run import train_recipe
-from reglab.lab.stack import recipe_problem, run_stacked
+from reglab.lab.stack import recipe_problem, run_stacked, stack_key
 from reglab.lab.study.arms import ARMS
 from reglab.train.stacked import layers_problem
 
@@ -47,6 +47,42 @@ def test_every_default_arm_trains_stacked_as_its_seeds_train_apart(arm, tmp_path
                                                                      for h in stacked]  # fmt: skip
 
 
+BATCH_ARMS = ("baseline", "input-noise", "shift", "label-smoothing", "mixup", "cutmix")  # the batches differ
+
+
+def _exact(histories):
+    return [[{k: r[k] for k in KEYS} for r in h] for h in histories]
+
+
+@pytest.mark.slow
+def test_arms_whose_batches_differ_train_stacked_as_they_train_apart(tmp_path):
+    """The default study's arms that share the model and the optimizer and differ only in what
+    their batches go through (augmentation, noise, label smoothing, mixing: class labels and
+    soft targets side by side) train as one model of 12 copies: each copy's history equals its
+    separate training within 1e-5, and the one it has stacked with its own arm's seeds alone within
+    1e-6 (not bitwise: Adam's fused kernel rounds the vectorized body of a tensor and its last
+    elements apart, and which elements are last depends on how many copies the tensor holds)."""
+    recipes = [r for arm in BATCH_ARMS for r in _recipes(ARMS[arm][1], seeds=2)]
+    assert len({stack_key(r) for r in recipes}) == 1
+    together = [r.history for r in run_stacked(recipes, [tmp_path / f"all{i}" for i in range(12)])]
+    apart = [train_recipe(r).history for r in recipes]
+    assert _worst(apart, together) < 1e-5
+    pairs = [(recipes[i : i + 2], [tmp_path / f"{i}a", tmp_path / f"{i}b"]) for i in range(0, 12, 2)]
+    alone = [r.history for rs, outs in pairs for r in run_stacked(rs, outs)]
+    assert _worst(alone, together) < 1e-6
+
+
+def test_what_stacks_together_is_the_recipe_but_the_seed_and_the_batches():
+    base = Recipe()
+    same = [base.updated(ARMS[arm][1]).updated({"training.seed": 4}) for arm in BATCH_ARMS]
+    assert len({stack_key(r) for r in [base, *same]}) == 1
+    for arm in ("early-stopping", "l2", "weight-decay", "l1-proximal", "dropout", "batch-norm"):
+        assert stack_key(base.updated(ARMS[arm][1])) != stack_key(base), arm
+    assert stack_key(base.updated({"model.width": 128})) != stack_key(base)
+    assert stack_key(base.updated({"training.epochs": 7})) != stack_key(base)
+    assert stack_key(base.updated({"data.batch_size": 50})) != stack_key(base)
+
+
 @pytest.mark.slow
 def test_an_early_stopped_copy_is_frozen_and_restored_to_its_best_epoch(tmp_path):
     recipes = _recipes({"early_stopping.enabled": True, "early_stopping.patience": 2}, epochs=40)
@@ -76,5 +112,5 @@ def test_what_cannot_be_stacked_says_why():
     assert "penalty" in recipe_problem(Recipe().updated({"regularization.l2": 1e-3}))
     assert "validation loss" in recipe_problem(Recipe().updated({"schedule.name": "plateau"}))
     assert layers_problem([cnn((1, 40), 10)]) == "a Conv1d layer"
-    with pytest.raises(ValueError, match="except training.seed"):
+    with pytest.raises(ValueError, match="except the seed and what their batches go through"):
         run_stacked([Recipe(), Recipe().updated({"model.width": 64})], [Path(tempfile.mkdtemp())] * 2)

@@ -31,7 +31,7 @@ from reglab.lab.study.storage import StudyStore
 CSV_FIELDS = [
     "arm", "seed", "trial", "test_acc", "test_loss", "valid_loss", "best_epoch", "stopped_epoch", "stop_reason",
     "gap_at_end", "verdict", "zero_frac", "first_zero_frac", "train_seconds", "threads", "matmul", "stacked",
-    "recipe",
+    "stacked_arms", "recipe",
 ]  # fmt: skip
 
 
@@ -53,6 +53,7 @@ def collect(store: StudyStore) -> tuple[Plan, list[dict[str, Any]], dict[str, An
             "threads": s.get("threads"),  # absent from trials stored by earlier versions
             "matmul": s.get("matmul"),  # the Linear layers' kernel (reglab.matmul), absent as threads
             "stacked": s.get("stacked"),  # the seeds of its arm it trained with as one model; None: alone
+            "stacked_arms": s.get("stacked_arms"),  # the arms whose seeds trained with it; None: its arm's alone
             "history": t.user_attrs["history"], "weights": t.user_attrs["weights"], "summary": s,
         })  # fmt: skip
     return plan, rows, attrs.get("combination", {})
@@ -128,6 +129,7 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
                     "gap_at_end": d["gap_at_end"],
                     "verdict": d["verdict"],
                     "stacked": " ".join(map(str, r["stacked"])) if r.get("stacked") else "",
+                    "stacked_arms": " ".join(r["stacked_arms"]) if r.get("stacked_arms") else "",
                     "recipe": json.dumps(r["recipe"]),
                 }
             )
@@ -231,6 +233,19 @@ def stack_names(rows: list[dict[str, Any]]):
     return name
 
 
+def stack_units(rows: list[dict[str, Any]], stacked: list[str]) -> list[tuple[str, ...]]:
+    """The stacked arms as the groups they trained in: an arm alone, or the arms whose seeds
+    trained as one model (``stacked_arms``: arms that differ only in what their batches go
+    through), each listed once, in the order of their first arm's name."""
+    units: dict[tuple[str, ...], None] = {}
+    for arm in stacked:
+        groups = [tuple(r["summary"].get("stacked_arms") or (arm,)) for r in rows if r["arm"] == arm]
+        unit = tuple(sorted(set(groups[0]).union(*groups)))  # all its seeds' group's arms
+        if not any(arm in u for u in units):
+            units[unit] = None
+    return list(units)
+
+
 def render_html(
     plan: Plan,
     rows: list[dict[str, Any]],
@@ -260,8 +275,11 @@ def render_html(
     stacked = sorted({r["arm"] for r in rows if r["summary"].get("stacked")})
     if stacked:
         apart, named = sorted({r["arm"] for r in rows} - set(stacked)), stack_names(rows)
+        units = stack_units(rows, stacked)
+        joined = "; arms joined by + as one model" if any(len(u) > 1 for u in units) else ""
         body.append(
-            f"<p class=meta>Trained stacked (each arm's seeds as one model): {esc(', '.join(map(named, stacked)))}"
+            f"<p class=meta>Trained stacked (each arm's seeds as one model{joined}): "
+            + esc(", ".join(" + ".join(map(named, u)) for u in units))
             + (f"; one trial at a time: {esc(', '.join(apart))}" if apart else "")
             + ".</p>"
         )

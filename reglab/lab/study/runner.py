@@ -7,14 +7,14 @@ and store its results. Once every single-technique arm is finished, the ``combin
 derived from their results (once, stored with the study) and enqueued. The same loop serves
 one in-process worker, ``--workers N`` local processes (workers.py), and workers started on
 other machines against one shared storage URL. With stacking (the default), a worker claims the
-first waiting trial of a stack group (an arm's seeds) with the group's other waiting trials and
-trains them as one stacked model.
+first waiting trial of a stack group (an arm's seeds, and the seeds of the arms that differ from
+it only in what their batches go through, as many as the device has room for) with the group's
+other waiting trials and trains them as one stacked model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from optuna.trial import TrialState
 
 from reglab.errors import InputError, WriteError, note
-from reglab.lab.recipe import Recipe
 from reglab.lab.run import differences, run_recipe
+from reglab.lab.study.groups import arm_stacks, combination_stack, group_leaders, same_group
 from reglab.lab.study.plan import COMBINATION, Plan
-from reglab.lab.study.stats import combination_changes
+from reglab.lab.study.points import grid, recipe_for, run_dir
 from reglab.lab.study.storage import StorageError, StudyStore, key_of
 from reglab.lab.study.trials import returned_valid_loss, trial_attrs
 
@@ -87,42 +86,6 @@ def _normalized(stored: dict[str, Any]) -> Any:
         return stored
 
 
-def grid(plan: Plan, store: StudyStore, done: dict[tuple[str, int], Any]) -> list[tuple[str, int]]:
-    """The points to run now: every arm × seed, and the combination's once the others are done
-    (unless no arm helped: the combination of nothing would be the baseline again)."""
-    points = [(a.name, s) for a in plan.arms for s in plan.seeds]
-    if plan.combination and all(p in done for p in points) and combination(plan, store, done)["arms"]:
-        points += [(COMBINATION, s) for s in plan.seeds]  # none helped: nothing to combine, nothing to run
-    return points
-
-
-def combination(plan: Plan, store: StudyStore, done: dict[tuple[str, int], Any] | None = None) -> dict[str, Any]:
-    """The combination arm, derived from the finished arms once and kept with the study."""
-    attrs = store.attrs()
-    if "combination" not in attrs:
-        done = store.completed() if done is None else done
-        rows = [
-            {"arm": arm, "seed": seed, **t.user_attrs["summary"]}
-            for (arm, seed), t in done.items()
-            if arm != COMBINATION
-        ]
-        store.set_attr("combination", combination_changes(plan, rows))
-        attrs = store.attrs()
-    return attrs["combination"]
-
-
-def recipe_for(plan: Plan, store: StudyStore, arm: str, seed: int) -> Recipe:
-    if arm == COMBINATION:
-        base = plan.base.updated(combination(plan, store)["changes"])
-        return base.updated({"training.seed": seed})
-    return plan.recipe(arm, seed)
-
-
-def run_dir(out: Path, arm: str, seed: int, recipe: Recipe) -> Path:
-    digest = hashlib.sha256(json.dumps(recipe.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
-    return out / "runs" / f"{arm}-seed{seed}-{digest}"
-
-
 def work(
     plan: Plan,
     store: StudyStore,
@@ -134,14 +97,15 @@ def work(
 ) -> int:
     """Run trials until the study is complete; returns how many this worker ran. ``threads``
     ``"auto"``: each trial picks its threads from its model's size, within this worker's.
-    ``stack``: the seeds of an arm whose recipe stacks form stack groups, fixed by the plan
-    (``stack_group``: the arm's seeds in plan order, ``MAX_COPIES`` at a time; the combination's
-    split over the ``workers`` this machine runs for the study, ``combination_stack``); a worker
+    ``stack``: the seeds of the arms whose recipes stack form stack groups, fixed by the plan
+    (``stack_group``: whole arms of one stack key, as many as ``stack_room`` holds, or an arm's
+    seeds in plan order, ``stack_room`` at a time; the combination's split over the ``workers``
+    this machine runs for the study, ``combination_stack``); a worker
     claims a group's first waiting trial only while no trial of the group runs, takes the group's
     other waiting trials with it and trains them as one stacked model. Which trials stack
     together thus depends on the plan and the stored states alone, never on the workers' timing."""
     ran = 0
-    stackable: dict[str, bool] = {}
+    families: dict[str, str | None] = {}  # arm -> its stack key (None: it does not stack)
     while True:
         trials = store.trials()  # one read per round, shared by the steps below
         if store.reap(trials):
@@ -150,7 +114,7 @@ def work(
         points = grid(plan, store, done)
         if store.enqueue_missing(points, trials):
             trials = store.trials()
-        candidates = group_leaders(plan, store, trials, stackable, workers) if stack else trials
+        candidates = group_leaders(plan, store, trials, families, workers) if stack else trials
         trial = store.claim(candidates, choices={"arm": plan.arm_names, "seed": list(plan.seeds)})
         if trial is None:
             if all(p in done for p in points):  # grid() adds the combination once the rest is done
@@ -160,11 +124,11 @@ def work(
                 _ready_to_derive()
             time.sleep(POLL)  # other workers are running the remaining trials
             continue
-        group = [trial, *(same_group(plan, store, trials, trial, out, stackable, workers) if stack else [])]
+        group = [trial, *(same_group(plan, store, trials, trial, out, families, workers) if stack else [])]
         for t in group:
             if on_trial:
                 on_trial(*key_of(t), "start")
-        with last_arm_threads(plan, store, *key_of(trial), threads, stack, stackable, workers):
+        with last_arm_threads(plan, store, *key_of(trial), threads, stack, families, workers):
             if len(group) > 1:
                 run_group(plan, store, group, out, threads)
             else:
@@ -189,7 +153,7 @@ def last_arm_threads(
     seed: int,
     threads: str | None,
     stack: bool,
-    stackable: dict[str, bool],
+    families: dict[str, str | None],
     workers: int = 1,
 ):
     """The combination's trials run once every other trial is complete, so the cores that the
@@ -203,7 +167,7 @@ def last_arm_threads(
     from reglab.train.threads import cores
 
     units = len(plan.seeds)
-    if stack and arm_stacks(plan, store, arm, seed, stackable):
+    if stack and arm_stacks(plan, store, arm, seed, families):
         units = -(-units // combination_stack(plan, store, workers))
     before = torch.get_num_threads()
     torch.set_num_threads(max(before, cores() // units))
@@ -244,128 +208,16 @@ def run_trial(plan: Plan, store: StudyStore, trial: Any, out: Path, threads: str
         raise StudyError(f"trial {arm} seed {seed} finished but could not be stored: {e}") from e
 
 
-def stack_group(plan: Plan, arm: str, seed: int, size: int | None = None) -> tuple[str, int]:
-    """The stack group of a grid point: its arm and which ``size`` (default ``MAX_COPIES``) of
-    the plan's seeds."""
-    from reglab.lab.stack import MAX_COPIES
-
-    return arm, list(plan.seeds).index(seed) // (size or MAX_COPIES)
-
-
-def combination_stack(plan: Plan, store: StudyStore, workers: int = 1) -> int:
-    """How many of the combination's seeds train as one stacked model. The combination runs once
-    every other trial is complete, when a single group would leave the other workers' cores idle:
-    its seeds are split into as many groups as this machine runs workers for the study (at most
-    one per seed; ``MAX_COPIES`` seeds a group at most): with 2 workers, seeds 0-1 stacked and
-    seed 2 alone. The size is fixed by the first worker that groups them and stored with the
-    study, so every worker, here or on another machine, groups them alike."""
-    from reglab.lab.stack import MAX_COPIES
-
-    attrs = store.attrs()
-    if "combination_stack" not in attrs:
-        seeds = len(plan.seeds)
-        store.set_attr("combination_stack", min(MAX_COPIES, -(-seeds // max(1, min(workers, seeds)))))
-        attrs = store.attrs()
-    return attrs["combination_stack"]
-
-
-def _group_of(plan: Plan, store: StudyStore, workers: int):
-    """``stack_group`` with each arm's group size (the combination's from ``combination_stack``,
-    read from the storage at most once)."""
-    sizes: dict[str, int] = {}
-
-    def group(arm: str, seed: int) -> tuple[str, int]:
-        if arm == COMBINATION and arm not in sizes:
-            sizes[arm] = combination_stack(plan, store, workers)
-        return stack_group(plan, arm, seed, sizes.get(arm))
-
-    return group
-
-
-def group_leaders(
-    plan: Plan, store: StudyStore, trials: list[Any], stackable: dict[str, bool], workers: int = 1
-) -> list[Any]:
-    """The waiting trials a worker may claim: every trial of an arm that does not stack; of an
-    arm that stacks, the first waiting trial of each group none of whose trials is running
-    (``stackable``: arm -> whether its recipe stacks, filled in as arms are met)."""
-    group_of = _group_of(plan, store, workers)
-    running = {group_of(*key_of(t)) for t in trials if t.state == TrialState.RUNNING}
-    order = list(plan.seeds)
-    first: dict[tuple[str, int], Any] = {}
-    out = []
-    for t in trials:
-        if t.state != TrialState.WAITING:
-            continue
-        arm, seed = key_of(t)
-        if not arm_stacks(plan, store, arm, seed, stackable):
-            out.append(t)
-            continue
-        group = group_of(arm, seed)
-        if group in running:
-            continue
-        if group not in first or order.index(seed) < order.index(key_of(first[group])[1]):
-            first[group] = t
-    return out + sorted(first.values(), key=lambda t: t.number)
-
-
-def arm_stacks(plan: Plan, store: StudyStore, arm: str, seed: int, stackable: dict[str, bool]) -> bool:
-    """Whether the arm's recipe trains stacked (``recipe_problem``), found once per arm and kept
-    in ``stackable``; a recipe that cannot be built does not (run_trial reports it)."""
-    from reglab.lab.stack import recipe_problem
-
-    if arm not in stackable:
-        try:
-            stackable[arm] = recipe_problem(recipe_for(plan, store, arm, seed)) is None
-        except InputError:
-            stackable[arm] = False
-    return stackable[arm]
-
-
-def same_group(
-    plan: Plan,
-    store: StudyStore,
-    trials: list[Any],
-    first: Any,
-    out: Path,
-    stackable: dict[str, bool],
-    workers: int = 1,
-) -> list[Any]:
-    """Claim the other waiting trials of ``first``'s stack group, in seed order, when they can
-    train stacked: a recipe that stacks and no run folder to resume from (a trial that died
-    part-way resumes on its own); else none."""
-    arm, seed = key_of(first)
-    if not arm_stacks(plan, store, arm, seed, stackable) or started(plan, store, out, arm, seed):
-        return []
-    group_of = _group_of(plan, store, workers)
-    group = group_of(arm, seed)
-    order = list(plan.seeds)
-    members = [
-        t
-        for t in trials
-        if t.state == TrialState.WAITING and t.number != first.number and group_of(*key_of(t)) == group
-    ]
-    claimed = []
-    for t in sorted(members, key=lambda t: order.index(key_of(t)[1])):
-        if started(plan, store, out, *key_of(t)):
-            continue
-        got = store.claim([t], choices={"arm": plan.arm_names, "seed": order})
-        if got is not None:
-            claimed.append(got)
-    return claimed
-
-
-def started(plan: Plan, store: StudyStore, out: Path, arm: str, seed: int) -> bool:
-    """Whether the point has a run folder with a checkpoint (a trial that died part-way): it
-    resumes from there, one trial at a time."""
-    return (run_dir(out, arm, seed, recipe_for(plan, store, arm, seed)) / "checkpoint.pt").exists()
-
-
 def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, threads: str | None = None) -> None:
-    """The claimed trials of one stack group (``same_group``: their recipe stacks, none has a run
-    to resume), trained stacked (``reglab.lab.stack``) and stored one by one."""
+    """The claimed trials of one stack group (``same_group``: their recipes share a stack key,
+    none has a run to resume), trained stacked (``reglab.lab.stack``) and stored one by one;
+    each records the seeds of its arm it trained with (``stacked``) and, where other arms
+    trained with it, the group's arms (``stacked_arms``)."""
     from reglab.lab.stack import run_stacked
 
     keys = [key_of(t) for t in group]
+    arms = list(dict.fromkeys(arm for arm, _ in keys))
+    what = ", ".join(f"{a} (seeds {[s for b, s in keys if b == a]})" for a in arms)
     try:
         recipes = [recipe_for(plan, store, arm, seed) for arm, seed in keys]
     except BaseException as e:
@@ -373,7 +225,6 @@ def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, thread
             store.fail(t._trial_id, f"{type(e).__name__}: {e}")
         raise
     folders = [run_dir(out, arm, seed, r) for (arm, seed), r in zip(keys, recipes)]
-    arm = keys[0][0]
     try:
         with contextlib.ExitStack() as leases:
             for t in group:
@@ -383,12 +234,13 @@ def run_group(plan: Plan, store: StudyStore, group: list[Any], out: Path, thread
         for t in group:
             store.fail(t._trial_id, f"{type(e).__name__}: {e}")
         if isinstance(e, InputError):
-            raise StudyError(f"the stacked trials of {arm} (seeds {[s for _, s in keys]}) failed: {e}") from e
-        note(e, f"in the stacked trials of {arm}")
+            raise StudyError(f"the stacked trials of {what} failed: {e}") from e
+        note(e, f"in the stacked trials of {what}")
         raise
-    seeds = [seed for _, seed in keys]
-    for i, (t, (_, seed), result) in enumerate(zip(group, keys, results)):
-        result.summary["stacked"] = seeds  # trained as one model with these seeds of its arm
+    for i, (t, (arm, seed), result) in enumerate(zip(group, keys, results)):
+        result.summary["stacked"] = [s for a, s in keys if a == arm]  # trained as one model with these seeds of its arm
+        if len(arms) > 1:
+            result.summary["stacked_arms"] = arms  # and with these arms' seeds
         try:
             store.complete(t._trial_id, returned_valid_loss(result.summary, result.history), trial_attrs(result),
                            curve=[r["valid_loss"] for r in result.history])  # fmt: skip

@@ -405,10 +405,10 @@ def test_the_combination_runs_the_merged_changes_of_the_arms_that_helped(signals
     """Whether an arm helps depends on the data; here the derivation is fixed (dropout helped),
     so that the combination's own path is tested: derived once, run with the merged recipe,
     reported with its arms."""
-    import reglab.lab.study.runner as runner
+    import reglab.lab.study.points as points
 
     derived = {"arms": ["dropout", "l2"], "skipped": [], "changes": {"model.dropout": 0.3, "regularization.l2": 1e-3}}
-    monkeypatch.setattr(runner, "combination_changes", lambda plan, rows: derived)
+    monkeypatch.setattr(points, "combination_changes", lambda plan, rows: derived)
     plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "dropout", "l2", "combination"], seeds=1)
     board = run_study(plan, tmp_path)
     assert {e["arm"] for e in board} == {"baseline", "dropout", "l2", "combination"}
@@ -420,7 +420,7 @@ def test_the_combination_runs_the_merged_changes_of_the_arms_that_helped(signals
 
 @pytest.mark.slow
 def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(signals, tmp_path):
-    arms = ["baseline", "dropout", "batch-norm", "early-stopping", "penalty"]
+    arms = ["baseline", "dropout", "batch-norm", "early-stopping", "penalty", "shift"]
     plan = make_plan(tiny_base(signals), arms=arms, seeds=3, overrides={"penalty": {"regularization.l2": 1e-3}})
     run_study(plan, tmp_path / "apart", stack=False)
     run_study(plan, tmp_path / "stacked")
@@ -436,10 +436,15 @@ def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(sig
     store = StudyStore(sqlite_url(tmp_path / "stacked"), "regularization")
     stacked_with = {key_of(t): t.user_attrs["summary"].get("stacked") for t in store.trials([TrialState.COMPLETE])}
     assert stacked_with == {(a, s): None if a == "penalty" else [0, 1, 2] for a in arms for s in range(3)}
+    joined = {key_of(t): t.user_attrs["summary"].get("stacked_arms") for t in store.trials([TrialState.COMPLETE])}
+    assert joined == {(a, s): ["baseline", "shift"] if a in ("baseline", "shift") else None for a in arms
+                      for s in range(3)}  # fmt: skip
     assert (
-        "Trained stacked (each arm's seeds as one model): baseline, batch-norm, dropout, early-stopping; one trial at "
-        "a time: penalty." in (tmp_path / "stacked" / "report.html").read_text()
-    )  # a penalty in the loss does not stack
+        "Trained stacked (each arm's seeds as one model; arms joined by + as one model): baseline + shift, batch-norm, "
+        "dropout, early-stopping; one trial at a time: penalty." in (tmp_path / "stacked" / "report.html").read_text()
+    )  # a penalty in the loss does not stack; shift differs from the baseline in its batches alone
+    with open(tmp_path / "stacked" / "results.csv", newline="") as f:
+        assert {(r["arm"], r["stacked_arms"]) for r in csv.DictReader(f)} >= {("shift", "baseline shift")}
 
 
 @pytest.mark.slow
@@ -465,7 +470,8 @@ def test_stack_groups_are_fixed_by_the_plan_not_by_the_workers_timing(signals, t
     """While a trial of a group runs, no other worker may claim the group's waiting trials (it
     would take them apart from their group); of a group, only its first waiting seed is offered;
     an arm that does not stack offers every trial."""
-    from reglab.lab.study.runner import attach, group_leaders, stack_group
+    from reglab.lab.study.groups import group_leaders, stack_group
+    from reglab.lab.study.runner import attach
 
     plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "penalty"], seeds=3,
                      overrides={"penalty": {"regularization.l2": 1e-3}})  # fmt: skip
@@ -480,12 +486,38 @@ def test_stack_groups_are_fixed_by_the_plan_not_by_the_workers_timing(signals, t
     assert stack_group(plan, "baseline", 2) == ("baseline", 0)
 
 
+def test_arms_that_differ_only_in_their_batches_share_stack_groups_as_the_room_allows(signals, tmp_path):
+    """Arms of one stack key (here baseline, shift and input noise: the same model and optimizer)
+    fill a group with whole arms: 6 copies on CPU, two arms of 3 seeds, in plan order; the
+    room is stored with the study, and a GPU's room takes all three arms at once. Dropout's
+    recipe has another model: a group of its own. The leader of a group is its first point."""
+    from reglab.lab.study.groups import group_leaders, stack_group, stack_room
+    from reglab.lab.study.runner import attach
+
+    arms = ["baseline", "dropout", "shift", "input-noise"]
+    plan = make_plan(tiny_base(signals, epochs=2), arms=arms, seeds=3)
+    store = attach(plan, sqlite_url(tmp_path))
+    store.enqueue_missing([(a, s) for a in arms for s in range(3)])
+    keys = lambda ts: sorted(key_of(t) for t in ts)  # noqa: E731
+    assert stack_room(plan, store) == 6 == store.attrs()["stack_room"]
+    assert keys(group_leaders(plan, store, store.trials(), {})) == [("baseline", 0), ("dropout", 0), ("input-noise", 0)]
+    family = ["baseline", "shift", "input-noise"]
+    assert {stack_group(plan, a, s, 6, family) for a in ("baseline", "shift") for s in range(3)} == {("baseline", 0)}
+    assert stack_group(plan, "input-noise", 1, 6, family) == ("input-noise", 0)
+    assert stack_group(plan, "shift", 2, 64, family) == ("baseline", 0)
+    assert stack_group(plan, "shift", 2, 2, family) == ("shift", 1)  # one arm's seeds fill a group: 2 at a time
+    first = store.claim([t for t in store.trials() if key_of(t) == ("shift", 0)])  # its group is running
+    assert keys(group_leaders(plan, store, store.trials(), {})) == [("dropout", 0), ("input-noise", 0)]
+    store.fail(first._trial_id, "test")
+
+
 def test_the_combinations_seeds_are_split_over_the_workers_and_the_split_is_stored(signals, tmp_path):
     """The combination runs alone at the study's end: with 2 workers its 3 seeds form 2 groups
     (0-1 stacked, 2 alone), each offered to a worker; the size is stored with the study, so a
     worker that counts otherwise (1 worker, another machine) groups them alike; without a
     stored size, one worker stacks all three."""
-    from reglab.lab.study.runner import attach, combination_stack, group_leaders, last_arm_threads
+    from reglab.lab.study.groups import combination_stack, group_leaders
+    from reglab.lab.study.runner import attach, last_arm_threads
     from reglab.train.threads import cores
 
     plan = make_plan(tiny_base(signals, epochs=2), arms=["baseline", "combination"], seeds=3)
@@ -603,13 +635,14 @@ def test_the_combination_trains_on_the_cores_the_finished_workers_left(signals, 
     four (here: this process with one thread, and 4 cores) trains it with up to all four, by
     the same rule as any trial (threads for the stacked step's FLOPs); the other arms keep the
     worker's share."""
+    import reglab.lab.study.points as points
     import reglab.lab.study.runner as runner
     import reglab.train.threads as threads_module
     from reglab.lab.build import build
     from reglab.train.threads import threads_for
 
     derived = {"arms": ["dropout"], "skipped": [], "changes": {"model.dropout": 0.3}}
-    monkeypatch.setattr(runner, "combination_changes", lambda plan, rows: derived)
+    monkeypatch.setattr(points, "combination_changes", lambda plan, rows: derived)
     monkeypatch.setattr(threads_module, "cores", lambda: 4)
     base = tiny_base(signals, epochs=1).updated({"model.width": 512})
     plan = make_plan(base, arms=["baseline", "dropout", "combination"], seeds=3)
