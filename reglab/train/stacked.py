@@ -252,6 +252,7 @@ class StackedTrainer:
         self.forward = torch.compile(self.model) if first.compile else self.model  # compiled: forward and backward
         self._sets: tuple[torch.Tensor, torch.Tensor] | None = None  # the copies' training sets, stacked
         self.frozen: dict[int, list[torch.Tensor]] = {}  # copy -> its weights when it stopped
+        self._kind_rows: dict[tuple[int, ...], torch.Tensor] = {}  # the copies whose targets are of one kind
 
     def fit(self) -> list[Any]:
         trainers = self.trainers
@@ -377,7 +378,9 @@ class StackedTrainer:
         for members in kinds.values():
             loss_fn = trainers[members[0]].loss_fn
             if any(loss_fn is f for f in _LOSSES):
-                o = out.index_select(0, torch.tensor(members, device=out.device))
+                if tuple(members) not in self._kind_rows:  # made once: no host-to-device copy a step
+                    self._kind_rows[tuple(members)] = torch.tensor(members, device=out.device)
+                o = out.index_select(0, self._kind_rows[tuple(members)])
                 y = torch.stack([targets[s] for s in members])
                 values = loss_fn(o.flatten(0, 1), y.flatten(0, 1), reduction="none").view(len(members), -1).mean(1)
             else:
