@@ -78,14 +78,14 @@ def _group_of(plan: Plan, store: StudyStore, workers: int, families: dict[str, s
     """``stack_group`` of a point of an arm that stacks: the combination's in groups of
     ``combination_stack`` (it runs alone, at the end), every other arm's with the arms of its
     stack key, ``stack_room`` copies a group (both read from the storage at most once)."""
-    sizes: dict[str, int] = {}
+    sizes: dict[str, int] = {}  # "combination" and "room", read at the first need
     members: dict[str, list[str]] = {}
 
     def group(arm: str, seed: int) -> tuple[str, int] | None:
         if arm == COMBINATION:
-            if arm not in sizes:
-                sizes[arm] = combination_stack(plan, store, workers)
-            return stack_group(plan, arm, seed, sizes[arm])
+            if "combination" not in sizes:
+                sizes["combination"] = combination_stack(plan, store, workers)
+            return stack_group(plan, arm, seed, sizes["combination"])
         key = arm_family(plan, store, arm, seed, families)
         if key is None:
             return None
@@ -172,10 +172,7 @@ def same_group(
     members = [
         t
         for t in trials
-        if t.state == TrialState.WAITING
-        and t.number != first.number
-        and arm_stacks(plan, store, *key_of(t), families)
-        and group_of(*key_of(t)) == group
+        if t.state == TrialState.WAITING and t.number != first.number and group_of(*key_of(t)) == group
     ]
     claimed = []
     for t in sorted(members, key=_plan_order(plan)):
