@@ -22,8 +22,8 @@
    gradients), MKL's against oneDNN's, µs on one thread, medians of interleaved rounds, for the
    shapes of BENCHMARKS.md's table.
 
-7. ``--joined``: arms of the default study that differ only in their batches (``stack_key``),
-   two of them (6 copies) stacked as one model against each arm's 3 seeds stacked apart: an
+7. ``--joined``: arms of the default study that differ only in their batches or their early
+   stopping (``stack_key``), two of them (6 copies) stacked as one model against each arm's 3 seeds stacked apart: an
    epoch on MNIST-1D through ``StackedTrainer.train_epoch``, rounds interleaved.
 
 8. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
@@ -165,7 +165,13 @@ def stacking(copies: int, rounds: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
-JOINED = (("baseline", "shift"), ("baseline", "input-noise"), ("label-smoothing", "mixup"), ("mixup", "cutmix"))
+JOINED = (
+    ("baseline", "early-stopping"),
+    ("baseline", "shift"),
+    ("baseline", "input-noise"),
+    ("label-smoothing", "mixup"),
+    ("mixup", "cutmix"),
+)
 
 
 def joined(rounds: int, pairs=JOINED, seeds: int = 3) -> dict[tuple[str, ...], tuple[float, float]]:
@@ -348,7 +354,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--layers", action="store_true", help="only a Linear layer's products, MKL and oneDNN")
-    parser.add_argument("--joined", action="store_true", help="only arms that differ in their batches, stacked as one")
+    parser.add_argument("--joined", action="store_true", help="only arms stacked together, as one")
     parser.add_argument("--profile", action="store_true", help="only the breakdown of a baseline step")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Running recipes stacked (``reglab.train.stacked``): the seeds of one arm, and arms that differ
-only in what their batches go through, built, trained and written exactly as separate runs would
-be (``run_recipe``'s files in each run's folder)."""
+only in what their batches go through and in their early stopping, built, trained and written
+exactly as separate runs would be (``run_recipe``'s files in each run's folder)."""
 
 from __future__ import annotations
 
@@ -20,16 +20,16 @@ from reglab.train.stacked import StackedTrainer, stack_problem
 
 MAX_COPIES = 6  # more copies than this leave the L2 cache on CPU and run slower per copy (BENCHMARKS.md)
 DEVICE_COPIES = 64  # a GPU's room: far below its memory for the mlp builder's models; bounds a step's memory
-# What each copy of a stacked model has of its own: its seed (initialization, data order, masks)
-# and its batch transforms, each copy's from its own generator (StackedTrainer.train_epoch).
-PER_COPY = ("training.seed", "augment", "regularization.input_noise", "mixing")
+# What each copy of a stacked model has of its own: its seed (initialization, data order, masks),
+# its batch transforms, each copy's from its own generator (StackedTrainer.train_epoch), and its
+# early stopping (each copy's callback reads its own validation loss; a copy that stops is frozen).
+PER_COPY = ("training.seed", "augment", "regularization.input_noise", "mixing", "early_stopping")
 
 
 def stack_key(recipe: Recipe) -> str:
     """What recipes must share to train as one stacked model: the recipe but its ``PER_COPY``
-    fields (seed, augmentation, input noise, label smoothing, mixing), as canonical JSON. The
-    model, optimizer, schedule, epochs, batch size, data and callbacks (early stopping) are
-    shared."""
+    fields (seed, augmentation, input noise, label smoothing, mixing, early stopping), as
+    canonical JSON. The model, optimizer, schedule, epochs, batch size and data are shared."""
     d, default = recipe.to_dict(), Recipe().to_dict()
     for key in PER_COPY:
         section, _, name = key.partition(".")
@@ -82,7 +82,7 @@ def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | 
     the folders (a study's trial leases)."""
     if len({stack_key(r) for r in recipes}) > 1:
         raise ReglabError(
-            "stacked runs must share their recipe except the seed and what their batches go through "
+            "stacked runs must share their recipe except the seed, what their batches go through and early stopping "
             f"({', '.join(PER_COPY)})"
         )
     trainers, states = [], []

@@ -1,5 +1,6 @@
 """Stacked training: S trials of one architecture and optimizer (the seeds of a study's arm,
-and of the arms that differ from it only in what their batches go through) trained as one
+and of the arms that differ from it only in what their batches go through and in their early
+stopping) trained as one
 model whose weights carry a leading copy axis.
 
 Each copy is a separate ``Trainer`` (built as for a run of its own: its initialization, data
@@ -39,7 +40,8 @@ give the same bits.
 Copies may differ in their batch transforms (augmentation, noise, label smoothing, mixing):
 each copy's batch goes through its own, drawn from its own generator, and where some copies'
 targets are class labels and others' soft targets, the loss is taken over each kind's copies
-apart (``_kinds_losses``).
+apart (``_kinds_losses``). They may differ in their early stopping too: each copy's callback reads
+its own validation loss, and a copy stops, is frozen and restored on its own.
 """
 
 from __future__ import annotations

@@ -74,9 +74,10 @@ def test_arms_whose_batches_differ_train_stacked_as_they_train_apart(tmp_path):
 
 def test_what_stacks_together_is_the_recipe_but_the_seed_and_the_batches():
     base = Recipe()
-    same = [base.updated(ARMS[arm][1]).updated({"training.seed": 4}) for arm in BATCH_ARMS]
+    same = [base.updated(ARMS[arm][1]).updated({"training.seed": 4}) for arm in (*BATCH_ARMS, "early-stopping")]
+    same.append(base.updated({"early_stopping.enabled": True, "early_stopping.patience": 3}))
     assert len({stack_key(r) for r in [base, *same]}) == 1
-    for arm in ("early-stopping", "l2", "weight-decay", "l1-proximal", "dropout", "batch-norm"):
+    for arm in ("l2", "weight-decay", "l1-proximal", "dropout", "batch-norm"):
         assert stack_key(base.updated(ARMS[arm][1])) != stack_key(base), arm
     assert stack_key(base.updated({"model.width": 128})) != stack_key(base)
     assert stack_key(base.updated({"training.epochs": 7})) != stack_key(base)
@@ -106,11 +107,30 @@ def test_an_early_stopped_copy_is_frozen_and_restored_to_its_best_epoch(tmp_path
         assert (tmp_path / f"seed{a.summary['recipe']['training']['seed']}" / "summary.json").exists()
 
 
+@pytest.mark.slow
+def test_copies_with_their_own_early_stopping_stop_as_they_do_apart(tmp_path):
+    """One stacked model of copies whose early stopping differs (patience 2, patience 5, none):
+    each stops and restores at the epochs of its separate run, the others going on."""
+    stops = [{"early_stopping.enabled": True, "early_stopping.patience": 2},
+             {"early_stopping.enabled": True, "early_stopping.patience": 5}, {}]  # fmt: skip
+    recipes = [_recipes(changes, epochs=40)[s] for s, changes in enumerate(stops)]
+    assert len({stack_key(r) for r in recipes}) == 1
+    apart = [train_recipe(r) for r in recipes]
+    stacked = run_stacked(recipes, [tmp_path / f"copy{s}" for s in range(3)])
+    ends = [(r.summary["stopped_epoch"], r.summary["restored_epoch"]) for r in stacked]
+    assert ends == [(r.summary["stopped_epoch"], r.summary["restored_epoch"]) for r in apart]
+    assert ends[0][0] < ends[1][0] < 40 and ends[2] == (40, None), ends
+    for a, b in zip(apart, stacked):  # each copy's epochs, to the rounding carried over up to 40 epochs
+        assert len(a.history) == len(b.history)  # (5e-5 at most on an AMD Zen 3)
+        for ra, rb in zip(a.history, b.history):
+            assert rb["valid_loss"] == pytest.approx(ra["valid_loss"], rel=1e-3)
+
+
 def test_what_cannot_be_stacked_says_why():
     assert "rnn" in recipe_problem(Recipe().updated({"model.kind": "rnn", "model.depth": 1}))
     assert "clipping" in recipe_problem(Recipe().updated({"optimizer.options.clip_norm": 1.0}))
     assert "penalty" in recipe_problem(Recipe().updated({"regularization.l2": 1e-3}))
     assert "validation loss" in recipe_problem(Recipe().updated({"schedule.name": "plateau"}))
     assert layers_problem([cnn((1, 40), 10)]) == "a Conv1d layer"
-    with pytest.raises(ValueError, match="except the seed and what their batches go through"):
+    with pytest.raises(ValueError, match="except the seed, what their batches go through and early stopping"):
         run_stacked([Recipe(), Recipe().updated({"model.width": 64})], [Path(tempfile.mkdtemp())] * 2)

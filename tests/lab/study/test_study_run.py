@@ -409,7 +409,7 @@ def test_the_combination_runs_the_merged_changes_of_the_arms_that_helped(signals
 
 @pytest.mark.slow
 def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(signals, tmp_path):
-    arms = ["baseline", "dropout", "batch-norm", "early-stopping", "penalty", "shift"]
+    arms = ["baseline", "dropout", "batch-norm", "early-stopping", "penalty", "shift", "mixup"]
     plan = make_plan(tiny_base(signals), arms=arms, seeds=3, overrides={"penalty": {"regularization.l2": 1e-3}})
     run_study(plan, tmp_path / "apart", stack=False)
     run_study(plan, tmp_path / "stacked")
@@ -426,14 +426,17 @@ def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(sig
     stacked_with = {key_of(t): t.user_attrs["summary"].get("stacked") for t in store.trials([TrialState.COMPLETE])}
     assert stacked_with == {(a, s): None if a == "penalty" else [0, 1, 2] for a in arms for s in range(3)}
     joined = {key_of(t): t.user_attrs["summary"].get("stacked_arms") for t in store.trials([TrialState.COMPLETE])}
-    assert joined == {(a, s): ["baseline", "shift"] if a in ("baseline", "shift") else None for a in arms
-                      for s in range(3)}  # fmt: skip
+    models = [["baseline", "early-stopping"], ["shift", "mixup"]]  # two arms of 3 seeds a model (room 6)
+    group = {arm: model for model in models for arm in model}
+    assert joined == {(a, s): group.get(a) for a in arms for s in range(3)}
     assert (
-        "Trained stacked (each arm's seeds as one model; arms joined by + as one model): baseline + shift, batch-norm, "
-        "dropout, early-stopping; one trial at a time: penalty." in (tmp_path / "stacked" / "report.html").read_text()
-    )  # a penalty in the loss does not stack; shift differs from the baseline in its batches alone
+        "Trained stacked (each arm's seeds as one model; arms joined by + as one model): baseline + early-stopping, "
+        "batch-norm, dropout, mixup + shift; one trial at a time: penalty."
+        in (tmp_path / "stacked" / "report.html").read_text()
+    )  # a penalty in the loss does not stack; early stopping, shift and Mixup differ from the baseline in
+    # their batches and their early stopping alone
     with open(tmp_path / "stacked" / "results.csv", newline="") as f:
-        assert {(r["arm"], r["stacked_arms"]) for r in csv.DictReader(f)} >= {("shift", "baseline shift")}
+        assert {(r["arm"], r["stacked_arms"]) for r in csv.DictReader(f)} >= {("mixup", "shift mixup")}
 
 
 @pytest.mark.slow
