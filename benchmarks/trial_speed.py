@@ -23,15 +23,21 @@
    shapes of BENCHMARKS.md's table.
 
 7. ``--joined``: arms of the default study that differ only in their batches or their early
-   stopping (``stack_key``), two of them (6 copies) stacked as one model against each arm's 3 seeds stacked apart: an
-   epoch on MNIST-1D through ``StackedTrainer.train_epoch``, rounds interleaved.
+   stopping (``stack_key``), two of them (6 copies) stacked as one model against each arm's 3
+   seeds stacked apart: an epoch on MNIST-1D through ``StackedTrainer.train_epoch``, rounds
+   interleaved.
 
 8. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
    operator: matrix products, elementwise, loss, optimizer, autograd's own, the rest).
 
+9. ``--evaluation``: a stacked model's validation pass at an epoch's end, all S copies at once
+   (``StackedTrainer.evaluate``, what a stacked fit does off the CPU) against copy by copy (each
+   copy's weights into its own model, then ``Trainer.evaluate``, what it does on CPU), S = 3 and
+   6, rounds interleaved.
+
 Rounds alternate between the sides; the figures are medians over rounds.
 
-    python benchmarks/trial_speed.py [--rounds 7] [--layers | --joined | --profile]
+    python benchmarks/trial_speed.py [--rounds 7] [--layers | --joined | --profile | --evaluation]
 """
 
 from __future__ import annotations
@@ -165,6 +171,17 @@ def stacking(copies: int, rounds: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
+def _interleaved(rounds: int, first, second) -> tuple[float, float]:
+    """Median seconds of ``first()`` and of ``second()``, called in alternation ``rounds`` times."""
+    a, b = [], []
+    for _ in range(rounds):
+        for fn, times in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
+
+
 JOINED = (
     ("baseline", "early-stopping"),
     ("baseline", "shift"),
@@ -177,35 +194,38 @@ JOINED = (
 def joined(rounds: int, pairs=JOINED, seeds: int = 3) -> dict[tuple[str, ...], tuple[float, float]]:
     """Seconds of one epoch of the default study's recipe (MNIST-1D, 4,000 samples, batch 100):
     the arms' ``seeds`` seeds each stacked apart (one model an arm) and all of them as one."""
-    from reglab.lab.build import build
     from reglab.lab.recipe import Recipe
-    from reglab.lab.stack import rng_state
+    from reglab.lab.stack import stacked_trainer
     from reglab.lab.study.arms import ARMS
-    from reglab.optim import build_optimizer
-    from reglab.train.stacked import StackedTrainer
 
     def stacked(arms):
-        trainers, states = [], []
-        for arm in arms:
-            for seed in range(seeds):
-                trainers.append(build(Recipe().updated({**ARMS[arm][1], "training.seed": seed})))
-                states.append(rng_state(trainers[-1].device))
-        o = Recipe().optimizer
-        return StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
+        return stacked_trainer([Recipe().updated({**ARMS[arm][1], "training.seed": s}) for arm in arms
+                                for s in range(seeds)])  # fmt: skip
 
     out = {}
     for arms in pairs:
         apart, together = [stacked([arm]) for arm in arms], stacked(arms)
-        a, b = [], []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            for group in apart:
-                group.train_epoch()
-            a.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            together.train_epoch()
-            b.append(time.perf_counter() - start)
-        out[arms] = statistics.median(a), statistics.median(b)
+        out[arms] = _interleaved(rounds, lambda: [group.train_epoch() for group in apart], together.train_epoch)
+    return out
+
+
+def evaluation(rounds: int, sizes=(3, 6)) -> dict[int, tuple[float, float]]:
+    """Seconds of the validation pass of the default recipe's S stacked copies (MNIST-1D, 800
+    validation samples each): copy by copy, and all at once."""
+    from reglab.lab.recipe import Recipe
+    from reglab.lab.stack import stacked_trainer
+
+    out = {}
+    for copies in sizes:
+        stacked = stacked_trainer([Recipe().updated({"training.seed": s}) for s in range(copies)])
+        trainers = stacked.trainers
+
+        def one_by_one(stacked=stacked, trainers=trainers):
+            for s, t in enumerate(trainers):
+                stacked.model.copy_to(s)
+                t.evaluate(t.data.x_valid, t.data.y_valid)
+
+        out[copies] = _interleaved(rounds, one_by_one, stacked.evaluate)
     return out
 
 
@@ -356,6 +376,7 @@ def main() -> None:
     parser.add_argument("--layers", action="store_true", help="only a Linear layer's products, MKL and oneDNN")
     parser.add_argument("--joined", action="store_true", help="only arms stacked together, as one")
     parser.add_argument("--profile", action="store_true", help="only the breakdown of a baseline step")
+    parser.add_argument("--evaluation", action="store_true", help="only a stacked model's validation pass")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.layers:
@@ -370,6 +391,11 @@ def main() -> None:
         return None
     if args.profile:
         return profile()
+    if args.evaluation:
+        print("| copies | copy by copy | all at once | ratio |\n|---|---|---|---|")
+        for copies, (apart, together) in evaluation(args.rounds).items():
+            print(f"| {copies} | {apart * 1e3:.2f} ms | {together * 1e3:.2f} ms | {together / apart:.2f}x |")
+        return None
     peak, rate, step, ratio = trial_rate(args.rounds)
     print(f"matmul on the step's shapes: {peak:.1f} GFLOP/s; the baseline trial: {rate:.1f} GFLOP/s "
           f"({step * 1e3:.2f} ms a step): {ratio:.0%} of it (the median of the rounds' ratios)")  # fmt: skip

@@ -75,6 +75,20 @@ def rng_state(device: torch.device) -> torch.Tensor:
     return torch.get_rng_state()
 
 
+def stacked_trainer(recipes: Sequence[Recipe]) -> StackedTrainer:
+    """The ``StackedTrainer`` of ``recipes``: each built as for a run of its own (``build``), then
+    stacked, with the first recipe's optimizer over the stacked model."""
+    trainers, states = [], []
+    for recipe in recipes:
+        trainers.append(build(recipe))
+        states.append(rng_state(trainers[-1].device))  # what the run's dropout would draw from next
+    problem = stack_problem(trainers)
+    if problem:
+        raise ReglabError(f"these runs cannot be stacked: {problem}")
+    o = recipes[0].optimizer
+    return StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
+
+
 def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | str | None = None) -> list[Result]:
     """Train ``recipes`` (one ``stack_key``: the same recipe on different seeds, or with other
     batch transforms) as one stacked model and write each into its folder of ``outs`` as
@@ -85,15 +99,8 @@ def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | 
             "stacked runs must share their recipe except the seed, what their batches go through and early stopping "
             f"({', '.join(PER_COPY)})"
         )
-    trainers, states = [], []
-    for recipe in recipes:
-        trainers.append(build(recipe))
-        states.append(rng_state(trainers[-1].device))  # what the run's dropout would draw from next
-    problem = stack_problem(trainers)
-    if problem:
-        raise ReglabError(f"these runs cannot be stacked: {problem}")
-    o = recipes[0].optimizer
-    stacked = StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
+    stacked = stacked_trainer(recipes)
+    trainers = stacked.trainers
     results = []
     header = f"recipe as run by reglab (stacked with {len(recipes) - 1} other run(s) of its model); " + ", ".join(
         f"{k} {v}" for k, v in versions().items()

@@ -57,172 +57,9 @@ from torch import nn
 from reglab import matmul
 from reglab.errors import ReglabError
 from reglab.train.callbacks import LRScheduler, call
-from reglab.train.loop import Trainer, _full
+from reglab.train.loop import EVAL_BATCH, Trainer, _full
 from reglab.train.losses import LOSSES
-
-ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)
-
-
-class _Linear(nn.Module):
-    """The copies' weights stored transposed, (S, in, out): ``baddbmm`` then takes them as they
-    are and their gradient ``xᵀ ∂L/∂y`` comes out of the backward product in the weight's own
-    layout (stored as (S, out, in), every step's gradient would be copied into that layout:
-    15% of a stacked step, BENCHMARKS.md)."""
-
-    transposed = ("weight",)  # stored as the copies' own tensors transposed
-    matmul_kernel = "aten"  # or "onednn" (reglab.matmul): each copy's product by oneDNN, as its own Linear's
-
-    def __init__(self, layers: Sequence[nn.Linear]) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.stack([m.weight.detach().t() for m in layers]).contiguous())  # (S, in, out)
-        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(1))  # (S, 1, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.matmul_kernel == "onednn" and matmul.onednn_fits(x[0], self.weight[0].t(), None):
-            return matmul.stacked_product(x, self.weight, self.bias)
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
-class _BatchNorm(nn.Module):
-    is_norm = True  # its γ and β are not weights (reglab.regularize.weights)
-
-    def __init__(self, layers: Sequence[nn.BatchNorm1d]) -> None:
-        super().__init__()
-        first = layers[0]
-        self.eps, self.momentum = first.eps, first.momentum
-        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))
-        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]))
-        self.register_buffer("running_mean", torch.stack([m.running_mean for m in layers]))
-        self.register_buffer("running_var", torch.stack([m.running_var for m in layers]))
-        self.register_buffer("num_batches_tracked", torch.stack([m.num_batches_tracked for m in layers]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self.num_batches_tracked.add_(1)
-        out = [
-            nn.functional.batch_norm(xs, mean, var, w, b, self.training, self.momentum, self.eps)
-            for xs, mean, var, w, b in zip(
-                x.unbind(), self.running_mean, self.running_var, self.weight.unbind(), self.bias.unbind()
-            )
-        ]  # each copy as its own BatchNorm1d: its batch's statistics, its running averages (updated in place)
-        return torch.stack(out)
-
-
-class _LayerNorm(nn.Module):
-    is_norm = True
-
-    def __init__(self, layers: Sequence[nn.LayerNorm]) -> None:
-        super().__init__()
-        self.shape, self.eps = layers[0].normalized_shape, layers[0].eps
-        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]).unsqueeze(1))
-        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.bias, nn.functional.layer_norm(x, self.shape, eps=self.eps), self.weight)
-
-
-class _Dropout(nn.Module):
-    """Each copy's mask from its own generator, as ``F.dropout`` draws it from the global RNG
-    on CPU: ``bernoulli(1 − p)``, divided by ``1 − p``, times the input. (On CUDA, ``F.dropout``'s
-    fused kernel draws its masks otherwise: a copy's masks are its own, not its separate run's.)"""
-
-    def __init__(self, p: float, generators: Sequence[torch.Generator]) -> None:
-        super().__init__()
-        self.p, self.generators = p, list(generators)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        mask = torch.empty_like(x)
-        for m, g in zip(mask, self.generators):
-            m.bernoulli_(1 - self.p, generator=g)
-        return x * mask.div_(1 - self.p)
-
-
-class _Flatten(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(2)
-
-
-def layers_problem(models: Sequence[nn.Module]) -> str | None:
-    """Why these models cannot be stacked, or None (each an ``nn.Sequential`` of the same
-    layers: Flatten, Linear, BatchNorm1d, LayerNorm over the features, Dropout, elementwise
-    activations)."""
-    if not all(isinstance(m, nn.Sequential) for m in models):
-        return f"the model is a {type(models[0]).__name__}, not a sequence of layers"
-    kinds = [[type(layer) for layer in m] for m in models]
-    if any(k != kinds[0] for k in kinds):
-        return "the copies' layers differ"
-    for layer in models[0]:
-        if isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) != 1:
-            return "layer norm over more than the features"
-        if not isinstance(layer, (nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.LayerNorm, nn.Dropout, *ELEMENTWISE)):
-            return f"a {type(layer).__name__} layer"
-        if isinstance(layer, nn.Linear) and layer.bias is None:
-            return "a Linear layer without a bias"
-    return None
-
-
-class StackedModel(nn.Module):
-    """The S copies' ``nn.Sequential`` models as one model on (S, B, ...) inputs; ``copy_to``
-    writes copy s's parameters and buffers back into its own model."""
-
-    def __init__(self, models: Sequence[nn.Sequential], generators: Sequence[torch.Generator]) -> None:
-        super().__init__()
-        problem = layers_problem(models)
-        if problem:
-            raise ReglabError(f"these models cannot be stacked: {problem}")
-        layers: list[nn.Module] = []
-        for same in zip(*models):
-            first = same[0]
-            if isinstance(first, nn.Flatten):
-                layers.append(_Flatten())
-            elif isinstance(first, nn.Linear):
-                layers.append(_Linear(same))
-            elif isinstance(first, nn.BatchNorm1d):
-                layers.append(_BatchNorm(same))
-            elif isinstance(first, nn.LayerNorm):
-                layers.append(_LayerNorm(same))
-            elif isinstance(first, nn.Dropout):
-                layers.append(_Dropout(first.p, generators))
-            else:
-                layers.append(first)  # elementwise: the same for every copy
-        self.layers = nn.Sequential(*layers)
-        self.models = list(models)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-    def _pairs(self) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        """(stacked tensor, the copies' own tensors) for every parameter and buffer, in order;
-        found at the first use (after ``.to(device)``, which replaces buffers) and kept. The
-        copies' tensors are listed as views in the stacked layout: a Linear weight's transposed."""
-        if getattr(self, "_found", None) is None:
-            self._found = self._find_pairs()
-        return self._found
-
-    def _find_pairs(self) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        out = []
-        for i, layer in enumerate(self.layers):
-            own = [dict(m[i].named_parameters()) | dict(m[i].named_buffers()) for m in self.models]
-            flipped = getattr(layer, "transposed", ())
-            for name, t in [*layer.named_parameters(recurse=False), *layer.named_buffers(recurse=False)]:
-                out.append((t, [o[name].t() if name in flipped else o[name] for o in own]))
-        return out
-
-    @torch.no_grad()
-    def copy_to(self, s: int) -> None:
-        for stacked, own in self._pairs():
-            own[s].copy_(stacked[s].reshape(own[s].shape))  # a weight's own view is transposed, as stacked
-
-    @torch.no_grad()
-    def snapshot(self, s: int) -> list[torch.Tensor]:
-        return [stacked[s].clone() for stacked, _ in self._pairs()]
-
-    @torch.no_grad()
-    def restore(self, s: int, saved: list[torch.Tensor]) -> None:
-        for (stacked, _), value in zip(self._pairs(), saved):
-            stacked[s].copy_(value)
+from reglab.train.stacked_model import StackedModel, layers_problem
 
 
 class StackedTrainer:
@@ -253,6 +90,10 @@ class StackedTrainer:
         self.optimizer = make_optimizer(self.model)
         self.forward = torch.compile(self.model) if first.compile else self.model  # compiled: forward and backward
         self._sets: tuple[torch.Tensor, torch.Tensor] | None = None  # the copies' training sets, stacked
+        self._valid: tuple[torch.Tensor, torch.Tensor] | None = None  # their validation sets, stacked
+        # the validation pass of every copy at once (``evaluate``) off the CPU; on CPU copy by copy
+        # (``Trainer.evaluate``): one pass took 1.10-1.26x its time there (BENCHMARKS.md)
+        self.one_pass = first.device.type != "cpu"
         self.frozen: dict[int, list[torch.Tensor]] = {}  # copy -> its weights when it stopped
         self._kind_rows: dict[tuple[int, ...], torch.Tensor] = {}  # the copies whose targets are of one kind
 
@@ -266,12 +107,13 @@ class StackedTrainer:
             lr = float(self.optimizer.param_groups[0]["lr"])
             start = time.perf_counter()
             results = self.train_epoch()
+            valid = self.evaluate() if self.one_pass else None
             share = (time.perf_counter() - start) / len(active)  # each copy's share of the stacked epoch
             for s in active:
                 t = trainers[s]
-                self.model.copy_to(s)
                 begin = time.perf_counter()
-                valid_loss, valid_acc = t.evaluate(t.data.x_valid, t.data.y_valid)
+                self.model.copy_to(s)  # its weights in its own model: for its callbacks (early stopping)
+                valid_loss, valid_acc = valid[s] if valid else t.evaluate(t.data.x_valid, t.data.y_valid)
                 train_loss, train_acc = results[s]
                 t.epoch += 1
                 record = {"epoch": t.epoch, "train_loss": train_loss}  # the keys in Trainer.fit's order
@@ -291,6 +133,42 @@ class StackedTrainer:
                     self.frozen[s] = self.model.snapshot(s)
                     call(t.callbacks, "on_train_end", t)
         return [t.history for t in trainers]
+
+    @torch.no_grad()
+    def evaluate(self) -> list[tuple[float, float | None]]:
+        """Each copy's mean validation loss and accuracy (None for regression), as
+        ``Trainer.evaluate`` computes them (``eval()`` mode, batches of ``EVAL_BATCH``, the
+        mean loss of each batch weighted by its size in float64), for all the copies in one
+        stacked pass: reduced on the device and read once, where copy by copy takes S passes and
+        2S reads. A frozen copy's are computed too (its stopped weights; not recorded). Equal to
+        each copy's ``Trainer.evaluate`` to float rounding (the batched products)."""
+        trainers, first, model = self.trainers, self.trainers[0], self.model
+        if self._valid is None:
+            self._valid = (torch.stack([t.data.x_valid for t in trainers]),
+                           torch.stack([t.data.y_valid for t in trainers]))  # fmt: skip
+        x, y = self._valid
+        copies, n = x.shape[:2]
+        batched_loss = all(t.loss_fn is first.loss_fn for t in trainers) and any(first.loss_fn is f for f in _LOSSES)
+        total = torch.zeros(copies, device=first.device, dtype=torch.float64)
+        correct = torch.zeros(copies, device=first.device, dtype=torch.long)
+        was_training = model.training
+        model.eval()
+        for i in range(0, n, EVAL_BATCH):
+            xb, yb = x[:, i : i + EVAL_BATCH], y[:, i : i + EVAL_BATCH]
+            with first.cast():
+                out = _full(model(xb))
+            if batched_loss:
+                each = first.loss_fn(out.flatten(0, 1), yb.flatten(0, 1), reduction="none").view(copies, -1).mean(1)
+            else:
+                each = torch.stack([t.loss_fn(o, t_y) for t, o, t_y in zip(trainers, out.unbind(), yb.unbind())])
+            total += each.double() * xb.shape[1]
+            if first.classify:
+                correct += (out.argmax(-1) == (yb.argmax(-1) if yb.ndim == 3 else yb)).sum(1)
+        model.train(was_training)
+        losses = (total / n).tolist()
+        if not first.classify:
+            return [(loss, None) for loss in losses]
+        return [(loss, c / n) for loss, c in zip(losses, correct.tolist())]
 
     def _follow_schedule(self, lead: Trainer) -> None:
         """The stacked optimizer's hyperparameters from an active copy's own optimizer, which its

@@ -172,3 +172,23 @@ def test_an_epoch_reads_the_device_a_fixed_number_of_times_whatever_its_steps(si
     assert few[0] <= 3 and few[1] <= 6, few
     few, many = _epoch_reads(signals, 45, monkeypatch, MIXING), _epoch_reads(signals, 15, monkeypatch, MIXING)
     assert (many[0] - few[0], many[1] - few[1]) == (2 * 8, 2 * 2 * 8)  # 8 more steps: 2 reads each, per copy
+
+
+def test_the_copies_validation_pass_reads_the_device_twice_however_many_copies(signals, monkeypatch):
+    """``StackedTrainer.evaluate`` (a stacked fit's validation pass off the CPU): one list of
+    losses and one of accuracies per epoch, where copy by copy reads 2 numbers a copy."""
+    from reglab.lab.stack import stacked_trainer
+
+    data = {"data.name": "npz", "data.path": str(signals), "data.train_size": 0, "model.width": 16}
+    reads = []
+    for copies in (2, 5):
+        stacked = stacked_trainer(_recipes(data, seeds=copies))
+        with monkeypatch.context() as m:
+            counter = _HostReads(m)
+            stacked.evaluate()
+            together = counter.count
+            for s, t in enumerate(stacked.trainers):
+                stacked.model.copy_to(s)
+                t.evaluate(t.data.x_valid, t.data.y_valid)
+            reads.append((together, counter.count - together))
+    assert reads == [(2, 2 * 2), (2, 2 * 5)]

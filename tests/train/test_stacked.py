@@ -9,7 +9,7 @@ from reglab import cnn
 from reglab.lab.build import build
 from reglab.lab.recipe import Recipe
 from reglab.lab.run import train_recipe
-from reglab.lab.stack import recipe_problem, run_stacked, stack_key
+from reglab.lab.stack import recipe_problem, run_stacked, stack_key, stacked_trainer
 from reglab.lab.study.arms import ARMS
 from reglab.train.stacked import layers_problem
 
@@ -124,6 +124,42 @@ def test_copies_with_their_own_early_stopping_stop_as_they_do_apart(tmp_path):
         assert len(a.history) == len(b.history)  # (5e-5 at most on an AMD Zen 3)
         for ra, rb in zip(a.history, b.history):
             assert rb["valid_loss"] == pytest.approx(ra["valid_loss"], rel=1e-3)
+
+
+EVALUATED = {  # what a validation pass sees: eval-mode norms and dropout, soft training targets, MSE
+    "baseline": {},
+    "batch-norm-dropout": {"model.norm": "batch", "model.dropout": 0.3},
+    "label-smoothing": {"mixing.label_smoothing": 0.1},
+    "regression": {"data.name": "diabetes", "training.loss": "mse", "data.batch_size": 32, "data.train_size": 200},
+}
+
+
+@pytest.mark.parametrize("changes", EVALUATED.values(), ids=EVALUATED.keys())
+def test_one_validation_pass_of_every_copy_equals_each_copys_own(changes):
+    stacked = stacked_trainer(_recipes({"data.train_size": 400, **changes}, epochs=1, seeds=3))
+    stacked.train_epoch()
+    together = stacked.evaluate()
+    for s, t in enumerate(stacked.trainers):
+        stacked.model.copy_to(s)
+        loss, acc = t.evaluate(t.data.x_valid, t.data.y_valid)
+        assert together[s][0] == pytest.approx(loss, rel=1e-6), s
+        if acc is None:
+            assert together[s][1] is None
+        else:  # an argmax could flip on rounding: one sample at most
+            assert abs(together[s][1] - acc) <= 1 / len(t.data.x_valid), s
+    assert len({loss for loss, _ in together}) == 3, "each copy's own weights and validation split"
+
+
+def test_a_fit_with_one_validation_pass_records_the_histories_of_copy_by_copy():
+    """``one_pass`` (the default off the CPU) on CPU: the same epochs, stops and histories."""
+    recipes = _recipes({"early_stopping.enabled": True, "early_stopping.patience": 1, "data.train_size": 400},
+                       epochs=6)  # fmt: skip
+    histories = []
+    for one_pass in (False, True):
+        stacked = stacked_trainer(recipes)
+        stacked.one_pass = one_pass
+        histories.append(stacked.fit())
+    assert _worst(*histories) < 1e-6
 
 
 def test_what_cannot_be_stacked_says_why():
