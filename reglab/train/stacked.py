@@ -1,7 +1,6 @@
 """Stacked training: S trials of one architecture and optimizer (the seeds of a study's arm,
 and of the arms that differ from it only in what their batches go through and in their early
-stopping) trained as one
-model whose weights carry a leading copy axis.
+stopping) trained as one model whose weights carry a leading copy axis (``stacked_model``).
 
 Each copy is a separate ``Trainer`` (built as for a run of its own: its initialization, data
 split, shuffling and transform generator, callbacks and History); ``StackedTrainer`` replaces
@@ -16,7 +15,8 @@ stacked model on the (S, B, ...) batch,
 and takes one optimizer step on the sum of the copies' losses, ``Σ_s L_s``: the gradient of copy
 s is ∂L_s/∂θ_s, and an elementwise update (SGD, momentum, Adam, decay, proximal L1) on stacked
 buffers is each copy's own update. At each epoch's end the copies' weights are copied into their
-Trainers, which evaluate, record and call their callbacks exactly as ``Trainer.fit`` does; a copy
+Trainers, which evaluate (on CPU; on other devices every copy is evaluated in one stacked pass,
+``StackedTrainer.evaluate``), record and call their callbacks exactly as ``Trainer.fit`` does; a copy
 that stops (early stopping, a target loss, a non-finite loss) is frozen from then on, and its
 callbacks' ``on_train_end`` restores its best weights as in a run of its own.
 

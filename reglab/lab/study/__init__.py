@@ -65,9 +65,9 @@ def run_study(
     ``reglab.train.threads``, within its share of the CPU cores, ``cores // workers``); no more
     processes start than trials are missing. ``stack`` (on by default): a worker trains the
     waiting seeds of an arm, with those of the arms that differ from it only in what their
-    batches go through and in early stopping as far as the device has room (its stack group, fixed by the plan), as
-    one stacked model where the recipe allows (``reglab.lab.stack``; each trial records the
-    seeds and arms it was stacked with, the report says which arms stacked);
+    batches go through and in early stopping as far as the device has room (its stack group,
+    fixed by the plan), as one stacked model where the recipe allows (``reglab.lab.stack``; each
+    trial records the seeds and arms it was stacked with, the report says which arms stacked);
     ``stack=False`` trains one trial at a time."""
     import torch
 

@@ -2,9 +2,9 @@
 
 A group is fixed by the plan and by what is stored with the study, never by the workers'
 timing: the seeds of an arm, with those of the arms of its stack key (``reglab.lab.stack``:
-the same recipe but for the seed, what the batches go through and early stopping) as far as the device has
-room (``stack_room``), in plan order; the combination's seeds split over the workers
-(``combination_stack``). A worker offers only a group's first waiting trial while none of the
+the same recipe but for the seed, what the batches go through and early stopping) as far as
+the device has room (``stack_room``), in plan order; the combination's seeds split over the
+workers (``combination_stack``). A worker offers only a group's first waiting trial while none of the
 group runs (``group_leaders``) and claims the rest with it (``same_group``)."""
 
 from __future__ import annotations

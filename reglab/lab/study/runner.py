@@ -8,8 +8,8 @@ derived from their results (once, stored with the study) and enqueued. The same 
 one in-process worker, ``--workers N`` local processes (workers.py), and workers started on
 other machines against one shared storage URL. With stacking (the default), a worker claims the
 first waiting trial of a stack group (an arm's seeds, and the seeds of the arms that differ from
-it only in what their batches go through and in early stopping, as many as the device has room for) with the group's
-other waiting trials and trains them as one stacked model.
+it only in what their batches go through and in early stopping, as many as the device has room
+for) with the group's other waiting trials and trains them as one stacked model.
 """
 
 from __future__ import annotations
