@@ -60,6 +60,7 @@ def test_stacked_copies_count_their_work_and_their_summaries_record_the_threads_
     assert [r.summary["threads"] for r in results] == [2, 2, 2]
 
 
+@pytest.mark.slow  # a fresh interpreter (2-3 s)
 def test_a_run_builds_saves_and_resumes_its_optimizer_without_importing_dynamo(tmp_path):
     """torch.optim.Optimizer's add_param_group, state_dict and load_state_dict import
     torch._dynamo at their first call (1.2-1.7 s a process), as does counting FLOPs; a run on one
@@ -85,6 +86,7 @@ def test_a_run_builds_saves_and_resumes_its_optimizer_without_importing_dynamo(t
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.slow  # a fresh interpreter (2-3 s)
 def test_counting_flops_imports_no_dynamo_and_counts_the_products():
     """A step's FLOPs on more than one core (every ``reglab train`` there): FlopCounterMode's
     dispatch wrapper imports torch._dynamo (1.1 s) unless its function is lent for the count;
