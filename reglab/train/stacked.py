@@ -91,6 +91,9 @@ class StackedTrainer:
         self.forward = torch.compile(self.model) if first.compile else self.model  # compiled: forward and backward
         self._sets: tuple[torch.Tensor, torch.Tensor] | None = None  # the copies' training sets, stacked
         self._valid: tuple[torch.Tensor, torch.Tensor] | None = None  # their validation sets, stacked
+        self._batched_loss = all(t.loss_fn is first.loss_fn for t in self.trainers) and any(
+            first.loss_fn is f for f in _LOSSES
+        )  # one loss call for every copy (``_losses``)
         # the validation pass of every copy at once (``evaluate``) off the CPU; on CPU copy by copy
         # (``Trainer.evaluate``): one pass took 1.10-1.26x its time there (BENCHMARKS.md)
         self.one_pass = first.device.type != "cpu"
@@ -148,7 +151,6 @@ class StackedTrainer:
                            torch.stack([t.data.y_valid for t in trainers]))  # fmt: skip
         x, y = self._valid
         copies, n = x.shape[:2]
-        batched_loss = all(t.loss_fn is first.loss_fn for t in trainers) and any(first.loss_fn is f for f in _LOSSES)
         total = torch.zeros(copies, device=first.device, dtype=torch.float64)
         correct = torch.zeros(copies, device=first.device, dtype=torch.long)
         was_training = model.training
@@ -157,10 +159,7 @@ class StackedTrainer:
             xb, yb = x[:, i : i + EVAL_BATCH], y[:, i : i + EVAL_BATCH]
             with first.cast():
                 out = _full(model(xb))
-            if batched_loss:
-                each = first.loss_fn(out.flatten(0, 1), yb.flatten(0, 1), reduction="none").view(copies, -1).mean(1)
-            else:
-                each = torch.stack([t.loss_fn(o, t_y) for t, o, t_y in zip(trainers, out.unbind(), yb.unbind())])
+            each = self._losses(out, yb)
             total += each.double() * xb.shape[1]
             if first.classify:
                 correct += (out.argmax(-1) == (yb.argmax(-1) if yb.ndim == 3 else yb)).sum(1)
@@ -198,7 +197,6 @@ class StackedTrainer:
             self._sets = (torch.stack([t.data.x_train for t in trainers]),
                           torch.stack([t.data.y_train for t in trainers]))  # fmt: skip
         rows = torch.arange(copies, device=first.device).unsqueeze(1)
-        batched_loss = all(t.loss_fn is first.loss_fn for t in trainers) and any(first.loss_fn is f for f in _LOSSES)
         losses: list[torch.Tensor] = []
         logits: list[torch.Tensor] = []
         labels: list[torch.Tensor] = []
@@ -221,10 +219,8 @@ class StackedTrainer:
             out = _full(out)
             if isinstance(yb, list):  # some copies' targets are class labels, others' soft targets
                 each = self._kinds_losses(out, yb)
-            elif batched_loss:  # the mean over each copy's samples of the per-sample losses
-                each = first.loss_fn(out.flatten(0, 1), yb.flatten(0, 1), reduction="none").view(copies, -1).mean(1)
             else:
-                each = torch.stack([t.loss_fn(o, y) for t, o, y in zip(trainers, out.unbind(), yb.unbind())])
+                each = self._losses(out, yb)
             opt.zero_grad(set_to_none=True)
             each.sum().backward()
             opt.step()
@@ -245,6 +241,15 @@ class StackedTrainer:
             return [(loss, None) for loss in mean_losses]
         correct = (torch.cat(logits, 1).argmax(-1) == torch.cat(labels, 1)).sum(1).tolist()
         return [(loss, c / n) for loss, c in zip(mean_losses, correct)]
+
+    def _losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each copy's mean loss, (S,), of its outputs ``out[s]`` against its targets ``y[s]``:
+        one call over the S·B samples where every copy has the same PyTorch loss (the mean over
+        each copy's samples of the per-sample losses), else one call per copy."""
+        if self._batched_loss:
+            first = self.trainers[0]
+            return first.loss_fn(out.flatten(0, 1), y.flatten(0, 1), reduction="none").view(len(out), -1).mean(1)
+        return torch.stack([t.loss_fn(o, t_y) for t, o, t_y in zip(self.trainers, out.unbind(), y.unbind())])
 
     def _kinds_losses(self, out: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
         """Each copy's mean loss where the copies' targets differ in kind (class labels beside
