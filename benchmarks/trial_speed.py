@@ -9,7 +9,7 @@
 2. Pure overhead: the per-step time of a width-8 model (almost no arithmetic) in
    ``Trainer.train_epoch`` against a bare PyTorch loop with ``torch.optim.Adam(fused=True)``.
 3. Stacking (``reglab.train.stacked``): S copies as one model against S separate models, time
-   per trial-step, S = 3 and 6.
+   per trial-step, S = 3, 6, 9 and 12.
 4. The kernel paths: a baseline step with plain SGD, momentum and Nesterov (``torch._fused_sgd_``)
    and with Adam and proximal L1 (``torch._fused_adam_``, then the proximal step) against the
    same optimizer stepped through its readable chain.
@@ -22,10 +22,10 @@
    gradients), MKL's against oneDNN's, µs on one thread, medians of interleaved rounds, for the
    shapes of BENCHMARKS.md's table.
 
-7. ``--joined``: arms of the default study that differ only in their batches or their early
-   stopping (``stack_key``), two of them (6 copies) stacked as one model against each arm's 3
-   seeds stacked apart: an epoch on MNIST-1D through ``StackedTrainer.train_epoch``, rounds
-   interleaved.
+7. ``--joined``: arms of the default study that differ only in their batches, their early
+   stopping or their weight decay and proximal L1 (``stack_key``), two of them (6 copies)
+   stacked as one model against each arm's 3 seeds stacked apart: an epoch on MNIST-1D through
+   ``StackedTrainer.train_epoch``, rounds interleaved.
 
 8. ``--profile``: where a baseline step's time goes (torch.profiler, self CPU time by kind of
    operator: matrix products, elementwise, loss, optimizer, autograd's own, the rest).
@@ -188,6 +188,8 @@ JOINED = (
     ("baseline", "input-noise"),
     ("label-smoothing", "mixup"),
     ("mixup", "cutmix"),
+    ("l2", "weight-decay"),  # each copy's own decay around the stacked step (reglab.train.stacked_shrink)
+    ("baseline", "l1-proximal"),
 )
 
 
@@ -402,7 +404,7 @@ def main() -> None:
     ours, bare = overhead(args.rounds)
     print(f"width-8 step: reglab {ours * 1e6:.0f} us, bare loop with fused Adam {bare * 1e6:.0f} us: "
           f"{ours / bare:.2f}x")  # fmt: skip
-    for copies in (3, 6):
+    for copies in (3, 6, 9, 12):
         a, b = stacking(copies, args.rounds)
         print(f"stacked S = {copies}: {b * 1e3:.3f} ms per trial-step, separate {a * 1e3:.3f} ms: {b / a:.2f}x")
     for name, (kernel, chain) in kernel_paths(args.rounds).items():

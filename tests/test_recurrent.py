@@ -77,7 +77,9 @@ def test_clipping_keeps_a_deliberately_exploding_rnn_finite():
         return losses, norms
 
     losses, norms = train(None)
-    assert max(norms) > 50 and max(losses[-5:]) > 5 * math.log(2)  # diverged: far above chance
+    # diverged: far above chance, with gradient norms ten times the clipping threshold below at least
+    # once (the path is chaotic: its peak norm is over 50 on AMD's Zen CPUs, 32 on an Intel Xeon)
+    assert max(norms) > 10 * 1.0 and max(losses[-5:]) > 5 * math.log(2)
     losses, norms = train(1.0)
     assert all(math.isfinite(v) for v in losses) and max(losses[-5:]) < 1.0  # bounded, at about chance
 

@@ -1,6 +1,7 @@
 """Running recipes stacked (``reglab.train.stacked``): the seeds of one arm, and arms that differ
-only in what their batches go through and in their early stopping, built, trained and written
-exactly as separate runs would be (``run_recipe``'s files in each run's folder)."""
+only in what their batches go through, in their early stopping and in their optimizer's weight
+decay and proximal L1, built, trained and written exactly as separate runs would be
+(``run_recipe``'s files in each run's folder)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from reglab.lab.run import Result, run_threads, versions, write_results
 from reglab.optim import build_optimizer
 from reglab.train.checkpoint import save
 from reglab.train.stacked import StackedTrainer, stack_problem
+from reglab.train.stacked_shrink import SHRINK
 
 MAX_COPIES = 6  # more copies than this leave the L2 cache on CPU and run slower per copy (BENCHMARKS.md)
 DEVICE_COPIES = 64  # a GPU's room: far below its memory for the mlp builder's models; bounds a step's memory
@@ -24,12 +26,26 @@ DEVICE_COPIES = 64  # a GPU's room: far below its memory for the mlp builder's m
 # its batch transforms, each copy's from its own generator (StackedTrainer.train_epoch), and its
 # early stopping (each copy's callback reads its own validation loss; a copy that stops is frozen).
 PER_COPY = ("training.seed", "augment", "regularization.input_noise", "mixing", "early_stopping")
+# and, where the optimizer takes them around its step (``shrinks_per_copy``), its weight decay and
+# proximal L1: ``StackedTrainer(..., shrink=True)`` applies each copy's own (train/stacked_shrink.py)
+SHRINK_OPTIONS = tuple(f"optimizer.options.{name}" for name in SHRINK)
+_BEFORE_DECAY = ("maximize", "clip_value", "weight_decay_schedule")  # options that keep the decay in the optimizer
+
+
+def shrinks_per_copy(recipe: Recipe) -> bool:
+    """Whether a stacked copy's weight decay and proximal L1 may be its own: none of the
+    optimizer's options acts on the gradient before the decay, or makes it change with the step
+    (``maximize``, ``clip_value``, ``weight_decay_schedule``; ``stacked_shrink.shrink_problem``)."""
+    options = recipe.optimizer.options
+    return not any(options.get(name) not in (None, False) for name in _BEFORE_DECAY)
 
 
 def stack_key(recipe: Recipe) -> str:
     """What recipes must share to train as one stacked model: the recipe but its ``PER_COPY``
-    fields (seed, augmentation, input noise, label smoothing, mixing, early stopping), as
-    canonical JSON. The model, optimizer, schedule, epochs, batch size and data are shared."""
+    fields (seed, augmentation, input noise, label smoothing, mixing, early stopping) and, where
+    ``shrinks_per_copy``, its optimizer's weight decay and proximal L1 (``SHRINK_OPTIONS``), as
+    canonical JSON. The model, the rest of the optimizer, schedule, epochs, batch size and data
+    are shared."""
     d, default = recipe.to_dict(), Recipe().to_dict()
     for key in PER_COPY:
         section, _, name = key.partition(".")
@@ -37,6 +53,9 @@ def stack_key(recipe: Recipe) -> str:
             d[section][name] = default[section][name]
         else:
             d[section] = default[section]
+    if shrinks_per_copy(recipe):
+        for name in SHRINK:
+            d["optimizer"]["options"].pop(name, None)
     return json.dumps(d, sort_keys=True)
 
 
@@ -77,7 +96,9 @@ def rng_state(device: torch.device) -> torch.Tensor:
 
 def stacked_trainer(recipes: Sequence[Recipe]) -> StackedTrainer:
     """The ``StackedTrainer`` of ``recipes``: each built as for a run of its own (``build``), then
-    stacked, with the first recipe's optimizer over the stacked model."""
+    stacked, with the first recipe's optimizer over the stacked model; where ``shrinks_per_copy``,
+    that optimizer without weight decay and proximal L1, which each copy takes from its own
+    optimizer around the stacked step (``StackedTrainer(..., shrink=True)``)."""
     trainers, states = [], []
     for recipe in recipes:
         trainers.append(build(recipe))
@@ -85,8 +106,11 @@ def stacked_trainer(recipes: Sequence[Recipe]) -> StackedTrainer:
     problem = stack_problem(trainers)
     if problem:
         raise ReglabError(f"these runs cannot be stacked: {problem}")
-    o = recipes[0].optimizer
-    return StackedTrainer(trainers, states, lambda m: build_optimizer(o.name, o.lr, o.options, m, o.decay_all))
+    o, shrink = recipes[0].optimizer, shrinks_per_copy(recipes[0])
+    options = {**o.options, "weight_decay": 0.0, "l1_proximal": 0.0} if shrink else o.options
+    return StackedTrainer(
+        trainers, states, lambda m: build_optimizer(o.name, o.lr, options, m, o.decay_all), shrink=shrink
+    )
 
 
 def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | str | None = None) -> list[Result]:
@@ -96,8 +120,8 @@ def run_stacked(recipes: Sequence[Recipe], outs: Sequence[Path], threads: int | 
     the folders (a study's trial leases)."""
     if len({stack_key(r) for r in recipes}) > 1:
         raise ReglabError(
-            "stacked runs must share their recipe except the seed, what their batches go through and early stopping "
-            f"({', '.join(PER_COPY)})"
+            "stacked runs must share their recipe except the seed, what their batches go through, early stopping "
+            f"and the optimizer's weight decay and proximal L1 ({', '.join(PER_COPY + SHRINK_OPTIONS)})"
         )
     stacked = stacked_trainer(recipes)
     trainers = stacked.trainers

@@ -41,7 +41,10 @@ Copies may differ in their batch transforms (augmentation, noise, label smoothin
 each copy's batch goes through its own, drawn from its own generator, and where some copies'
 targets are class labels and others' soft targets, the loss is taken over each kind's copies
 apart (``_kinds_losses``). They may differ in their early stopping too: each copy's callback reads
-its own validation loss, and a copy stops, is frozen and restored on its own.
+its own validation loss, and a copy stops, is frozen and restored on its own. With ``shrink=True``
+they may differ in their weight decay (coupled or decoupled) and proximal L1: the stacked optimizer
+has none, and each copy's own, read from its own optimizer's groups, is applied around the stacked
+step (``stacked_shrink.CopyShrink``).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from reglab.train.callbacks import LRScheduler, call
 from reglab.train.loop import EVAL_BATCH, Trainer, _full
 from reglab.train.losses import LOSSES
 from reglab.train.stacked_model import StackedModel, layers_problem
+from reglab.train.stacked_shrink import SHRINK, CopyShrink, shrink_problem
 
 
 class StackedTrainer:
@@ -74,6 +78,7 @@ class StackedTrainer:
         trainers: Sequence[Trainer],
         rng_states: Sequence[torch.Tensor],
         make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+        shrink: bool = False,
     ) -> None:
         self.trainers = list(trainers)
         first = self.trainers[0]
@@ -88,6 +93,15 @@ class StackedTrainer:
         self.model = StackedModel([t.model for t in self.trainers], self.generators).to(first.device)
         matmul.set_kernel(self.model, first.matmul, first.device)
         self.optimizer = make_optimizer(self.model)
+        # shrink: each copy's weight decay and proximal L1 applied per copy, around the stacked
+        # optimizer's step (which must then have none: ``reglab.lab.stack.stacked_trainer``)
+        self.shrink = None
+        if shrink:
+            problem = shrink_problem([t.optimizer for t in self.trainers])
+            if problem:
+                raise ReglabError(f"the copies' weight decay and proximal L1 cannot be applied copy by copy: {problem}")
+            self.shrink = CopyShrink(self.model.layers, [t.model for t in self.trainers],
+                                     [t.optimizer for t in self.trainers]) or None  # fmt: skip
         self.forward = torch.compile(self.model) if first.compile else self.model  # compiled: forward and backward
         self._sets: tuple[torch.Tensor, torch.Tensor] | None = None  # the copies' training sets, stacked
         self._valid: tuple[torch.Tensor, torch.Tensor] | None = None  # their validation sets, stacked
@@ -174,9 +188,11 @@ class StackedTrainer:
         schedule (an ``LRScheduler`` callback) stepped: every active copy is at the same epoch."""
         if not any(isinstance(cb, LRScheduler) for cb in lead.callbacks):
             return
-        for mine, theirs in zip(self.optimizer.param_groups, lead.optimizer.param_groups):
-            for key, value in theirs.items():
-                if key != "params":
+        theirs = lead.optimizer.param_groups
+        skip = ("params", *SHRINK) if self.shrink else ("params",)  # the copy's own strengths stay its own
+        for i, mine in enumerate(self.optimizer.param_groups):
+            for key, value in theirs[min(i, len(theirs) - 1)].items():  # a copy's decay groups share their lr
+                if key not in skip:
                     mine[key] = value
 
     def train_epoch(self) -> list[tuple[float, float | None]]:
@@ -191,6 +207,7 @@ class StackedTrainer:
         model.train()
         first = trainers[0]
         n, bs, copies = len(first.data.x_train), first.batch_size, len(trainers)
+        lr = float(opt.param_groups[0]["lr"])  # a schedule moves it between epochs (``_follow_schedule``)
         perms = torch.stack([torch.randperm(n, generator=t.generator, device=t.device) for t in trainers])
         transforms = any(t.batch_transforms for t in trainers)
         if not transforms and self._sets is None:
@@ -223,7 +240,11 @@ class StackedTrainer:
                 each = self._losses(out, yb)
             opt.zero_grad(set_to_none=True)
             each.sum().backward()
+            if self.shrink:
+                self.shrink.before_step(lr)
             opt.step()
+            if self.shrink:
+                self.shrink.after_step(lr)
             for s, saved in self.frozen.items():
                 model.restore(s, saved)
             losses.append(each.detach())

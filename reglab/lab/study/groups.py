@@ -2,7 +2,8 @@
 
 A group is fixed by the plan and by what is stored with the study, never by the workers'
 timing: the seeds of an arm, with those of the arms of its stack key (``reglab.lab.stack``:
-the same recipe but for the seed, what the batches go through and early stopping) as far as
+the same recipe but for the seed, what the batches go through, early stopping and the optimizer's
+weight decay and proximal L1) as far as
 the device has room (``stack_room``), in plan order; the combination's seeds split over the
 workers (``combination_stack``). A worker offers only a group's first waiting trial while none of the
 group runs (``group_leaders``) and claims the rest with it (``same_group``)."""
@@ -26,8 +27,8 @@ def stack_group(
 ) -> tuple[str, int]:
     """The stack group of a grid point, ``(its first arm, index)``, of ``size`` copies at most
     (default ``MAX_COPIES``). ``family``: the plan's arms that train stacked with ``arm`` (one
-    ``stack_key``: they differ only in seed and batches), in plan order (default: ``arm``
-    alone). Where two or more arms' seeds fit in a group, a group is as many whole arms as fit
+    ``stack_key``: they differ only in seed, batches, early stopping, decay), in plan order
+    (default: ``arm`` alone). Where two or more arms' seeds fit in a group, a group is as many whole arms as fit
     (``size // seeds``); else each arm's seeds in plan order, ``size`` at a time."""
     from reglab.lab.stack import MAX_COPIES
 

@@ -236,7 +236,8 @@ def stack_names(rows: list[dict[str, Any]]):
 def stack_units(rows: list[dict[str, Any]], stacked: list[str]) -> list[tuple[str, ...]]:
     """The stacked arms as the groups they trained in: an arm alone, or the arms whose seeds
     trained as one model (``stacked_arms``: arms that differ only in what their batches go
-    through), each listed once, in the order of their first arm's name."""
+    through, their early stopping, their weight decay and proximal L1), each listed once, in the
+    order of their first arm's name."""
     units: dict[tuple[str, ...], None] = {}
     for arm in stacked:
         groups = [tuple(r["summary"].get("stacked_arms") or (arm,)) for r in rows if r["arm"] == arm]
