@@ -113,6 +113,7 @@ def run_workers(
     ]
     for p in procs:
         p.start()
+    ready = False
     try:
         while any(p.is_alive() for p in procs):
             _raise_for_failed(procs, (None, 0))
@@ -122,6 +123,9 @@ def run_workers(
                 continue
             if on_trial:
                 on_trial(*event)
+            if not ready:  # the workers have started: the waiting parent imports what the report needs
+                _ready_to_report()
+                ready = True
         _raise_for_failed(procs, (0,))
     finally:
         for p in procs:
@@ -129,6 +133,16 @@ def run_workers(
                 p.terminate()
         for p in procs:
             p.join()
+
+
+def _ready_to_report() -> None:
+    """What the report imports (scipy.stats, matplotlib: ~1.4 s), imported by the parent while
+    the workers train instead of after the last trial."""
+    import scipy.stats  # noqa: F401
+
+    from reglab.lab.study.figures import _plt
+
+    _plt()
 
 
 def _raise_for_failed(procs: list[Any], fine: tuple[int | None, ...]) -> None:

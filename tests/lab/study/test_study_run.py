@@ -503,6 +503,21 @@ def test_arms_that_differ_only_in_their_batches_share_stack_groups_as_the_room_a
     store.fail(first._trial_id, "test")
 
 
+def test_the_groups_of_more_copies_are_offered_first_then_in_plan_order(signals, tmp_path):
+    """Longest first: the group of input noise and the baseline (6 copies: one stack key, two
+    whole arms) before dropout's (3), which the plan lists first, and shift's (3, the key's
+    third arm); between groups of one size, plan order."""
+    from reglab.lab.study.groups import group_leaders
+    from reglab.lab.study.runner import attach
+
+    arms = ["dropout", "input-noise", "baseline", "shift"]
+    plan = make_plan(tiny_base(signals, epochs=2), arms=arms, seeds=3)
+    store = attach(plan, sqlite_url(tmp_path))
+    store.enqueue_missing([(a, s) for a in arms for s in range(3)])
+    leaders = [key_of(t) for t in group_leaders(plan, store, store.trials(), {})]
+    assert leaders == [("input-noise", 0), ("dropout", 0), ("shift", 0)]
+
+
 def test_the_combinations_seeds_are_split_over_the_workers_and_the_split_is_stored(signals, tmp_path):
     """The combination runs alone at the study's end: with 2 workers its 3 seeds form 2 groups
     (0-1 stacked, 2 alone), each offered to a worker; the size is stored with the study, so a
