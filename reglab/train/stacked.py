@@ -118,6 +118,9 @@ class StackedTrainer:
         trainers = self.trainers
         for t in trainers:
             call(t.callbacks, "on_train_begin", t)
+            # the stacked optimizer takes the copy's steps: its schedule's check that its optimizer
+            # stepped before it (torch.optim.lr_scheduler, a warning) holds for the copy's
+            t.optimizer._opt_called = True
         while any(s not in self.frozen for s in range(len(trainers))):
             active = [s for s in range(len(trainers)) if s not in self.frozen]
             self._follow_schedule(trainers[active[0]])

@@ -100,20 +100,23 @@ def test_the_penalty_arms_stack_with_the_baseline_unless_something_acts_before_t
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error::UserWarning")  # nor a schedule's "lr_scheduler.step() before optimizer.step()"
 @pytest.mark.parametrize(
     "optimizer",
     [
         {},
         {"optimizer.name": "sgd", "optimizer.lr": 0.05, "optimizer.options.momentum": 0.9},
         {"optimizer.name": "adamw"},
-    ],  # fmt: skip
-    ids=["adam", "sgd-momentum", "adamw"],
+        {"schedule.name": "step", "schedule.step_size": 1, "schedule.gamma": 0.5},
+    ],
+    ids=["adam", "sgd-momentum", "adamw", "adam-step-schedule"],
 )
 def test_copies_that_differ_in_their_decay_train_stacked_as_they_train_apart(optimizer, tmp_path):
     """The baseline and the three penalty arms of the default study, two seeds each, as one
     model of 8 copies: each copy's history equals its separate run within 1e-5 over 3 epochs
     (Adam's kernel with coupled decay, the chain's decoupled decay and proximal step apart;
-    AdamW's default decay of 0.01 where an arm gives none), and again bitwise."""
+    AdamW's default decay of 0.01 where an arm gives none; a schedule that halves η every epoch,
+    which each copy's decay and threshold follow), and again bitwise."""
     recipes = [r for arm in ("baseline", *SHRINKING) for r in _recipes(ARMS[arm][1], optimizer=optimizer)]
     assert len({stack_key(r) for r in recipes}) == 1
     apart = [train_recipe(r).history for r in recipes]

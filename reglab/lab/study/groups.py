@@ -3,10 +3,10 @@
 A group is fixed by the plan and by what is stored with the study, never by the workers'
 timing: the seeds of an arm, with those of the arms of its stack key (``reglab.lab.stack``:
 the same recipe but for the seed, what the batches go through, early stopping and the optimizer's
-weight decay and proximal L1) as far as
-the device has room (``stack_room``), in plan order; the combination's seeds split over the
-workers (``combination_stack``). A worker offers only a group's first waiting trial while none of the
-group runs (``group_leaders``) and claims the rest with it (``same_group``)."""
+weight decay and proximal L1) as far as the device has room (``stack_room``), in plan order; the
+combination's seeds split over the workers (``combination_stack``). A worker offers only a group's
+first waiting trial while none of the group runs (``group_leaders``), the groups of more copies
+first, and claims the rest with it (``same_group``)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def stack_group(
     """The stack group of a grid point, ``(its first arm, index)``, of ``size`` copies at most
     (default ``MAX_COPIES``). ``family``: the plan's arms that train stacked with ``arm`` (one
     ``stack_key``: they differ only in seed, batches, early stopping, decay), in plan order
-    (default: ``arm`` alone). Where two or more arms' seeds fit in a group, a group is as many whole arms as fit
-    (``size // seeds``); else each arm's seeds in plan order, ``size`` at a time."""
+    (default: ``arm`` alone). Where two or more arms' seeds fit in a group, a group is as many
+    whole arms as fit (``size // seeds``); else each arm's seeds in plan order, ``size`` at a time."""
     from reglab.lab.stack import MAX_COPIES
 
     size, seeds, family = size or MAX_COPIES, list(plan.seeds), list(family or [arm])
