@@ -18,7 +18,7 @@ from reglab.lab.run import Result, run_threads, versions, write_results
 from reglab.optim import build_optimizer
 from reglab.train.checkpoint import save
 from reglab.train.stacked import StackedTrainer, stack_problem
-from reglab.train.stacked_shrink import SHRINK
+from reglab.train.stacked_shrink import SHRINK, acts_before_decay
 
 MAX_COPIES = 6  # more copies than this leave the L2 cache on CPU and run slower per copy (BENCHMARKS.md)
 DEVICE_COPIES = 64  # a GPU's room: far below its memory for the mlp builder's models; bounds a step's memory
@@ -29,15 +29,13 @@ PER_COPY = ("training.seed", "augment", "regularization.input_noise", "mixing", 
 # and, where the optimizer takes them around its step (``shrinks_per_copy``), its weight decay and
 # proximal L1: ``StackedTrainer(..., shrink=True)`` applies each copy's own (train/stacked_shrink.py)
 SHRINK_OPTIONS = tuple(f"optimizer.options.{name}" for name in SHRINK)
-_BEFORE_DECAY = ("maximize", "clip_value", "weight_decay_schedule")  # options that keep the decay in the optimizer
 
 
 def shrinks_per_copy(recipe: Recipe) -> bool:
     """Whether a stacked copy's weight decay and proximal L1 may be its own: none of the
     optimizer's options acts on the gradient before the decay, or makes it change with the step
-    (``maximize``, ``clip_value``, ``weight_decay_schedule``; ``stacked_shrink.shrink_problem``)."""
-    options = recipe.optimizer.options
-    return not any(options.get(name) not in (None, False) for name in _BEFORE_DECAY)
+    (``maximize``, ``clip_value``, ``weight_decay_schedule``: ``stacked_shrink.BEFORE_DECAY``)."""
+    return acts_before_decay(recipe.optimizer.options) is None
 
 
 def stack_key(recipe: Recipe) -> str:

@@ -36,18 +36,28 @@ def _groups(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[int, dic
     return {id(p): group for group in optimizer.param_groups for p in group["params"]}
 
 
+# options that act on the gradient before the decay, or make it change with the step: with any of
+# them set, the decay cannot be moved out of the optimizer (option -> why)
+BEFORE_DECAY = {
+    "maximize": "maximize with weight decay or proximal L1 (the gradient is negated before the decay)",
+    "clip_value": "clipping by value with weight decay or proximal L1 (clipped before the decay)",
+    "weight_decay_schedule": "a weight-decay schedule",
+}
+
+
+def acts_before_decay(options: dict[str, Any]) -> str | None:
+    """What in an optimizer's options or group keeps its decay in the optimizer, or None."""
+    return next((why for name, why in BEFORE_DECAY.items() if options.get(name) not in (None, False)), None)
+
+
 def shrink_problem(optimizers: Sequence[torch.optim.Optimizer]) -> str | None:
     """Why the copies' decay and proximal L1 cannot be applied copy by copy, or None."""
     for optimizer in optimizers:
         for group in optimizer.param_groups:
-            if not (group.get("weight_decay") or group.get("l1_proximal")):
-                continue
-            if group.get("maximize"):
-                return "maximize with weight decay or proximal L1 (the gradient is negated before the decay)"
-            if group.get("clip_value") is not None:
-                return "clipping by value with weight decay or proximal L1 (clipped before the decay)"
-            if group.get("weight_decay_schedule") is not None:
-                return "a weight-decay schedule"
+            if group.get("weight_decay") or group.get("l1_proximal"):
+                problem = acts_before_decay(group)
+                if problem:
+                    return problem
     return None
 
 
