@@ -10,6 +10,10 @@ as ``__mp_main__``, so the replacement below applies in the parent and in every 
 - ``after:K``: a process's first K stack groups train, its next one is held as ``forever``.
 - ``meet:DIR:N``: a worker's stack group trains once N workers have each entered one (a worker
   marks ``DIR/<pid>`` as it enters), so that each of N workers is known to have run a group.
+
+Where ``REGLAB_HOLD_MARK`` names a folder, a process about to hold its group forever marks
+``MARK/<pid>``: the test then knows the group is held, not training (a polled count of running
+trials cannot tell them apart, and a group that trains may end between two polls).
 """
 
 import os
@@ -25,6 +29,8 @@ _trained = 0  # stack groups this process has trained
 
 
 def _wait_to_be_killed():
+    if os.environ.get("REGLAB_HOLD_MARK"):  # the group is leased and will never train: say so
+        (Path(os.environ["REGLAB_HOLD_MARK"]) / str(os.getpid())).touch()
     time.sleep(HOLD_SECONDS)
     raise RuntimeError(f"held for {HOLD_SECONDS} s and never killed")
 

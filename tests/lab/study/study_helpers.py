@@ -35,13 +35,22 @@ def run_cli(*args, timeout=300, **kwargs):
     )
 
 
-def held_cli(args: list, how: str) -> subprocess.Popen:
+def held_cli(args: list, how: str, mark: Path | None = None) -> subprocess.Popen:
     """``reglab ARGS`` started through ``held_cli.py`` with ``REGLAB_HOLD=how`` (one torch thread
-    per process, as ``run_cli``); stderr piped."""
+    per process, as ``run_cli``); stderr piped. With ``mark`` (a folder, made here), a process
+    that holds its group marks a file in it (``holding(mark)``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "REGLAB_HOLD": how}
+    if mark is not None:
+        mark.mkdir(parents=True)
+        env["REGLAB_HOLD_MARK"] = str(mark)
     launcher = Path(__file__).with_name("held_cli.py")
     return subprocess.Popen([sys.executable, str(launcher), *map(str, args)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+
+
+def holding(mark: Path) -> bool:
+    """Whether a process started by ``held_cli(..., mark=mark)`` holds its stack group."""
+    return any(mark.iterdir())
 
 
 def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 120) -> None:

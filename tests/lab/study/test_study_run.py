@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from optuna.trial import TrialState
-from study_helpers import held_cli, kill_when, planned, run_cli, tiny_base
+from study_helpers import held_cli, holding, kill_when, planned, run_cli, tiny_base
 
 from reglab.lab.recipe import Recipe
 from reglab.lab.study import make_plan, print_leaderboard, rebuild_report, run_study
@@ -175,14 +175,17 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
     url = sqlite_url(out)
     # Kill points are set by progress, never by the clock (a stack group of 2 trials takes ~0.25 s
     # here: a study may end between two polls). Each process trains its first K stack groups and
-    # is killed holding the next one, leased (``held_cli.py``); K is 0, 1, 1 in a random order, so
-    # at most 2 of the 3 or 4 groups are stored before the last kill.
+    # is killed holding the next one, leased (``held_cli.py``); K is 0, 0, 1 in a random order. Of
+    # the two stack groups (baseline, dropout; l2's penalty does not stack and runs first), at most
+    # one is stored before the last kill: each process has a group to hold, and the combination,
+    # which waits for every other trial, is never reached.
     stored = 0
-    for k in random.Random(5).sample([0, 1, 1], 3):
-        proc = held_cli([*args, "--out", out], f"after:{k}")
+    for i, k in enumerate(random.Random(5).sample([0, 0, 1], 3)):
+        mark = tmp_path / f"held-{i}"
+        proc = held_cli([*args, "--out", out], f"after:{k}", mark)
         stored += 2 * k
-        kill_when(proc, lambda: _progressed(url, stored, running=2, pid=proc.pid),
-                  f"{stored} trials stored and this process's next group of 2 leased")  # fmt: skip
+        kill_when(proc, lambda: holding(mark) and _progressed(url, stored, running=2, pid=proc.pid),
+                  f"{stored} trials stored and this process's next group of 2 held")  # fmt: skip
     partial = rebuild_report(out)  # the report of a study stopped part-way says what is missing
     finished = set(_counts(url)[0])
     arms = planned(_counts(url)[1], ["baseline", "dropout", "l2", "combination"])
@@ -442,14 +445,16 @@ def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(sig
 @pytest.mark.slow
 def test_a_killed_stacked_study_resumes_and_completes_each_point_once(signals, tmp_path):
     """Killed while its second stack group (all three seeds claimed) is held (``held_cli.py``),
-    the first arm's three seeds stored."""
+    the other six trials stored (the three of l2, whose penalty does not stack, and the first
+    group's)."""
     args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 6,
             "--seeds", 3, "--arms", "baseline,dropout,l2", "--stack", "--quiet", "--out", tmp_path]  # fmt: skip
     url = sqlite_url(tmp_path)
-    proc = held_cli(args, "after:1")
-    kill_when(proc, lambda: _progressed(url, 3, running=3), "the first group stored, the second running")
+    proc = held_cli(args, "after:1", tmp_path / "held")
+    kill_when(proc, lambda: holding(tmp_path / "held") and _progressed(url, 6, running=3),
+              "six trials stored, the second group held")  # fmt: skip
     counts, _ = _counts(url)
-    assert 3 <= sum(counts.values()) < 9
+    assert sum(counts.values()) == 6
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr
     counts, store = _counts(url)
