@@ -176,14 +176,14 @@ def test_study_killed_three_times_resumes_to_the_uninterrupted_results(signals, 
     # Kill points are set by progress, never by the clock (a stack group of 2 trials takes ~0.25 s
     # here: a study may end between two polls). Each process trains its first K stack groups and
     # is killed holding the next one, leased (``held_cli.py``); K is 0, 0, 1 in a random order. Of
-    # the two stack groups (baseline, dropout; l2's penalty does not stack and runs first), at most
-    # one is stored before the last kill: each process has a group to hold, and the combination,
-    # which waits for every other trial, is never reached.
+    # the two stack groups (baseline and l2 as one model of 4 copies, offered first as the longest;
+    # dropout's 2), at most one is stored before the last kill: each process has a group to hold,
+    # and the combination, which waits for every other trial, is never reached.
     stored = 0
     for i, k in enumerate(random.Random(5).sample([0, 0, 1], 3)):
         mark = tmp_path / f"held-{i}"
         proc = held_cli([*args, "--out", out], f"after:{k}", mark)
-        stored += 2 * k
+        stored += 4 * k
         kill_when(proc, lambda: holding(mark) and _progressed(url, stored, running=2, pid=proc.pid),
                   f"{stored} trials stored and this process's next group of 2 held")  # fmt: skip
     partial = rebuild_report(out)  # the report of a study stopped part-way says what is missing
@@ -445,8 +445,7 @@ def test_a_stacked_study_equals_the_separate_one_and_says_which_arms_stacked(sig
 @pytest.mark.slow
 def test_a_killed_stacked_study_resumes_and_completes_each_point_once(signals, tmp_path):
     """Killed while its second stack group (all three seeds claimed) is held (``held_cli.py``),
-    the other six trials stored (the three of l2, whose penalty does not stack, and the first
-    group's)."""
+    the first group's six trials stored (baseline and l2, one stacked model, the longest first)."""
     args = ["study", "--dataset", signals, "--set", "data.batch_size=32", "--width", 16, "--epochs", 6,
             "--seeds", 3, "--arms", "baseline,dropout,l2", "--stack", "--quiet", "--out", tmp_path]  # fmt: skip
     url = sqlite_url(tmp_path)
