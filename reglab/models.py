@@ -5,7 +5,8 @@ The layers are PyTorch's own (``reglab.matmul.Linear`` is ``nn.Linear`` whose pr
 may give to oneDNN); tests/test_models.py checks them against TECHNIQUES.md 8-10:
 
 - Dropout (p): in ``train()`` mode each unit is zeroed with probability p and survivors are
-  scaled by 1/(1-p); in ``eval()`` mode nothing is dropped.
+  scaled by 1/(1-p); in ``eval()`` mode nothing is dropped (``reglab.regularize.Dropout``, an
+  ``nn.Dropout`` whose mask on CPU is drawn from float32 uniforms, in half the time).
 - Batch norm: ``x̂ = (x - μ_B)/√(σ²_B + ε)``, ``y = γ x̂ + β``, ε = 1e-5, with running averages
   of μ and σ² used at evaluation. Layer norm normalizes each sample across its features (for a
   cnn: ``GroupNorm(1, C)``, across channels and positions, with per-channel γ, β); group norm
@@ -33,6 +34,7 @@ from reglab.errors import ReglabError, ReglabTypeError
 from reglab.matmul import Linear
 from reglab.recurrent import Recurrent
 from reglab.registry import Registry
+from reglab.regularize.dropout import Dropout
 from reglab.regularize.weights import NORM_LAYERS, named_weights, weight_grad_norms
 
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry(
@@ -176,7 +178,7 @@ def mlp(
         layers += _norm(norm, width, groups, dims=1, spatial=False)
         layers.append(_activation(activation, slope))
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
     layers.append(Linear(n_in if depth == 0 else width, n_out))
     return _initialized(nn.Sequential(*layers), init, activation)
 
@@ -218,7 +220,7 @@ def cnn(
             layers.append(pool(2))
             size //= 2
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         channels = width
     pool_all = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
     layers += [pool_all, nn.Flatten(), Linear(channels, n_out)]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reglab.regularize.dropout import Dropout
+
 
 class LayerNormRNN(nn.Module):
     """A stack of tanh recurrent layers with layer norm inside the recurrence (equation above);
@@ -53,7 +55,7 @@ class Recurrent(nn.Module):
             self.recurrent = nn.GRU(n_features, width, num_layers=depth, batch_first=True)
         else:
             self.recurrent = nn.RNN(n_features, width, num_layers=depth, nonlinearity="tanh", batch_first=True)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from torch import nn
 
 from reglab import matmul
 from reglab.errors import ReglabError
+from reglab.regularize.dropout import Dropout, dropout_mask
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)
 
@@ -82,17 +83,27 @@ class _LayerNorm(nn.Module):
 
 
 class _Dropout(nn.Module):
-    """Each copy's mask from its own generator, as ``F.dropout`` draws it from the global RNG
-    on CPU: ``bernoulli(1 − p)``, divided by ``1 − p``, times the input. (On CUDA, ``F.dropout``'s
-    fused kernel draws its masks otherwise: a copy's masks are its own, not its separate run's.)"""
+    """Each copy's mask from its own generator, as its own layer draws it from the global RNG on
+    CPU: for ``reglab.regularize.Dropout``, ``dropout_mask``'s (copy s's slice of the uniforms
+    drawn from generator s); for a plain ``nn.Dropout``, ``F.dropout``'s ``bernoulli(1 − p)``
+    divided by ``1 − p``. Either times the input. (Off the CPU both layers use ``F.dropout``'s
+    fused kernel, which draws its masks otherwise: a copy's masks are its own, not its separate
+    run's.)"""
 
-    def __init__(self, p: float, generators: Sequence[torch.Generator]) -> None:
+    def __init__(self, p: float, generators: Sequence[torch.Generator], uniform: bool) -> None:
         super().__init__()
-        self.p, self.generators = p, list(generators)
+        self.p, self.generators, self.uniform = p, list(generators), uniform
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
+        if self.p == 1:  # every unit dropped, as F.dropout
+            return x * 0
+        if self.uniform:
+            u = torch.empty(x.shape, device=x.device)
+            for row, g in zip(u, self.generators):
+                row.uniform_(generator=g)
+            return x * dropout_mask(x, self.p, out=u)
         mask = torch.empty_like(x)
         for m, g in zip(mask, self.generators):
             m.bernoulli_(1 - self.p, generator=g)
@@ -144,7 +155,7 @@ class StackedModel(nn.Module):
             elif isinstance(first, nn.LayerNorm):
                 layers.append(_LayerNorm(same))
             elif isinstance(first, nn.Dropout):
-                layers.append(_Dropout(first.p, generators))
+                layers.append(_Dropout(first.p, generators, uniform=isinstance(first, Dropout)))
             else:
                 layers.append(first)  # elementwise: the same for every copy
         self.layers = nn.Sequential(*layers)

@@ -4,6 +4,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from reglab import cnn
 from reglab.lab.build import build
@@ -11,6 +13,7 @@ from reglab.lab.recipe import Recipe
 from reglab.lab.run import train_recipe
 from reglab.lab.stack import recipe_problem, run_stacked, stack_key, stacked_trainer
 from reglab.lab.study.arms import ARMS
+from reglab.regularize import Dropout
 from reglab.train.stacked import layers_problem
 
 KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc")
@@ -171,3 +174,23 @@ def test_what_cannot_be_stacked_says_why():
     assert layers_problem([cnn((1, 40), 10)]) == "a Conv1d layer"
     with pytest.raises(ValueError, match="except the seed, what their batches go through, early stopping and the"):
         run_stacked([Recipe(), Recipe().updated({"model.width": 64})], [Path(tempfile.mkdtemp())] * 2)
+
+
+@pytest.mark.parametrize("layer", [Dropout, nn.Dropout])
+def test_a_stacked_copy_s_dropout_mask_is_the_one_its_own_model_draws(layer):
+    """reglab's Dropout (float32 uniforms) and torch's (``bernoulli_``) alike: copy s's mask in
+    the stacked model is the one its own model draws from the global RNG in copy s's state."""
+    from reglab.train.stacked_model import StackedModel
+
+    models = [nn.Sequential(nn.Linear(5, 64), layer(0.4)) for _ in range(3)]
+    states = [torch.manual_seed(10 + s).get_state() for s in range(3)]
+    generators = [torch.Generator().manual_seed(0) for _ in range(3)]
+    for g, state in zip(generators, states):
+        g.set_state(state)
+    x = torch.randn(3, 11, 5)
+    stacked = StackedModel(models, generators).train()(x)
+    for s, model in enumerate(models):
+        torch.set_rng_state(states[s])
+        own = model.train()(x[s])
+        assert torch.equal(stacked[s] == 0, own == 0) and (own == 0).any()
+        torch.testing.assert_close(stacked[s], own, rtol=1e-6, atol=1e-6)  # baddbmm rounds as addmm, nearly
